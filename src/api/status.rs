@@ -1,0 +1,31 @@
+//! `GET /api/v1/status/{id}`: `{"correlation_id", "status", "submitted_at", "updated_at"}`.
+
+use bytes::Bytes;
+
+use super::lookup::with_state;
+use crate::error::Error;
+use crate::http::Response;
+use crate::shard::context::ShardCtx;
+use crate::shard::id::CorrelationId;
+use crate::store::RequestState;
+
+/// Handles one status lookup.
+pub async fn handle(ctx: &ShardCtx, raw_id: &Bytes) -> Result<Response, Error> {
+    let body = with_state(ctx, raw_id, render).await?;
+    Ok(Response::json(200, body))
+}
+
+/// The status body.
+pub fn render(id: &CorrelationId, s: &RequestState) -> Vec<u8> {
+    let mut b = Vec::with_capacity(160);
+    b.extend_from_slice(b"{\"correlation_id\":\"");
+    b.extend_from_slice(&id.to_text());
+    b.extend_from_slice(b"\",\"status\":\"");
+    b.extend_from_slice(s.status.as_str().as_bytes());
+    b.extend_from_slice(b"\",\"submitted_at\":\"");
+    b.extend_from_slice(&s.submitted_at.rfc3339());
+    b.extend_from_slice(b"\",\"updated_at\":\"");
+    b.extend_from_slice(&s.updated_at.rfc3339());
+    b.extend_from_slice(b"\"}");
+    b
+}

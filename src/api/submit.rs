@@ -1,0 +1,303 @@
+//! `POST /api/v1/submit`: validate the body, mint an id this shard owns, queue the job, and answer
+//! 202 only once the queue accepted it (503 + `Retry-After` otherwise). The payload is kept as the
+//! bytes the client sent: it is validated, never re-serialised.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracing::debug;
+
+use super::json::{scan, ScanError};
+use crate::clock::Timestamp;
+use crate::error::{Error, ErrorKind, FieldError};
+use crate::http::{Request, RequestHead, Response};
+use crate::queue::{Job, Metadata, QueueBackend, QueueError};
+use crate::shard::context::ShardCtx;
+
+/// A validated submit body: where its parts are in the body, and the parsed options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The `payload` object's bytes.
+    pub payload: Range<usize>,
+    /// The `headers` object's bytes, if given.
+    pub headers: Option<Range<usize>>,
+    /// The options.
+    pub metadata: Metadata,
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct MetadataIn<'a> {
+    #[serde(default)]
+    priority: Option<i64>,
+    #[serde(default)]
+    timeout: Option<f64>,
+    #[serde(default)]
+    retry_count: Option<i64>,
+    #[serde(borrow, default)]
+    endpoint: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+}
+
+/// Whether a `Content-Type` value is JSON in UTF-8 (`application/json`, optionally with
+/// `charset=utf-8`).
+pub fn is_json_media_type(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else { return false };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+            v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        Some(_) => true,
+        None => p.trim().is_empty(),
+    })
+}
+
+/// The head-only check for submit: JSON, not content-encoded.
+pub fn precheck(head: &RequestHead) -> Result<(), Error> {
+    if head.content_encoded {
+        return Err(Error::new(ErrorKind::UnsupportedMediaType, "Content-Encoding is not supported"));
+    }
+    match &head.content_type {
+        Some(ct) if is_json_media_type(ct) => Ok(()),
+        _ => Err(Error::new(
+            ErrorKind::UnsupportedMediaType,
+            "Content-Type must be application/json (UTF-8)",
+        )),
+    }
+}
+
+/// Validates a submit body (400 for bad JSON, 422 for a wrong shape).
+pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::new(ErrorKind::MalformedJson, "request body is not valid UTF-8"))?;
+    scan(body).map_err(|e| match e {
+        ScanError::TooDeep => Error::new(ErrorKind::MalformedJson, "JSON nested too deeply"),
+        ScanError::LoneSurrogate => Error::new(ErrorKind::MalformedJson, "JSON has a lone surrogate escape"),
+    })?;
+    let parsed: Body<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::fields(vec![field(&[], &e.to_string(), "type_error")]),
+        _ => Error::owned(ErrorKind::MalformedJson, format!("malformed JSON: {e}")),
+    })?;
+
+    let mut errors = Vec::new();
+    let payload = match parsed.payload {
+        None => {
+            errors.push(field(&["payload"], "field required", "value_error.missing"));
+            None
+        }
+        Some(p) if !p.get().starts_with('{') => {
+            errors.push(field(&["payload"], "value is not a valid dict", "type_error.dict"));
+            None
+        }
+        Some(p) => Some(range_in(text, p.get())),
+    };
+    let headers = match parsed.headers {
+        Some(h) if h.get() != "null" => {
+            match serde_json::from_str::<HashMap<Cow<'_, str>, Cow<'_, str>>>(h.get()) {
+                Ok(_) => Some(range_in(text, h.get())),
+                Err(_) => {
+                    errors.push(field(&["headers"], "value is not a valid dict of strings", "type_error.dict"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let meta: MetadataIn<'_> = match parsed.metadata {
+        Some(m) if !m.get().starts_with('{') && m.get() != "null" => {
+            errors.push(field(&["metadata"], "value is not a valid dict", "type_error.dict"));
+            MetadataIn::default()
+        }
+        Some(m) if m.get() != "null" => serde_json::from_str(m.get()).unwrap_or_else(|e| {
+            errors.push(field(&["metadata"], &format!("invalid metadata: {e}"), "type_error"));
+            MetadataIn::default()
+        }),
+        _ => MetadataIn::default(),
+    };
+    let priority = meta.priority.unwrap_or(0);
+    if !(0..=9).contains(&priority) {
+        errors.push(field(&["metadata", "priority"], "ensure this value is between 0 and 9", "value_error.number"));
+    }
+    let timeout = match meta.timeout {
+        None => default_timeout,
+        Some(t) if t > 0.0 && t <= 31_536_000.0 => Duration::from_secs_f64(t),
+        Some(_) => {
+            errors.push(field(
+                &["metadata", "timeout"],
+                "ensure this value is greater than 0 (and at most one year)",
+                "value_error.number",
+            ));
+            default_timeout
+        }
+    };
+    let retry_count = meta.retry_count.unwrap_or(0);
+    if retry_count < 0 {
+        errors.push(field(&["metadata", "retry_count"], "ensure this value is >= 0", "value_error.number"));
+    }
+    match payload {
+        Some(payload) if errors.is_empty() => Ok(Submission {
+            payload,
+            headers,
+            metadata: Metadata {
+                priority: priority as u8,
+                timeout,
+                retry_count: retry_count.min(i64::from(u32::MAX)) as u32,
+                endpoint: meta.endpoint.map(Cow::into_owned),
+                method: meta.method.map(Cow::into_owned),
+            },
+        }),
+        _ => Err(Error::fields(errors)),
+    }
+}
+
+fn field(loc: &[&str], msg: &str, kind: &'static str) -> FieldError {
+    let mut path = vec!["body".to_owned()];
+    path.extend(loc.iter().map(|s| (*s).to_owned()));
+    FieldError { loc: path, msg: msg.to_owned(), kind }
+}
+
+/// The range of `inner` (a raw value borrowed from `outer`) within `outer`.
+fn range_in(outer: &str, inner: &str) -> Range<usize> {
+    let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+    start..start + inner.len()
+}
+
+/// Handles one submit.
+pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
+    let sub = parse(&req.body, ctx.config.worker.timeout)?;
+    let id = ctx.minter.borrow_mut().mint();
+    let now = Timestamp::now();
+    let job = Job {
+        id,
+        payload: req.body.slice(sub.payload),
+        headers: sub.headers.map(|r| req.body.slice(r)),
+        metadata: sub.metadata,
+        submitted_at: now,
+    };
+    ctx.table.borrow_mut().insert_pending(id, now);
+    if let Err(e) = ctx.backend.enqueue(job).await {
+        ctx.table.borrow_mut().remove(&id);
+        ctx.metrics.borrow_mut().publish_failed += 1;
+        let msg = match e {
+            QueueError::Full => "queue is full; retry later",
+            QueueError::Unavailable => "queue backend unavailable; retry later",
+            QueueError::Closed => "shutting down; retry later",
+        };
+        return Err(Error::new(ErrorKind::QueueUnavailable, msg));
+    }
+    ctx.metrics.borrow_mut().published += 1;
+    debug!(correlation_id = %id, "accepted");
+    let mut body = Vec::with_capacity(112);
+    body.extend_from_slice(b"{\"correlation_id\":\"");
+    body.extend_from_slice(&id.to_text());
+    body.extend_from_slice(b"\",\"status\":\"PENDING\",\"submitted_at\":\"");
+    body.extend_from_slice(&now.rfc3339());
+    body.extend_from_slice(b"\"}");
+    let mut resp = Response::json(202, body);
+    resp.location = Some(id);
+    Ok(resp)
+}
+
+/// The body bytes of a submission's payload (for tests and benches).
+pub fn payload_of(body: &Bytes, sub: &Submission) -> Bytes {
+    body.slice(sub.payload.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(300);
+
+    fn status_of(body: &str) -> u16 {
+        match parse(body.as_bytes(), T) {
+            Ok(_) => 202,
+            Err(e) => e.kind().status(),
+        }
+    }
+
+    #[test]
+    fn body_table() {
+        let deep = format!("{{\"payload\":{{\"a\":{}{}}}}}", "[".repeat(200), "]".repeat(200));
+        let cases: Vec<(&str, u16)> = vec![
+            (r#"{"payload":{"operation":"echo","data":"Hello!"}}"#, 202),
+            (r#"{"payload":{},"headers":{"X-Tenant":"a"},"metadata":{"priority":5,"timeout":300,"endpoint":"billing","method":"POST","other":1}}"#, 202),
+            (r#"{"payload":{},"headers":null,"metadata":null}"#, 202),
+            (r#"{"payload":{},"unknown":1}"#, 202),
+            (r#"{"payload":{"#, 400),
+            (r#"{"payload":{}} trailing"#, 400),
+            ("", 400),
+            ("\u{feff}{\"payload\":{}}", 400),
+            (r#"{"payload":{"a":"\ud800"}}"#, 400),
+            (&deep, 400),
+            (r#"{"payload":{},"payload":{}}"#, 422),
+            (r#"[]"#, 422),
+            (r#"{}"#, 422),
+            (r#"{"payload":[]}"#, 422),
+            (r#"{"payload":"x"}"#, 422),
+            (r#"{"payload":null}"#, 422),
+            (r#"{"payload":{},"metadata":{"priority":10}}"#, 422),
+            (r#"{"payload":{},"metadata":{"priority":-1}}"#, 422),
+            (r#"{"payload":{},"metadata":{"priority":"high"}}"#, 422),
+            (r#"{"payload":{},"metadata":{"timeout":0}}"#, 422),
+            (r#"{"payload":{},"metadata":{"timeout":-5}}"#, 422),
+            (r#"{"payload":{},"metadata":{"retry_count":-1}}"#, 422),
+            (r#"{"payload":{},"metadata":[]}"#, 422),
+            (r#"{"payload":{},"headers":{"a":1}}"#, 422),
+            (r#"{"payload":{},"headers":[]}"#, 422),
+        ];
+        for (body, want) in cases {
+            assert_eq!(status_of(body), want, "{body}");
+        }
+        assert_eq!(parse(b"{\"payload\":{\"a\":\"\xff\"}}", T).unwrap_err().kind(), ErrorKind::MalformedJson);
+    }
+
+    #[test]
+    fn keeps_payload_bytes_and_reads_metadata() {
+        let body = Bytes::from_static(br#"{ "metadata": {"priority": 3, "timeout": 1.5}, "payload" : {"b": 1.50,  "a":[ ]} }"#);
+        let sub = parse(&body, T).unwrap();
+        assert_eq!(&payload_of(&body, &sub)[..], br#"{"b": 1.50,  "a":[ ]}"#);
+        assert_eq!(sub.metadata.priority, 3);
+        assert_eq!(sub.metadata.timeout, Duration::from_millis(1500));
+        assert_eq!(sub.headers, None);
+    }
+
+    #[test]
+    fn validation_errors_carry_locations() {
+        let e = parse(br#"{"metadata":{"priority":10}}"#, T).unwrap_err();
+        let crate::error::Detail::Fields(fields) = e.detail() else { panic!("{e:?}") };
+        let locs: Vec<String> = fields.iter().map(|f| f.loc.join(".")).collect();
+        assert_eq!(locs, ["body.payload", "body.metadata.priority"]);
+        assert_eq!(fields[0].kind, "value_error.missing");
+    }
+
+    #[test]
+    fn media_types() {
+        for ok in ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/json;charset=\"UTF-8\""] {
+            assert!(is_json_media_type(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["text/plain", "application/json; charset=iso-8859-1", "application/jsonx", "", "application/x-www-form-urlencoded"] {
+            assert!(!is_json_media_type(bad.as_bytes()), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Wall-clock timestamps as the API shows them: RFC 3339 UTC with microseconds for JSON bodies,
+//! IMF-fixdate for the HTTP `Date` header. Formatting is done by hand into fixed-size arrays so the
+//! hot path allocates nothing and pulls in no date crate.
+
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Microseconds since the Unix epoch, UTC. The one representation of a point in wall-clock time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Timestamp(pub u64);
+
+/// Length of an RFC 3339 timestamp as written by [`Timestamp::rfc3339`]: `2026-11-26T10:30:00.123456Z`.
+pub const RFC3339_LEN: usize = 27;
+/// Length of an IMF-fixdate: `Thu, 26 Nov 2026 10:30:00 GMT`.
+pub const HTTP_DATE_LEN: usize = 29;
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
+    }
+
+    /// Whole milliseconds from `self` to `later` (0 if `later` is earlier).
+    pub fn millis_until(self, later: Timestamp) -> u64 {
+        later.0.saturating_sub(self.0) / 1000
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub fn rfc3339(self) -> [u8; RFC3339_LEN] {
+        let secs = self.0 / 1_000_000;
+        let micros = (self.0 % 1_000_000) as u32;
+        let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+        let sod = (secs % 86_400) as u32;
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut out[0..4], y as u32);
+        put_digits(&mut out[5..7], mo);
+        put_digits(&mut out[8..10], d);
+        put_digits(&mut out[11..13], sod / 3600);
+        put_digits(&mut out[14..16], sod / 60 % 60);
+        put_digits(&mut out[17..19], sod % 60);
+        put_digits(&mut out[20..26], micros);
+        out
+    }
+
+    /// `Day, DD Mon YYYY HH:MM:SS GMT` (RFC 9110 §5.6.7).
+    pub fn http_date(self) -> [u8; HTTP_DATE_LEN] {
+        const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+        const MONTHS: [&[u8; 3]; 12] = [
+            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+            b"Dec",
+        ];
+        let secs = self.0 / 1_000_000;
+        let days = secs / 86_400;
+        let (y, mo, d) = civil_from_days(days as i64);
+        let sod = (secs % 86_400) as u32;
+        let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+        out[0..3].copy_from_slice(DAYS[(days % 7) as usize]);
+        put_digits(&mut out[5..7], d);
+        out[8..11].copy_from_slice(MONTHS[(mo - 1) as usize]);
+        put_digits(&mut out[12..16], y as u32);
+        put_digits(&mut out[17..19], sod / 3600);
+        put_digits(&mut out[20..22], sod / 60 % 60);
+        put_digits(&mut out[23..25], sod % 60);
+        out
+    }
+}
+
+thread_local! {
+    static DATE_CACHE: Cell<(u64, [u8; HTTP_DATE_LEN])> = const { Cell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
+}
+
+/// The `Date` header value for now, formatted at most once per second per thread.
+pub fn http_date_now() -> [u8; HTTP_DATE_LEN] {
+    let now = Timestamp::now();
+    let sec = now.0 / 1_000_000;
+    DATE_CACHE.with(|c| {
+        let (cached_sec, text) = c.get();
+        if cached_sec == sec {
+            return text;
+        }
+        let text = now.http_date();
+        c.set((sec, text));
+        text
+    })
+}
+
+fn put_digits(out: &mut [u8], mut v: u32) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        let cases: &[(u64, &str, &str)] = &[
+            (0, "1970-01-01T00:00:00.000000Z", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (
+                951_782_400_000_001,
+                "2000-02-29T00:00:00.000001Z",
+                "Tue, 29 Feb 2000 00:00:00 GMT",
+            ),
+            (
+                1_795_689_000_123_456,
+                "2026-11-26T10:30:00.123456Z",
+                "Thu, 26 Nov 2026 10:30:00 GMT",
+            ),
+            (
+                4_102_444_799_999_999,
+                "2099-12-31T23:59:59.999999Z",
+                "Thu, 31 Dec 2099 23:59:59 GMT",
+            ),
+        ];
+        for &(micros, rfc, http) in cases {
+            let t = Timestamp(micros);
+            assert_eq!(std::str::from_utf8(&t.rfc3339()).unwrap(), rfc);
+            assert_eq!(std::str::from_utf8(&t.http_date()).unwrap(), http);
+        }
+    }
+
+    #[test]
+    fn millis_until_saturates() {
+        assert_eq!(Timestamp(5_000).millis_until(Timestamp(17_999)), 12);
+        assert_eq!(Timestamp(17_999).millis_until(Timestamp(5_000)), 0);
+    }
+}

@@ -1,0 +1,263 @@
+//! The table of configuration keys: dotted name, default, help. `--help`, the environment names
+//! and the defaults all come from it, and [`set`] is the one parser for every key.
+
+use std::time::Duration;
+
+use super::{Config, ConfigError, CpuList, IoDriver, LogFormat, QueueType};
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// Dotted name, `section.key`.
+    pub name: &'static str,
+    /// Default in text form; `None` when the default is computed (shards) or unset.
+    pub default: Option<&'static str>,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+const fn key(name: &'static str, default: Option<&'static str>, help: &'static str) -> Key {
+    Key { name, default, help }
+}
+
+/// Every key, in the order `--help` shows them.
+pub const KEYS: &[Key] = &[
+    key("server.host", Some("0.0.0.0"), "listen address"),
+    key("server.port", Some("8000"), "listen port (0 picks a free port)"),
+    key("server.shards", None, "shards, one thread each [default: number of CPUs]"),
+    key("server.cpus", None, "CPU list to pin shards to, e.g. 0-3,8 [default: no pinning]"),
+    key("server.max_body_bytes", Some("1048576"), "largest request body (413 above)"),
+    key("server.max_header_bytes", Some("16384"), "largest request head (431 above)"),
+    key("server.max_uri_bytes", Some("8192"), "longest request target (414 above)"),
+    key("server.header_read_timeout_seconds", Some("10"), "time to receive a request head"),
+    key("server.body_read_timeout_seconds", Some("30"), "time to receive a request body"),
+    key("server.idle_timeout_seconds", Some("60"), "keep-alive idle time before closing"),
+    key("server.shutdown_grace_seconds", Some("30"), "time for in-flight work on SIGTERM/SIGINT"),
+    key("server.io_driver", Some("auto"), "event-loop driver: auto (io_uring, else epoll), uring or epoll"),
+    key("queue.type", Some("memory"), "memory (embedded, not durable) or redis"),
+    key("queue.redis_url", Some("redis://localhost:6379"), "redis://[user:pass@]host:port[/db]"),
+    key("queue.request_queue_name", Some("openhqm-requests"), "work stream prefix"),
+    key("queue.response_queue_name", Some("openhqm-responses"), "response stream prefix"),
+    key("queue.dlq_name", Some("openhqm-dlq"), "dead-letter stream prefix"),
+    key("queue.max_depth", Some("1000000"), "embedded queue: jobs waiting per shard before 503"),
+    key("worker.count", Some("64"), "worker slots per shard"),
+    key("worker.batch_size", Some("10"), "most jobs fetched per read"),
+    key("worker.timeout_seconds", Some("300"), "default processing deadline"),
+    key("worker.max_retries", Some("3"), "retries before the dead-letter queue"),
+    key("worker.retry_delay_base", Some("1.0"), "first retry delay, seconds (with jitter)"),
+    key("worker.retry_delay_max", Some("60.0"), "longest retry delay, seconds"),
+    key("cache.type", None, "where request state lives [default: follows queue.type]"),
+    key("cache.redis_url", None, "Redis URL for state [default: queue.redis_url]"),
+    key("cache.ttl_seconds", Some("3600"), "how long a final state stays readable"),
+    key("monitoring.metrics_enabled", Some("true"), "serve /metrics"),
+    key("monitoring.log_level", Some("info"), "error, warn, info, debug or trace"),
+    key("monitoring.log_format", Some("json"), "json or text"),
+];
+
+/// The environment variable for a dotted key: `server.port` → `OPENHQM_SERVER__PORT`.
+pub fn env_name(key: &str) -> String {
+    format!("OPENHQM_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// The dotted key for an `OPENHQM_*` variable name, if it has the `SECTION__KEY` shape.
+pub fn key_of_env(var: &str) -> Option<String> {
+    let rest = var.strip_prefix("OPENHQM_")?;
+    let (section, key) = rest.split_once("__")?;
+    Some(format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// Sets `name` on `c` from `value`.
+pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
+    let v = value.trim();
+    match name {
+        "server.host" => c.server.host = nonempty(name, v)?,
+        "server.port" => c.server.port = int(name, v, 0, u64::from(u16::MAX))? as u16,
+        "server.shards" => c.server.shards = Some(int(name, v, 1, 1024)? as usize),
+        "server.cpus" => c.server.cpus = Some(CpuList::parse(v)?),
+        "server.max_body_bytes" => c.server.max_body_bytes = int(name, v, 1, 1 << 40)?,
+        "server.max_header_bytes" => c.server.max_header_bytes = int(name, v, 256, 1 << 20)? as usize,
+        "server.max_uri_bytes" => c.server.max_uri_bytes = int(name, v, 64, 1 << 20)? as usize,
+        "server.header_read_timeout_seconds" => c.server.header_read_timeout = secs(name, v)?,
+        "server.body_read_timeout_seconds" => c.server.body_read_timeout = secs(name, v)?,
+        "server.idle_timeout_seconds" => c.server.idle_timeout = secs(name, v)?,
+        "server.shutdown_grace_seconds" => c.server.shutdown_grace = secs(name, v)?,
+        "server.io_driver" => c.server.io_driver = io_driver(name, v)?,
+        "queue.type" => c.queue.kind = queue_type(name, v)?,
+        "queue.redis_url" => c.queue.redis_url = redis_url(name, v)?,
+        "queue.request_queue_name" => c.queue.request_queue_name = stream_name(name, v)?,
+        "queue.response_queue_name" => c.queue.response_queue_name = stream_name(name, v)?,
+        "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
+        "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
+        "worker.count" => c.worker.count = int(name, v, 1, 1 << 20)? as usize,
+        "worker.batch_size" => c.worker.batch_size = int(name, v, 1, 10_000)? as usize,
+        "worker.timeout_seconds" => c.worker.timeout = secs(name, v)?,
+        "worker.max_retries" => c.worker.max_retries = int(name, v, 0, 1000)? as u32,
+        "worker.retry_delay_base" => c.worker.retry_delay_base = secs(name, v)?,
+        "worker.retry_delay_max" => c.worker.retry_delay_max = secs(name, v)?,
+        "cache.type" => c.cache.kind = Some(queue_type(name, v)?),
+        "cache.redis_url" => c.cache.redis_url = Some(redis_url(name, v)?),
+        "cache.ttl_seconds" => c.cache.ttl = secs(name, v)?,
+        "monitoring.metrics_enabled" => c.monitoring.metrics_enabled = boolean(name, v)?,
+        "monitoring.log_level" => c.monitoring.log_level = log_level(name, v)?,
+        "monitoring.log_format" => c.monitoring.log_format = log_format(name, v)?,
+        _ => return Err(ConfigError(format!("unknown configuration key {name:?}"))),
+    }
+    Ok(())
+}
+
+fn invalid(name: &str, v: &str, want: &str) -> ConfigError {
+    ConfigError(format!("{name}: invalid value {v:?}: expected {want}"))
+}
+
+fn nonempty(name: &str, v: &str) -> Result<String, ConfigError> {
+    if v.is_empty() {
+        return Err(invalid(name, v, "a non-empty string"));
+    }
+    Ok(v.to_owned())
+}
+
+fn int(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(name, v, &format!("an integer from {min} to {max}"))),
+    }
+}
+
+fn secs(name: &str, v: &str) -> Result<Duration, ConfigError> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(invalid(name, v, "seconds, > 0 and at most one year")),
+    }
+}
+
+fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, v, "true or false")),
+    }
+}
+
+fn queue_type(name: &str, v: &str) -> Result<QueueType, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "memory" => Ok(QueueType::Memory),
+        "redis" => Ok(QueueType::Redis),
+        _ => Err(invalid(name, v, "memory or redis")),
+    }
+}
+
+fn io_driver(name: &str, v: &str) -> Result<IoDriver, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "auto" => Ok(IoDriver::Auto),
+        "uring" | "io_uring" => Ok(IoDriver::Uring),
+        "epoll" => Ok(IoDriver::Epoll),
+        _ => Err(invalid(name, v, "auto, uring or epoll")),
+    }
+}
+
+fn log_level(name: &str, v: &str) -> Result<tracing::Level, ConfigError> {
+    v.to_ascii_lowercase().parse().map_err(|_| invalid(name, v, "error, warn, info, debug or trace"))
+}
+
+fn log_format(name: &str, v: &str) -> Result<LogFormat, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "json" => Ok(LogFormat::Json),
+        "text" => Ok(LogFormat::Text),
+        _ => Err(invalid(name, v, "json or text")),
+    }
+}
+
+/// Stream names become Redis keys: keep them to a safe alphabet.
+fn stream_name(name: &str, v: &str) -> Result<String, ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !ok {
+        return Err(invalid(name, v, "1-128 characters of [A-Za-z0-9-_.:]"));
+    }
+    Ok(v.to_owned())
+}
+
+/// `redis://[user:pass@]host:port[/db]` (or `rediss://`). The value is never echoed: it may hold
+/// a password.
+fn redis_url(name: &str, v: &str) -> Result<String, ConfigError> {
+    let shape = || ConfigError(format!("{name}: expected redis://[user:pass@]host:port[/db]"));
+    let rest = v
+        .strip_prefix("redis://")
+        .or_else(|| v.strip_prefix("rediss://"))
+        .ok_or_else(shape)?;
+    let hostpart = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
+    if hostport.is_empty() || (!db.is_empty() && db.parse::<u32>().is_err()) {
+        return Err(shape());
+    }
+    if let Some((_, port)) = hostport.rsplit_once(':') {
+        if !hostport.ends_with(']') && port.parse::<u16>().is_err() {
+            return Err(shape());
+        }
+    }
+    Ok(v.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_in_the_table_is_settable_and_every_default_parses() {
+        let mut c = Config::default();
+        for k in KEYS {
+            let sample = k.default.unwrap_or_else(|| match k.name {
+                "server.shards" => "2",
+                "server.cpus" => "0-1",
+                "cache.type" => "memory",
+                "cache.redis_url" => "redis://h:1",
+                _ => panic!("no sample for {}", k.name),
+            });
+            set(&mut c, k.name, sample).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("server.port", "abc"),
+            ("server.port", "70000"),
+            ("server.shards", "0"),
+            ("worker.count", "-1"),
+            ("worker.timeout_seconds", "0"),
+            ("worker.retry_delay_base", "nan"),
+            ("queue.type", "kafka"),
+            ("monitoring.log_level", "loud"),
+            ("monitoring.metrics_enabled", "maybe"),
+            ("queue.request_queue_name", "a b"),
+            ("server.cpus", "x"),
+        ];
+        for (k, v) in cases {
+            let e = set(&mut Config::default(), k, v).unwrap_err();
+            assert!(e.0.contains(k), "{k}={v}: {e}");
+        }
+        let e = set(&mut Config::default(), "server.nope", "1").unwrap_err();
+        assert!(e.0.contains("server.nope"));
+    }
+
+    #[test]
+    fn redis_urls_are_checked_without_echoing_secrets() {
+        for ok in ["redis://localhost:6379", "redis://u:p@h:1/2", "rediss://h", "redis://[::1]:6379"] {
+            assert!(redis_url("queue.redis_url", ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://h", "redis://", "redis://u:hunter2@h:notaport", "redis://h:1/x"] {
+            let e = redis_url("queue.redis_url", bad).unwrap_err();
+            assert!(!e.0.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn env_names_round_trip() {
+        for k in KEYS {
+            assert_eq!(key_of_env(&env_name(k.name)).as_deref(), Some(k.name));
+        }
+        assert_eq!(env_name("server.port"), "OPENHQM_SERVER__PORT");
+        assert_eq!(key_of_env("OPENHQM_NOPE"), None);
+    }
+}

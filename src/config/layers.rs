@@ -1,0 +1,203 @@
+//! The configuration layers: defaults < TOML file < `OPENHQM_*` environment < command line.
+//! Inputs are passed in (not read from globals) so the precedence is tested directly.
+
+use std::fmt::Write as _;
+
+use super::keys::{env_name, key_of_env, KEYS};
+use super::{Config, ConfigError};
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Run with this configuration.
+    Run(Box<Config>),
+    /// Print this text (help or version) and exit 0.
+    Print(String),
+}
+
+/// Short flags and the keys they set.
+const ALIASES: &[(&str, &str)] = &[
+    ("host", "server.host"),
+    ("port", "server.port"),
+    ("shards", "server.shards"),
+    ("cpus", "server.cpus"),
+    ("workers", "worker.count"),
+    ("queue", "queue.type"),
+    ("log-level", "monitoring.log_level"),
+    ("log-format", "monitoring.log_format"),
+];
+
+/// Builds the configuration from the arguments (without the program name), the environment and
+/// the file `--config` names, read with `read_file`.
+pub fn load<A, E, F>(args: A, env: E, read_file: F) -> Result<Loaded, ConfigError>
+where
+    A: IntoIterator<Item = String>,
+    E: IntoIterator<Item = (String, String)>,
+    F: Fn(&str) -> std::io::Result<String>,
+{
+    let mut file = None;
+    let mut overrides = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Loaded::Print(help())),
+            "-V" | "--version" => {
+                return Ok(Loaded::Print(format!("openhqm {}\n", env!("CARGO_PKG_VERSION"))))
+            }
+            _ => {}
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(ConfigError(format!("unexpected argument {arg:?} (see --help)")));
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => (flag.to_owned(), None),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => args.next().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
+        };
+        if name == "config" {
+            file = Some(value);
+            continue;
+        }
+        let key = ALIASES.iter().find(|(a, _)| *a == name).map_or(name.as_str(), |(_, k)| k);
+        if !KEYS.iter().any(|k| k.name == key) {
+            return Err(ConfigError(format!("unknown option --{name} (see --help)")));
+        }
+        overrides.push((key.to_owned(), value));
+    }
+
+    let mut c = Config::default();
+    if let Some(path) = file {
+        let text = read_file(&path)
+            .map_err(|e| ConfigError(format!("--config {path}: cannot read: {e}")))?;
+        apply_toml(&mut c, &text).map_err(|e| ConfigError(format!("{path}: {e}")))?;
+    }
+    let mut env: Vec<(String, String)> =
+        env.into_iter().filter(|(k, _)| k.starts_with("OPENHQM_")).collect();
+    env.sort();
+    for (var, value) in env {
+        let key = key_of_env(&var)
+            .filter(|k| KEYS.iter().any(|known| known.name == k))
+            .ok_or_else(|| ConfigError(format!("unknown configuration variable {var}")))?;
+        c.set(&key, &value).map_err(|e| ConfigError(format!("{var}: {e}")))?;
+    }
+    for (key, value) in overrides {
+        c.set(&key, &value).map_err(|e| ConfigError(format!("--{key}: {e}")))?;
+    }
+    c.validate()?;
+    Ok(Loaded::Run(Box::new(c)))
+}
+
+/// Applies a TOML document of `[section]` tables of scalar keys.
+fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
+    let doc: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| ConfigError(format!("invalid TOML: {e}")))?;
+    for (section, table) in doc {
+        let toml::Value::Table(table) = table else {
+            return Err(ConfigError(format!("{section:?} must be a [section] table")));
+        };
+        for (key, value) in table {
+            let name = format!("{section}.{key}");
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => return Err(ConfigError(format!("{name}: expected a string, number or boolean"))),
+            };
+            c.set(&name, &text)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `--help` text, generated from the key table.
+pub fn help() -> String {
+    let mut s = String::from(
+        "openhqm: thread-per-core broker for asynchronous HTTP request processing\n\n\
+         USAGE: openhqm [--config FILE] [--KEY VALUE]...\n\n\
+         Precedence: defaults < --config FILE (TOML, [section] key = value) < environment < flags.\n\
+         Every key below is a flag (--server.port 8001) and an environment variable.\n\
+         Short flags: --host --port --shards --cpus --workers (worker.count) --queue (queue.type)\n\
+         --log-level --log-format.  Also: --help, --version.\n\nKEYS:\n",
+    );
+    for k in KEYS {
+        let default = k.default.map(|d| format!(" [default: {d}]")).unwrap_or_default();
+        let _ = writeln!(s, "  --{:<38} {}{}", k.name, k.help, default);
+        let _ = writeln!(s, "    {}", env_name(k.name));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn run(args: &[&str], env: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
+        let file = file.map(str::to_owned);
+        let loaded = load(
+            args.iter().map(|s| s.to_string()),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            |_| file.clone().ok_or_else(|| std::io::Error::other("no such file")),
+        )?;
+        match loaded {
+            Loaded::Run(c) => Ok(*c),
+            Loaded::Print(_) => panic!("printed"),
+        }
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_cli() {
+        let toml = "[server]\nport = 8001\nhost = \"127.0.0.1\"\n[worker]\ncount = 5\nmax_retries = 7\n";
+        let env = [("OPENHQM_SERVER__PORT", "8002"), ("OPENHQM_WORKER__COUNT", "6")];
+        let c = run(&["--config", "f.toml", "--port", "8003"], &env, Some(toml)).unwrap();
+        assert_eq!(c.server.port, 8003); // cli beats env beats file
+        assert_eq!(c.worker.count, 6); // env beats file
+        assert_eq!(c.worker.max_retries, 7); // file beats default
+        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.worker.batch_size, 10); // default
+        let c = run(&["--config=f.toml", "--worker.count=9"], &env, Some(toml)).unwrap();
+        assert_eq!((c.server.port, c.worker.count), (8002, 9));
+    }
+
+    #[test]
+    fn unrelated_environment_is_ignored() {
+        let c = run(&[], &[("PATH", "/bin"), ("OPENHQM_CACHE__TTL_SECONDS", "7200")], None).unwrap();
+        assert_eq!(c.cache.ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let cases: &[Case<'_>] = &[
+            (&["--port", "x"], &[], None, "server.port"),
+            (&["--nope", "1"], &[], None, "--nope"),
+            (&["--port"], &[], None, "--port"),
+            (&["stray"], &[], None, "stray"),
+            (&[], &[("OPENHQM_SERVER__PORTT", "1")], None, "OPENHQM_SERVER__PORTT"),
+            (&[], &[("OPENHQM_WORKER__COUNT", "0")], None, "OPENHQM_WORKER__COUNT"),
+            (&["--config", "f"], &[], Some("[server]\nbogus = 1\n"), "server.bogus"),
+            (&["--config", "f"], &[], Some("[server]\nport = \"x\"\n"), "server.port"),
+            (&["--config", "f"], &[], Some("port = 1\n"), "port"),
+            (&["--config", "f"], &[], Some("[server\n"), "invalid TOML"),
+            (&["--config", "missing"], &[], None, "missing"),
+        ];
+        for (args, env, file, want) in cases {
+            let e = run(args, env, *file).unwrap_err();
+            assert!(e.0.contains(want), "{args:?} {env:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_key_and_env_name() {
+        let h = help();
+        for k in KEYS {
+            assert!(h.contains(k.name) && h.contains(&env_name(k.name)), "{}", k.name);
+        }
+        let loaded = load(["--help".to_string()], [], |_| Ok(String::new())).unwrap();
+        assert!(matches!(loaded, Loaded::Print(t) if t.contains("USAGE")));
+    }
+}

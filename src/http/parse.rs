@@ -1,0 +1,361 @@
+//! Request-head parsing, sans-IO: bytes in, a [`RequestHead`], "need more bytes" or a
+//! [`HeadError`] out. httparse does the tokenising; this file applies RFC 9112's framing rules
+//! (the request-smuggling cases), the size limits and the few headers the broker acts on.
+
+use bytes::{Bytes, BytesMut};
+
+use super::HeadError;
+
+/// Most header fields accepted in one request; one more is a 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// Size limits for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Request line plus header fields, bytes.
+    pub max_head_bytes: usize,
+    /// Request target, bytes.
+    pub max_uri_bytes: usize,
+    /// Decoded body, bytes.
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_head_bytes: 16 * 1024, max_uri_bytes: 8 * 1024, max_body_bytes: 1 << 20 }
+    }
+}
+
+/// Request methods the broker knows. Anything else (including lowercase spellings) is a 501.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// PATCH
+    Patch,
+    /// TRACE
+    Trace,
+    /// CONNECT
+    Connect,
+}
+
+impl Method {
+    fn from_token(t: &str) -> Option<Method> {
+        Some(match t {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            _ => return None,
+        })
+    }
+
+    /// The method's token.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+        }
+    }
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head: only what the broker acts on, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The path of the target without its query (`*` for the asterisk form).
+    pub path: Bytes,
+    /// HTTP/1.`minor_version`.
+    pub minor_version: u8,
+    /// Whether the connection stays open after this request.
+    pub keep_alive: bool,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The `Content-Type` value, if any.
+    pub content_type: Option<Bytes>,
+    /// A `Content-Encoding` other than `identity` was sent.
+    pub content_encoded: bool,
+}
+
+/// Parses one request head from the front of `buf`. On success the head's bytes are consumed;
+/// on `Ok(None)` nothing is consumed and more bytes are needed.
+pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = req.parse(buf);
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return partial(buf, limits),
+        Err(httparse::Error::Version) => return version_error(buf, limits),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
+        Err(_) => return Err(HeadError::BadRequest("malformed request head")),
+    };
+    if len > limits.max_head_bytes {
+        return Err(HeadError::HeadersTooLarge);
+    }
+    let method = req.method.unwrap_or_default();
+    let method = Method::from_token(method).ok_or(HeadError::MethodNotImplemented)?;
+    let target = req.path.unwrap_or_default();
+    if target.len() > limits.max_uri_bytes {
+        return Err(HeadError::UriTooLong);
+    }
+    let minor_version = req.version.unwrap_or(1);
+    let path = target_path(target, method)?;
+    let path_range = subslice_range(buf, path.as_bytes());
+    let fields = Fields::scan(req.headers, buf)?;
+    if minor_version == 1 && fields.hosts != 1 {
+        return Err(HeadError::BadRequest("exactly one Host header is required"));
+    }
+    let framing = fields.framing()?;
+    let keep_alive = match minor_version {
+        0 => fields.conn_keep_alive && !fields.conn_close,
+        _ => !fields.conn_close,
+    };
+    let head_bytes = buf.split_to(len).freeze();
+    Ok(Some(RequestHead {
+        method,
+        path: head_bytes.slice(path_range),
+        minor_version,
+        keep_alive,
+        framing,
+        expect_continue: fields.expect_continue,
+        content_type: fields.content_type.map(|r| head_bytes.slice(r)),
+        content_encoded: fields.content_encoded,
+    }))
+}
+
+/// An incomplete head: fine unless it is already over a limit.
+fn partial(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HeadError> {
+    if buf.len() <= limits.max_head_bytes {
+        return Ok(None);
+    }
+    // Over the head limit: blame the URI if the request line itself never ended.
+    let line_window = &buf[..buf.len().min(limits.max_uri_bytes + 32)];
+    if !line_window.contains(&b'\n') {
+        Err(HeadError::UriTooLong)
+    } else {
+        Err(HeadError::HeadersTooLarge)
+    }
+}
+
+/// httparse only knows HTTP/1.0 and 1.1. HTTP/2+ on this connection is a 505; a later 1.x minor
+/// is served as 1.1 (RFC 9112 §2.3), by patching the digit and parsing again.
+fn version_error(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, HeadError> {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(v) = line.len().checked_sub(8).map(|at| &line[at..]) else {
+        return Err(HeadError::BadRequest("malformed request line"));
+    };
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => {
+            let at = line.len() - 1;
+            buf[at] = b'1';
+            parse_head(buf, limits)
+        }
+        [b'H', b'T', b'T', b'P', b'/', d, b'.', m] if d.is_ascii_digit() && m.is_ascii_digit() => {
+            Err(HeadError::VersionNotSupported)
+        }
+        _ => Err(HeadError::BadRequest("malformed request line")),
+    }
+}
+
+/// The path part of the request target (RFC 9112 §3.2).
+fn target_path(target: &str, method: Method) -> Result<&str, HeadError> {
+    let path = if target.starts_with('/') {
+        target
+    } else if target == "*" {
+        if method != Method::Options {
+            return Err(HeadError::BadRequest("asterisk-form is only for OPTIONS"));
+        }
+        target
+    } else if let Some(rest) = strip_scheme(target) {
+        // absolute-form: drop the authority.
+        match rest.find('/') {
+            Some(at) => &rest[at..],
+            None => return Ok("/"),
+        }
+    } else {
+        return Err(HeadError::BadRequest("malformed request target"));
+    };
+    Ok(path.split(['?', '#']).next().unwrap_or(path))
+}
+
+fn strip_scheme(target: &str) -> Option<&str> {
+    let lower = |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    if lower("http://") {
+        Some(&target[7..])
+    } else if lower("https://") {
+        Some(&target[8..])
+    } else {
+        None
+    }
+}
+
+/// The range of `inner` within `outer`; "/" (a static) maps to an empty range, handled by caller.
+fn subslice_range(outer: &[u8], inner: &[u8]) -> std::ops::Range<usize> {
+    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    if start <= outer.len() && start + inner.len() <= outer.len() {
+        start..start + inner.len()
+    } else {
+        // Not inside `outer` (the static "/" of an authority-only target): find it in the buffer.
+        let at = outer.iter().position(|&b| b == b'/').unwrap_or(0);
+        at..at + inner.len().min(1)
+    }
+}
+
+/// What the header fields say, gathered in one pass.
+#[derive(Default)]
+struct Fields {
+    hosts: u32,
+    content_length: Option<u64>,
+    length_fields: u32,
+    te_chunked: u32,
+    te_chunked_last: bool,
+    te_unknown: bool,
+    te_fields: u32,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    expect_continue: bool,
+    content_type: Option<std::ops::Range<usize>>,
+    content_encoded: bool,
+}
+
+impl Fields {
+    fn scan(headers: &[httparse::Header<'_>], buf: &[u8]) -> Result<Fields, HeadError> {
+        let mut f = Fields::default();
+        for h in headers {
+            let name = h.name;
+            let value = trim(h.value);
+            if value.contains(&0) {
+                return Err(HeadError::BadRequest("NUL in a header value"));
+            }
+            if name.eq_ignore_ascii_case("host") {
+                f.hosts += 1;
+                if !value.iter().all(|&b| is_host_byte(b)) {
+                    return Err(HeadError::BadRequest("invalid Host header"));
+                }
+            } else if name.eq_ignore_ascii_case("content-length") {
+                f.length_fields += 1;
+                for item in value.split(|&b| b == b',') {
+                    let n = parse_length(trim(item))?;
+                    if f.content_length.is_some_and(|prev| prev != n) {
+                        return Err(HeadError::BadRequest("conflicting Content-Length"));
+                    }
+                    f.content_length = Some(n);
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                f.te_fields += 1;
+                for coding in value.split(|&b| b == b',').map(trim) {
+                    if coding.is_empty() {
+                        continue;
+                    }
+                    let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    f.te_chunked += u32::from(chunked);
+                    f.te_unknown |= !chunked;
+                    f.te_chunked_last = chunked;
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in value.split(|&b| b == b',').map(trim) {
+                    f.conn_close |= token.eq_ignore_ascii_case(b"close");
+                    f.conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                if !value.eq_ignore_ascii_case(b"100-continue") {
+                    return Err(HeadError::ExpectationFailed);
+                }
+                f.expect_continue = true;
+            } else if name.eq_ignore_ascii_case("content-type") {
+                f.content_type = Some(subslice_range(buf, value));
+            } else if name.eq_ignore_ascii_case("content-encoding") {
+                f.content_encoded |= !value.is_empty() && !value.eq_ignore_ascii_case(b"identity");
+            }
+        }
+        Ok(f)
+    }
+
+    /// RFC 9112 §6.1 and §6.3: the framing, or the smuggling case it would open.
+    fn framing(&self) -> Result<Framing, HeadError> {
+        if self.te_fields > 0 {
+            if self.length_fields > 0 {
+                return Err(HeadError::BadRequest("both Content-Length and Transfer-Encoding"));
+            }
+            if self.te_chunked > 1 {
+                return Err(HeadError::BadRequest("chunked applied more than once"));
+            }
+            if self.te_chunked == 1 && !self.te_chunked_last {
+                return Err(HeadError::BadRequest("chunked is not the final transfer coding"));
+            }
+            if self.te_unknown {
+                return Err(HeadError::UnknownTransferCoding);
+            }
+            if self.te_chunked == 0 {
+                return Err(HeadError::BadRequest("empty Transfer-Encoding"));
+            }
+            return Ok(Framing::Chunked);
+        }
+        Ok(match self.content_length {
+            Some(0) | None => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        })
+    }
+}
+
+/// `1*DIGIT`, no sign, no spaces, no overflow (RFC 9112 §6.3 rule 5).
+fn parse_length(v: &[u8]) -> Result<u64, HeadError> {
+    const BAD: HeadError = HeadError::BadRequest("invalid Content-Length");
+    if v.is_empty() || v.len() > 19 {
+        return Err(BAD);
+    }
+    v.iter().try_fold(0u64, |acc, &b| match b {
+        b'0'..=b'9' => Ok(acc * 10 + u64::from(b - b'0')),
+        _ => Err(BAD),
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// reg-name / IP-literal / port characters (RFC 3986 §3.2.2), nothing that could start a path.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
+}

@@ -1,0 +1,161 @@
+//! Routing: a method and path to one of the API's endpoints, or to the 404/405 it deserves.
+//! [`Endpoint`] is also the bounded label set of the request metrics (route templates, never raw
+//! paths).
+
+use bytes::Bytes;
+
+use super::Method;
+
+/// The API's endpoints, as metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/v1/submit`
+    Submit,
+    /// `GET /api/v1/status/{correlation_id}`
+    Status,
+    /// `GET /api/v1/response/{correlation_id}`
+    Response,
+    /// `GET /health`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// Anything else (404s, malformed requests).
+    Other,
+}
+
+impl Endpoint {
+    /// All endpoints, in label order.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Submit,
+        Endpoint::Status,
+        Endpoint::Response,
+        Endpoint::Health,
+        Endpoint::Metrics,
+        Endpoint::Other,
+    ];
+
+    /// The route template (the metric label value).
+    pub const fn template(self) -> &'static str {
+        match self {
+            Endpoint::Submit => "/api/v1/submit",
+            Endpoint::Status => "/api/v1/status/{correlation_id}",
+            Endpoint::Response => "/api/v1/response/{correlation_id}",
+            Endpoint::Health => "/health",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::Other => "other",
+        }
+    }
+
+    /// The methods the endpoint answers, for `Allow`.
+    pub const fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Submit => "POST, OPTIONS",
+            Endpoint::Other => "",
+            _ => "GET, HEAD, OPTIONS",
+        }
+    }
+
+    /// Index into [`Endpoint::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The endpoint a path belongs to, whatever the method.
+    pub fn of_path(path: &[u8]) -> Endpoint {
+        match path {
+            b"/api/v1/submit" => Endpoint::Submit,
+            b"/health" => Endpoint::Health,
+            b"/metrics" => Endpoint::Metrics,
+            p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
+            p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
+            _ => Endpoint::Other,
+        }
+    }
+}
+
+const STATUS_PREFIX: &[u8] = b"/api/v1/status/";
+const RESPONSE_PREFIX: &[u8] = b"/api/v1/response/";
+
+/// A routed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Queue a request.
+    Submit,
+    /// Status of the id (the raw path segment, not yet validated).
+    Status(Bytes),
+    /// Response of the id (raw segment).
+    Response(Bytes),
+    /// Health check.
+    Health,
+    /// Prometheus metrics.
+    Metrics,
+    /// `OPTIONS` on a known endpoint: 204 with `Allow`.
+    Options(Endpoint),
+}
+
+/// Why a request has no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoute {
+    /// Unknown path: 404.
+    NotFound,
+    /// Known path, wrong method: 405 with this `Allow`.
+    MethodNotAllowed(&'static str),
+}
+
+/// Routes a request.
+pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
+    let endpoint = Endpoint::of_path(path);
+    if endpoint == Endpoint::Other {
+        return Err(NoRoute::NotFound);
+    }
+    let read = matches!(method, Method::Get | Method::Head);
+    match (endpoint, method) {
+        (_, Method::Options) => Ok(Route::Options(endpoint)),
+        (Endpoint::Submit, Method::Post) => Ok(Route::Submit),
+        (Endpoint::Status, _) if read => Ok(Route::Status(path.slice(STATUS_PREFIX.len()..))),
+        (Endpoint::Response, _) if read => Ok(Route::Response(path.slice(RESPONSE_PREFIX.len()..))),
+        (Endpoint::Health, _) if read => Ok(Route::Health),
+        (Endpoint::Metrics, _) if read => Ok(Route::Metrics),
+        _ => Err(NoRoute::MethodNotAllowed(endpoint.allow())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Method::*;
+
+    #[test]
+    fn routing_table() {
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let cases: Vec<(Method, String, Result<Route, NoRoute>)> = vec![
+            (Post, "/api/v1/submit".into(), Ok(Route::Submit)),
+            (Get, format!("/api/v1/status/{id}"), Ok(Route::Status(b(id)))),
+            (Head, format!("/api/v1/status/{id}"), Ok(Route::Status(b(id)))),
+            (Get, format!("/api/v1/response/{id}"), Ok(Route::Response(b(id)))),
+            (Get, "/api/v1/status/..%2F..".into(), Ok(Route::Status(b("..%2F..")))),
+            (Get, "/health".into(), Ok(Route::Health)),
+            (Head, "/metrics".into(), Ok(Route::Metrics)),
+            (Options, "/api/v1/submit".into(), Ok(Route::Options(Endpoint::Submit))),
+            (Get, "/api/v1/submit".into(), Err(NoRoute::MethodNotAllowed("POST, OPTIONS"))),
+            (Put, "/health".into(), Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS"))),
+            (Trace, "/health".into(), Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS"))),
+            (Post, format!("/api/v1/status/{id}"), Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS"))),
+            (Get, "/".into(), Err(NoRoute::NotFound)),
+            (Get, "/health/".into(), Err(NoRoute::NotFound)),
+            (Get, "/api/v1/statusx".into(), Err(NoRoute::NotFound)),
+            (Post, "/api/v1/submit/".into(), Err(NoRoute::NotFound)),
+        ];
+        for (m, path, want) in cases {
+            assert_eq!(route(m, &b(&path)), want, "{m:?} {path}");
+        }
+    }
+
+    #[test]
+    fn endpoint_indices_match_all() {
+        for (i, e) in Endpoint::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The `openhqm` binary: configuration → logging → shards, then wait for SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use openhqm::config::{self, Loaded, QueueType};
+use openhqm::{log, server};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info, warn};
+
+fn main() -> ExitCode {
+    let args = std::env::args().skip(1);
+    let config = match config::load(args, std::env::vars(), |p| std::fs::read_to_string(p)) {
+        Ok(Loaded::Run(c)) => c,
+        Ok(Loaded::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("openhqm: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log_guard = log::init(&config.monitoring);
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let grace = config.server.shutdown_grace;
+    let queue = config.queue.kind;
+    let running = match server::start(*config) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(
+        addr = %running.local_addr(),
+        shards = running.nr_shards(),
+        driver = running.driver(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    if queue == QueueType::Memory {
+        warn!("embedded queue (queue.type = memory): requests in flight are lost if the process dies");
+    }
+
+    // Wait for a signal, or for a shard to die on its own (a bug: exit non-zero).
+    loop {
+        if signals.pending().next().is_some() {
+            break;
+        }
+        if running.any_stopped() {
+            error!("a shard stopped unexpectedly; shutting down");
+            running.shutdown();
+            let _ = running.wait();
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+    running.shutdown();
+    // Shards bound their own drain by the grace period; a second signal stops waiting.
+    while !running.all_stopped() {
+        if signals.pending().next().is_some() {
+            warn!("second signal; exiting now");
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match running.wait() {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "shutdown failed");
+            ExitCode::FAILURE
+        }
+    }
+}

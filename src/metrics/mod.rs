@@ -1,0 +1,207 @@
+//! Per-shard metrics in plain integers (no atomics: a shard only touches its own), copied to the
+//! scraping shard over the mesh and summed there. Label sets are fixed enums, so series are
+//! bounded. `prometheus` writes the text format.
+
+pub mod histogram;
+pub mod prometheus;
+
+use crate::http::{Endpoint, Method};
+use crate::store::Status;
+pub use histogram::Histogram;
+
+/// Label values for `method`: the known methods, then `OTHER` for anything unparsed.
+pub const METHODS: [&str; 10] =
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "OTHER"];
+
+/// Statuses the broker sends; anything else is counted under the last slot (`0`).
+pub const STATUSES: [u16; 20] = [
+    200, 202, 204, 400, 401, 404, 405, 408, 413, 414, 415, 417, 422, 431, 500, 501, 503, 505, 100, 0,
+];
+
+/// Final outcomes of processing, the `status` label of the worker histogram.
+pub const OUTCOMES: [Status; 3] = [Status::Completed, Status::Failed, Status::Timeout];
+
+/// `error_type` label values of `openhqm_worker_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerError {
+    /// The processor returned an error.
+    Processing,
+    /// The processor ran past the deadline.
+    Timeout,
+}
+
+impl WorkerError {
+    /// Label values, by index.
+    pub const LABELS: [&'static str; 2] = ["processing_error", "timeout"];
+}
+
+/// `reason` label values of `openhqm_queue_dlq_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlqReason {
+    /// Retries exhausted.
+    MaxRetries,
+    /// The processor said retrying cannot help.
+    NonRetryable,
+}
+
+impl DlqReason {
+    /// Label values, by index.
+    pub const LABELS: [&'static str; 2] = ["max_retries_exceeded", "non_retryable"];
+}
+
+const N_REQ: usize = Endpoint::ALL.len() * METHODS.len() * STATUSES.len();
+
+/// One shard's metrics. Gauges that the shard can read at scrape time (queue depth, active
+/// slots, states held) are filled in then, not tracked on the hot path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardMetrics {
+    /// `openhqm_api_requests_total`, by endpoint × method × status.
+    pub requests: Box<[u64; N_REQ]>,
+    /// `openhqm_api_request_duration_seconds`, by endpoint.
+    pub request_duration: [Histogram; Endpoint::ALL.len()],
+    /// `openhqm_api_requests_in_flight`.
+    pub in_flight: u64,
+    /// Open HTTP connections.
+    pub connections: u64,
+    /// `openhqm_queue_publish_total{status="success"}`.
+    pub published: u64,
+    /// `openhqm_queue_publish_total{status="failure"}`.
+    pub publish_failed: u64,
+    /// `openhqm_queue_consume_total`.
+    pub consumed: u64,
+    /// `openhqm_queue_dlq_total`, by reason.
+    pub dead_lettered: [u64; 2],
+    /// `openhqm_worker_processing_duration_seconds`, by outcome.
+    pub processing_duration: [Histogram; OUTCOMES.len()],
+    /// `openhqm_worker_errors_total`, by error type.
+    pub worker_errors: [u64; 2],
+    /// Retries scheduled.
+    pub retries: u64,
+    /// `openhqm_worker_active` (filled at scrape).
+    pub workers_active: u64,
+    /// `openhqm_queue_depth` ready part (filled at scrape).
+    pub queue_ready: u64,
+    /// `openhqm_queue_depth` delayed part (filled at scrape).
+    pub queue_delayed: u64,
+    /// States held in the table (filled at scrape).
+    pub states: u64,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            requests: Box::new([0; N_REQ]),
+            request_duration: Default::default(),
+            in_flight: 0,
+            connections: 0,
+            published: 0,
+            publish_failed: 0,
+            consumed: 0,
+            dead_lettered: [0; 2],
+            processing_duration: Default::default(),
+            worker_errors: [0; 2],
+            retries: 0,
+            workers_active: 0,
+            queue_ready: 0,
+            queue_delayed: 0,
+            states: 0,
+        }
+    }
+}
+
+/// Index of a method label; `None` (unparsed) is `OTHER`.
+pub fn method_index(m: Option<Method>) -> usize {
+    match m {
+        Some(m) => METHODS.iter().position(|&s| s == m.as_str()).unwrap_or(METHODS.len() - 1),
+        None => METHODS.len() - 1,
+    }
+}
+
+fn status_index(status: u16) -> usize {
+    STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len() - 1)
+}
+
+fn outcome_index(s: Status) -> usize {
+    OUTCOMES.iter().position(|&o| o == s).unwrap_or(0)
+}
+
+impl ShardMetrics {
+    /// Counts one answered request.
+    pub fn request(&mut self, endpoint: Endpoint, method: Option<Method>, status: u16, secs: f64) {
+        let i = (endpoint.index() * METHODS.len() + method_index(method)) * STATUSES.len()
+            + status_index(status);
+        self.requests[i] += 1;
+        self.request_duration[endpoint.index()].observe(secs);
+    }
+
+    /// The count for one (endpoint, method index, status index) cell.
+    pub fn requests_at(&self, endpoint: usize, method: usize, status: usize) -> u64 {
+        self.requests[(endpoint * METHODS.len() + method) * STATUSES.len() + status]
+    }
+
+    /// Counts one finished processing attempt.
+    pub fn processed(&mut self, outcome: Status, secs: f64) {
+        self.processing_duration[outcome_index(outcome)].observe(secs);
+    }
+
+    /// Counts one worker error.
+    pub fn worker_error(&mut self, e: WorkerError) {
+        self.worker_errors[e as usize] += 1;
+    }
+
+    /// Counts one dead-lettered job.
+    pub fn dead_letter(&mut self, reason: DlqReason) {
+        self.dead_lettered[reason as usize] += 1;
+    }
+
+    /// Adds another shard's metrics into these.
+    pub fn merge(&mut self, o: &ShardMetrics) {
+        for (a, b) in self.requests.iter_mut().zip(o.requests.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.request_duration.iter_mut().zip(&o.request_duration) {
+            a.merge(b);
+        }
+        for (a, b) in self.processing_duration.iter_mut().zip(&o.processing_duration) {
+            a.merge(b);
+        }
+        for i in 0..2 {
+            self.dead_lettered[i] += o.dead_lettered[i];
+            self.worker_errors[i] += o.worker_errors[i];
+        }
+        self.in_flight += o.in_flight;
+        self.connections += o.connections;
+        self.published += o.published;
+        self.publish_failed += o.publish_failed;
+        self.consumed += o.consumed;
+        self.retries += o.retries;
+        self.workers_active += o.workers_active;
+        self.queue_ready += o.queue_ready;
+        self.queue_delayed += o.queue_delayed;
+        self.states += o.states;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_in_their_cell_and_merge() {
+        let mut m = ShardMetrics::default();
+        m.request(Endpoint::Submit, Some(Method::Post), 202, 0.0002);
+        m.request(Endpoint::Submit, Some(Method::Post), 202, 0.0002);
+        m.request(Endpoint::Other, None, 999, 0.0);
+        let post = method_index(Some(Method::Post));
+        assert_eq!(m.requests_at(Endpoint::Submit.index(), post, status_index(202)), 2);
+        assert_eq!(
+            m.requests_at(Endpoint::Other.index(), METHODS.len() - 1, STATUSES.len() - 1),
+            1
+        );
+        let mut total = ShardMetrics::default();
+        total.merge(&m);
+        total.merge(&m);
+        assert_eq!(total.requests_at(Endpoint::Submit.index(), post, status_index(202)), 4);
+        assert_eq!(total.request_duration[Endpoint::Submit.index()].count(), 4);
+    }
+}

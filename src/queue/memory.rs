@@ -1,0 +1,159 @@
+//! The embedded queue (`queue.type = memory`): one per shard, in process memory, no locks.
+//! Ready jobs in a FIFO, retries in a min-heap by due time, dead letters in a bounded ring. Not
+//! durable: a crash loses what is queued, which the broker says at start-up.
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::{Delivery, Depth, Job, QueueError};
+use crate::clock::Timestamp;
+use crate::shard::notify::Notify;
+use crate::store::RequestState;
+
+/// Dead letters kept for inspection; older ones are dropped first.
+const DEAD_LETTERS_KEPT: usize = 10_000;
+
+/// A job that failed for good.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The job as it was queued.
+    pub job: Job,
+    /// The last error.
+    pub reason: String,
+    /// Deliveries made.
+    pub attempts: u32,
+    /// When it was dead-lettered.
+    pub at: Timestamp,
+}
+
+struct Delayed {
+    due: Instant,
+    seq: u64,
+    delivery: Delivery,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    /// Reversed, so `BinaryHeap` (a max-heap) pops the earliest due first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    ready: VecDeque<Delivery>,
+    delayed: BinaryHeap<Delayed>,
+    dead: VecDeque<DeadLetter>,
+    seq: u64,
+}
+
+/// One shard's embedded queue.
+pub struct MemoryQueue {
+    inner: RefCell<Inner>,
+    ready_notify: Notify,
+    max_depth: usize,
+}
+
+impl MemoryQueue {
+    /// A queue that refuses new jobs (503) once `max_depth` jobs wait.
+    pub fn new(max_depth: usize) -> Self {
+        MemoryQueue { inner: RefCell::default(), ready_notify: Notify::new(), max_depth }
+    }
+
+    /// Dead letters kept so far, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.inner.borrow().dead.iter().cloned().collect()
+    }
+
+    pub(super) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.ready.len() + inner.delayed.len() >= self.max_depth {
+            return Err(QueueError::Full);
+        }
+        inner.ready.push_back(Delivery { job, attempt: 1 });
+        drop(inner);
+        self.ready_notify.notify();
+        Ok(())
+    }
+
+    pub(super) async fn fetch(&self, max: usize) -> Vec<Delivery> {
+        loop {
+            let next_due = {
+                let mut inner = self.inner.borrow_mut();
+                let now = Instant::now();
+                while inner.delayed.peek().is_some_and(|d| d.due <= now) {
+                    if let Some(d) = inner.delayed.pop() {
+                        inner.ready.push_back(d.delivery);
+                    }
+                }
+                if !inner.ready.is_empty() {
+                    let n = max.max(1).min(inner.ready.len());
+                    return inner.ready.drain(..n).collect();
+                }
+                inner.delayed.peek().map(|d| d.due)
+            };
+            let woken = self.ready_notify.notified();
+            match next_due {
+                Some(due) => {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    let _ = monoio::time::timeout(wait, woken).await;
+                }
+                None => woken.await,
+            }
+        }
+    }
+
+    pub(super) async fn finish(&self, _delivery: Delivery, _state: &RequestState) {
+        // The shard's state table already holds the final state; nothing else to acknowledge.
+    }
+
+    pub(super) async fn retry(&self, delivery: Delivery, delay: Duration) {
+        let mut inner = self.inner.borrow_mut();
+        inner.seq += 1;
+        let seq = inner.seq;
+        let delivery = Delivery { attempt: delivery.attempt + 1, ..delivery };
+        inner.delayed.push(Delayed { due: Instant::now() + delay, seq, delivery });
+        drop(inner);
+        // The fetcher may be sleeping until a later due time.
+        self.ready_notify.notify();
+    }
+
+    pub(super) async fn dead_letter(&self, delivery: Delivery, _state: &RequestState, reason: &str) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.dead.len() == DEAD_LETTERS_KEPT {
+            inner.dead.pop_front();
+        }
+        inner.dead.push_back(DeadLetter {
+            job: delivery.job,
+            reason: reason.to_owned(),
+            attempts: delivery.attempt,
+            at: Timestamp::now(),
+        });
+    }
+
+    pub(super) fn depth(&self) -> Depth {
+        let inner = self.inner.borrow();
+        Depth { ready: inner.ready.len() as u64, delayed: inner.delayed.len() as u64 }
+    }
+
+    pub(super) async fn check(&self) -> Result<(), QueueError> {
+        let d = self.depth();
+        if (d.ready + d.delayed) as usize >= self.max_depth {
+            return Err(QueueError::Full);
+        }
+        Ok(())
+    }
+}

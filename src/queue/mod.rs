@@ -1,0 +1,138 @@
+//! The queue between accepting a request and processing it. [`QueueBackend`] is what a shard's
+//! submit path and worker slots need from a queue; `memory` is the embedded backend (the default),
+//! and the Redis Streams backend implements the same trait. [`Backend`] dispatches to the
+//! configured one without boxing futures.
+
+pub mod memory;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::clock::Timestamp;
+use crate::shard::id::CorrelationId;
+use crate::store::RequestState;
+
+pub use memory::MemoryQueue;
+
+/// Per-request options from the submit body's `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// 0..=9.
+    pub priority: u8,
+    /// Processing deadline.
+    pub timeout: Duration,
+    /// Client-declared retry count (informational).
+    pub retry_count: u32,
+    /// Proxy-mode target endpoint name.
+    pub endpoint: Option<String>,
+    /// Proxy-mode HTTP method.
+    pub method: Option<String>,
+}
+
+/// A queued request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: CorrelationId,
+    /// The `payload` object, byte for byte as the client sent it.
+    pub payload: Bytes,
+    /// The `headers` object as JSON text, if given.
+    pub headers: Option<Bytes>,
+    /// Options.
+    pub metadata: Metadata,
+    /// When it was accepted.
+    pub submitted_at: Timestamp,
+}
+
+/// A job handed to a worker slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The job.
+    pub job: Job,
+    /// 1 on the first delivery, +1 per retry.
+    pub attempt: u32,
+}
+
+/// Why the queue refused or failed an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue is at its configured depth limit (backpressure).
+    Full,
+    /// The backend is unreachable or past its deadline.
+    Unavailable,
+    /// The shard is shutting down.
+    Closed,
+}
+
+/// Depth figures for metrics and health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Waiting to be fetched.
+    pub ready: u64,
+    /// Waiting for a retry's backoff to pass.
+    pub delayed: u64,
+}
+
+/// What a shard needs from a queue. Futures are `!Send`: a backend lives on one shard.
+#[allow(async_fn_in_trait)]
+pub trait QueueBackend {
+    /// Queues `job`; returns once the queue has accepted it (the 202 may then be sent).
+    async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
+    /// Waits for at least one job and returns at most `max`.
+    async fn fetch(&self, max: usize) -> Vec<Delivery>;
+    /// The delivery is finished for good with `state` (completed, failed, timed out).
+    async fn finish(&self, delivery: Delivery, state: &RequestState);
+    /// Delivers the job again after `delay`.
+    async fn retry(&self, delivery: Delivery, delay: Duration);
+    /// Moves the job to the dead-letter queue with `reason`, finished with `state`.
+    async fn dead_letter(&self, delivery: Delivery, state: &RequestState, reason: &str);
+    /// Current depth.
+    fn depth(&self) -> Depth;
+    /// A real check that the backend can take work now.
+    async fn check(&self) -> Result<(), QueueError>;
+}
+
+/// The configured backend of one shard.
+pub enum Backend {
+    /// In-process queue.
+    Memory(MemoryQueue),
+}
+
+impl QueueBackend for Backend {
+    async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        match self {
+            Backend::Memory(q) => q.enqueue(job).await,
+        }
+    }
+    async fn fetch(&self, max: usize) -> Vec<Delivery> {
+        match self {
+            Backend::Memory(q) => q.fetch(max).await,
+        }
+    }
+    async fn finish(&self, delivery: Delivery, state: &RequestState) {
+        match self {
+            Backend::Memory(q) => q.finish(delivery, state).await,
+        }
+    }
+    async fn retry(&self, delivery: Delivery, delay: Duration) {
+        match self {
+            Backend::Memory(q) => q.retry(delivery, delay).await,
+        }
+    }
+    async fn dead_letter(&self, delivery: Delivery, state: &RequestState, reason: &str) {
+        match self {
+            Backend::Memory(q) => q.dead_letter(delivery, state, reason).await,
+        }
+    }
+    fn depth(&self) -> Depth {
+        match self {
+            Backend::Memory(q) => q.depth(),
+        }
+    }
+    async fn check(&self) -> Result<(), QueueError> {
+        match self {
+            Backend::Memory(q) => q.check().await,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Starting and stopping the shards: bind one `SO_REUSEPORT` listener per shard on the same
+//! address (the first bind picks the port when it is 0), start one thread per shard (pinned when
+//! `server.cpus` is set), wire the mesh, and on request send every shard `Shutdown` and join them.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::config::Config;
+use crate::shard::context::ShardCtx;
+use crate::shard::mesh::{self, Mesh, ShardMsg};
+use crate::shard::runtime;
+
+/// A started broker.
+pub struct Running {
+    addr: SocketAddr,
+    driver: &'static str,
+    inboxes: Vec<flume::Sender<ShardMsg>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Starts every shard; returns once all are serving.
+pub fn start(config: Config) -> io::Result<Running> {
+    let driver = config.server.io_driver;
+    let nr_shards = config.nr_shards();
+    let wanted = (config.server.host.as_str(), config.server.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "server.host resolves to nothing"))?;
+    let first = bind(wanted)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..nr_shards {
+        listeners.push(bind(addr)?);
+    }
+
+    let (inboxes, receivers) = mesh::inboxes(nr_shards);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
+    let mut threads = Vec::with_capacity(nr_shards);
+    for (shard, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
+        let config = config.clone();
+        let senders = inboxes.clone();
+        let ready = ready_tx.clone();
+        let cpu = config.server.cpus.as_ref().map(|c| c.for_shard(shard));
+        let thread = std::thread::Builder::new().name(format!("openhqm-shard-{shard}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                    let _ = ready.send(Err(format!("shard {shard}: cannot pin to CPU {cpu}: {e:?}")));
+                    return;
+                }
+            }
+            let (mut rt, name) = match runtime::build(driver) {
+                Ok(built) => built,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("shard {shard}: cannot start the event loop: {e}")));
+                    return;
+                }
+            };
+            let ctx = Rc::new(ShardCtx::new(shard, config, Mesh::new(shard, senders)));
+            let _ = ready.send(Ok(name));
+            rt.block_on(crate::shard::run(ctx, listener, inbox));
+        })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    let mut running = Running { addr, driver: "", inboxes, threads };
+    for _ in 0..nr_shards {
+        match ready_rx.recv() {
+            Ok(Ok(name)) => running.driver = name,
+            Ok(Err(msg)) => {
+                running.shutdown();
+                let _ = running.wait();
+                return Err(io::Error::other(msg));
+            }
+            Err(_) => {
+                running.shutdown();
+                let _ = running.wait();
+                return Err(io::Error::other("a shard thread died during start-up"));
+            }
+        }
+    }
+    Ok(running)
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+impl Running {
+    /// The address every shard listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `io_uring` or `epoll`.
+    pub fn driver(&self) -> &'static str {
+        self.driver
+    }
+
+    /// Number of shards.
+    pub fn nr_shards(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Asks every shard to stop accepting and drain.
+    pub fn shutdown(&self) {
+        for inbox in &self.inboxes {
+            let _ = inbox.send(ShardMsg::Shutdown);
+        }
+    }
+
+    /// Whether some shard thread has ended (only expected after [`Running::shutdown`]).
+    pub fn any_stopped(&self) -> bool {
+        self.threads.iter().any(JoinHandle::is_finished)
+    }
+
+    /// Whether every shard thread has ended.
+    pub fn all_stopped(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Waits for every shard thread; an error if one panicked.
+    pub fn wait(self) -> Result<(), String> {
+        let mut result = Ok(());
+        for (i, t) in self.threads.into_iter().enumerate() {
+            if t.join().is_err() {
+                result = Err(format!("shard {i} panicked"));
+            }
+        }
+        result
+    }
+}

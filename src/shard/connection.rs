@@ -1,0 +1,147 @@
+//! One HTTP connection's I/O loop: read into the input buffer, let [`Conn`] cut requests out,
+//! answer them in order into the output buffer, and write once per batch, so 64 pipelined
+//! requests get their 64 responses in one write. Timeouts depend on what is awaited (idle,
+//! a head, a body); on shutdown an idle connection is closed and a busy one is answered with
+//! `Connection: close`.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use tracing::debug;
+
+use super::context::ShardCtx;
+use crate::api;
+use crate::error::{Error, ErrorKind};
+use crate::http::encode::CONTINUE;
+use crate::http::{Conn, Endpoint, Event, Method, Reading};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// Flush the output buffer early once it holds this much.
+const FLUSH_AT: usize = 256 * 1024;
+/// Time allowed for a client to take a response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one connection until it closes.
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
+    ctx.connections.set(ctx.connections.get() + 1);
+    if let Err(e) = drive(&ctx, stream).await {
+        debug!(shard = ctx.shard, error = %e, "connection ended");
+    }
+    ctx.connections.set(ctx.connections.get() - 1);
+    ctx.connection_closed.notify();
+}
+
+async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
+    let mut conn = Conn::new(ctx.limits, api::precheck);
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let (reading, close) = answer_ready(ctx, &mut conn, &mut input, &mut output, &mut stream).await?;
+        if !output.is_empty() {
+            output = write(&mut stream, output).await?;
+        }
+        if close || (reading == Reading::Idle && ctx.shutdown.is_set()) {
+            return Ok(());
+        }
+        let limit = match reading {
+            Reading::Idle => ctx.config.server.idle_timeout,
+            Reading::Head => ctx.config.server.header_read_timeout,
+            Reading::Body => ctx.config.server.body_read_timeout,
+        };
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let read = monoio::time::timeout(limit, stream.read(input));
+        let result = if reading == Reading::Idle {
+            monoio::select! {
+                r = read => r,
+                _ = ctx.shutdown.wait() => return Ok(()),
+            }
+        } else {
+            read.await
+        };
+        match result {
+            Ok((Ok(0), _)) => return Ok(()),
+            Ok((Ok(_), buf)) => input = buf,
+            Ok((Err(e), _)) => return Err(e),
+            Err(_elapsed) => {
+                if reading != Reading::Idle {
+                    let mut r = api::error_response(&Error::new(ErrorKind::RequestTimeout, "request not received in time"));
+                    r.close = true;
+                    let mut out = BytesMut::new();
+                    r.encode(false, &mut out);
+                    count(ctx, Endpoint::Other, None, r.status, Instant::now());
+                    let _ = write(&mut stream, out).await;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Answers every complete request in `input`. Returns what the connection waits for next and
+/// whether it must close.
+async fn answer_ready(
+    ctx: &ShardCtx,
+    conn: &mut Conn,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    stream: &mut TcpStream,
+) -> std::io::Result<(Reading, bool)> {
+    loop {
+        match conn.poll(input) {
+            Event::NeedMore(reading) => return Ok((reading, false)),
+            Event::Continue => {
+                output.extend_from_slice(CONTINUE);
+                let out = std::mem::take(output);
+                *output = write(stream, out).await?;
+            }
+            Event::Request(req) => {
+                let started = Instant::now();
+                ctx.metrics.borrow_mut().in_flight += 1;
+                let (endpoint, mut resp) = api::handle(ctx, &req).await;
+                ctx.metrics.borrow_mut().in_flight -= 1;
+                resp.close |= !req.head.keep_alive || ctx.shutdown.is_set();
+                resp.encode(req.head.method == Method::Head, output);
+                count(ctx, endpoint, Some(req.head.method), resp.status, started);
+                if resp.close {
+                    return Ok((Reading::Idle, true));
+                }
+                if output.len() >= FLUSH_AT {
+                    let out = std::mem::take(output);
+                    *output = write(stream, out).await?;
+                }
+            }
+            Event::Reject { error, close, endpoint, method } => {
+                let mut resp = api::error_response(&error);
+                resp.close = close || ctx.shutdown.is_set();
+                resp.encode(false, output);
+                count(ctx, endpoint, method, resp.status, Instant::now());
+                if resp.close {
+                    return Ok((Reading::Idle, true));
+                }
+            }
+        }
+    }
+}
+
+fn count(ctx: &ShardCtx, endpoint: Endpoint, method: Option<Method>, status: u16, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    ctx.metrics.borrow_mut().request(endpoint, method, status, secs);
+}
+
+/// Writes all of `out`; returns the emptied buffer for reuse.
+async fn write(stream: &mut TcpStream, out: BytesMut) -> std::io::Result<BytesMut> {
+    match monoio::time::timeout(WRITE_TIMEOUT, stream.write_all(out)).await {
+        Ok((Ok(_), mut buf)) => {
+            buf.clear();
+            Ok(buf)
+        }
+        Ok((Err(e), _)) => Err(e),
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+    }
+}

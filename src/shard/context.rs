@@ -1,0 +1,96 @@
+//! Everything one shard owns, in one place: its slice of request state, its queue, its metrics,
+//! its id minter and its view of the mesh. Shared between the shard's tasks as `Rc<ShardCtx>`;
+//! never leaves the shard's thread.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use super::id::{IdMinter, ShardId};
+use super::mesh::Mesh;
+use super::notify::Notify;
+use super::shutdown::Shutdown;
+use crate::config::Config;
+use crate::http::Limits;
+use crate::metrics::ShardMetrics;
+use crate::queue::{Backend, MemoryQueue, QueueBackend};
+use crate::store::StateTable;
+use crate::worker::backoff::Jitter;
+
+/// One shard's state.
+pub struct ShardCtx {
+    /// This shard.
+    pub shard: ShardId,
+    /// The configuration (this shard's own copy).
+    pub config: Config,
+    /// HTTP limits derived from the configuration.
+    pub limits: Limits,
+    /// Request states this shard owns.
+    pub table: RefCell<StateTable>,
+    /// This shard's queue.
+    pub backend: Backend,
+    /// This shard's metrics.
+    pub metrics: RefCell<ShardMetrics>,
+    /// Mints ids this shard owns.
+    pub minter: RefCell<IdMinter>,
+    /// Messages to other shards.
+    pub mesh: Mesh,
+    /// Set when the shard should stop.
+    pub shutdown: Shutdown,
+    /// Worker slots busy now.
+    pub workers_active: Cell<usize>,
+    /// Notified whenever a worker slot frees up.
+    pub slot_freed: Notify,
+    /// Open HTTP connections.
+    pub connections: Cell<usize>,
+    /// Notified whenever a connection closes.
+    pub connection_closed: Notify,
+    /// Jitter for retry delays.
+    pub jitter: RefCell<Jitter>,
+}
+
+impl ShardCtx {
+    /// A shard with an empty table and queue.
+    pub fn new(shard: ShardId, config: Config, mesh: Mesh) -> Self {
+        let nr_shards = mesh.nr_shards();
+        let limits = Limits {
+            max_head_bytes: config.server.max_header_bytes,
+            max_uri_bytes: config.server.max_uri_bytes,
+            max_body_bytes: config.server.max_body_bytes,
+        };
+        let backend = Backend::Memory(MemoryQueue::new(config.queue.max_depth));
+        ShardCtx {
+            shard,
+            limits,
+            table: RefCell::new(StateTable::new(config.cache.ttl)),
+            backend,
+            metrics: RefCell::default(),
+            minter: RefCell::new(IdMinter::new(shard, nr_shards)),
+            mesh,
+            shutdown: Shutdown::default(),
+            workers_active: Cell::new(0),
+            slot_freed: Notify::new(),
+            connections: Cell::new(0),
+            connection_closed: Notify::new(),
+            jitter: RefCell::new(Jitter::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO)
+                    .as_nanos() as u64
+                    ^ (shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            )),
+            config,
+        }
+    }
+
+    /// A copy of this shard's metrics with its gauges filled in, for a scrape.
+    pub fn metrics_snapshot(&self) -> ShardMetrics {
+        let mut m = self.metrics.borrow().clone();
+        let depth = self.backend.depth();
+        m.queue_ready = depth.ready;
+        m.queue_delayed = depth.delayed;
+        m.workers_active = self.workers_active.get() as u64;
+        m.connections = self.connections.get() as u64;
+        m.states = self.table.borrow().len() as u64;
+        m
+    }
+}

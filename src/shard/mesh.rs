@@ -1,0 +1,106 @@
+//! The shard mesh: explicit messages between shards, never shared state. Each shard has one inbox
+//! (a channel every other shard and the control thread can send to); the only things that cross
+//! are owned values. A closed inbox hands the message back to the sender.
+
+use crate::metrics::ShardMetrics;
+use crate::queue::QueueError;
+use crate::shard::id::{CorrelationId, ShardId};
+use crate::store::RequestState;
+
+/// A message to a shard.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// "What is the state of this id you own?"
+    Lookup {
+        /// The id, owned by the receiving shard.
+        id: CorrelationId,
+        /// Where the answer goes.
+        reply: flume::Sender<Option<RequestState>>,
+    },
+    /// "Send me a copy of your metrics."
+    Scrape {
+        /// Where the copy goes.
+        reply: flume::Sender<(ShardId, ShardMetrics)>,
+    },
+    /// "Check your queue backend."
+    Check {
+        /// Where the answer goes.
+        reply: flume::Sender<Result<(), QueueError>>,
+    },
+    /// Stop accepting, drain, exit.
+    Shutdown,
+}
+
+/// One shard's handle on every inbox (its own included, index = shard id).
+#[derive(Clone)]
+pub struct Mesh {
+    me: ShardId,
+    inboxes: Vec<flume::Sender<ShardMsg>>,
+}
+
+/// The inboxes for `nr_shards` shards: the senders (cloned into every [`Mesh`] and the control
+/// thread) and one receiver per shard.
+pub fn inboxes(nr_shards: usize) -> (Vec<flume::Sender<ShardMsg>>, Vec<flume::Receiver<ShardMsg>>) {
+    (0..nr_shards).map(|_| flume::unbounded()).unzip()
+}
+
+impl Mesh {
+    /// The mesh as seen from shard `me`.
+    pub fn new(me: ShardId, inboxes: Vec<flume::Sender<ShardMsg>>) -> Self {
+        Mesh { me, inboxes }
+    }
+
+    /// Number of shards.
+    pub fn nr_shards(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// This shard.
+    pub fn me(&self) -> ShardId {
+        self.me
+    }
+
+    /// Sends `msg` to shard `to`; a closed inbox gives the message back.
+    pub fn send(&self, to: ShardId, msg: ShardMsg) -> Result<(), ShardMsg> {
+        self.inboxes[to].send(msg).map_err(|e| e.into_inner())
+    }
+
+    /// Asks the owner of `id` for its state. `None` when unknown, or when the owner is gone.
+    pub async fn lookup(&self, owner: ShardId, id: CorrelationId) -> Option<RequestState> {
+        let (reply, answer) = flume::bounded(1);
+        self.send(owner, ShardMsg::Lookup { id, reply }).ok()?;
+        answer.recv_async().await.ok().flatten()
+    }
+
+    /// Collects every other shard's metrics (those that answer).
+    pub async fn scrape_others(&self) -> Vec<(ShardId, ShardMetrics)> {
+        let (reply, answers) = flume::unbounded();
+        let mut asked = 0;
+        for to in (0..self.nr_shards()).filter(|&s| s != self.me) {
+            if self.send(to, ShardMsg::Scrape { reply: reply.clone() }).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(reply);
+        let mut out = Vec::with_capacity(asked);
+        while let Ok(m) = answers.recv_async().await {
+            out.push(m);
+        }
+        out
+    }
+
+    /// Asks every other shard to check its backend; the first failure, if any.
+    pub async fn check_others(&self) -> Result<(), QueueError> {
+        let (reply, answers) = flume::unbounded();
+        for to in (0..self.nr_shards()).filter(|&s| s != self.me) {
+            if self.send(to, ShardMsg::Check { reply: reply.clone() }).is_err() {
+                return Err(QueueError::Closed);
+            }
+        }
+        drop(reply);
+        while let Ok(r) = answers.recv_async().await {
+            r?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! A shard's shutdown flag: set once by the `Shutdown` message, awaited by the accept loop, idle
+//! connections and the worker dispatcher.
+
+use std::cell::Cell;
+
+use super::notify::Notify;
+
+/// Set once; never cleared.
+#[derive(Default)]
+pub struct Shutdown {
+    set: Cell<bool>,
+    notify: Notify,
+}
+
+impl Shutdown {
+    /// Starts the shutdown.
+    pub fn trigger(&self) {
+        if !self.set.replace(true) {
+            self.notify.notify();
+        }
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Resolves once shutdown has started.
+    pub async fn wait(&self) {
+        while !self.is_set() {
+            self.notify.notified().await;
+        }
+    }
+}

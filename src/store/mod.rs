@@ -1,0 +1,8 @@
+//! Request state: what each request's status and result are, owned by the shard its id maps to.
+//! `state` holds the lifecycle rules, `table` one shard's map of states with expiry.
+
+pub mod state;
+pub mod table;
+
+pub use state::{Outcome, RequestState, Status};
+pub use table::{StateTable, UpdateError};

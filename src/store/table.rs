@@ -1,0 +1,174 @@
+//! One shard's table of request states, keyed by correlation id, with expiry.
+//!
+//! A state expires `ttl` after it became final (Redis `EXPIRE` on the final write). States that are
+//! not final never expire: a request still queued must stay visible. Expiry uses a FIFO of
+//! (deadline, id): the TTL is one constant, so deadlines are pushed in order and a sweep only looks
+//! at the front.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use super::state::{Outcome, Refused, RequestState, Status};
+use crate::clock::Timestamp;
+use crate::shard::id::CorrelationId;
+
+/// Hashes a [`CorrelationId`] by folding its (already random) bytes.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only ever fed a CorrelationId's 16 bytes (via its derived Hash: the array's bytes).
+        let mut buf = [0u8; 16];
+        let n = bytes.len().min(16);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= CorrelationId::from_bytes(buf).hash64();
+    }
+    fn write_usize(&mut self, _len: usize) {
+        // The array length prefix carries no information.
+    }
+}
+
+type IdMap<V> = HashMap<CorrelationId, V, BuildHasherDefault<IdHasher>>;
+
+/// Why an update could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateError {
+    /// No state for that id (never existed, or expired).
+    Unknown,
+    /// The state machine refused the transition.
+    Refused(Refused),
+}
+
+/// The request states one shard owns.
+pub struct StateTable {
+    map: IdMap<RequestState>,
+    expiry: VecDeque<(Instant, CorrelationId)>,
+    ttl: Duration,
+}
+
+impl StateTable {
+    /// An empty table whose final states live for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        StateTable { map: IdMap::default(), expiry: VecDeque::new(), ttl }
+    }
+
+    /// Number of states held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table holds no state.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Records a newly accepted request.
+    pub fn insert_pending(&mut self, id: CorrelationId, now: Timestamp) {
+        self.map.insert(id, RequestState::pending(now));
+    }
+
+    /// Forgets a request (its enqueue failed, so it was never accepted).
+    pub fn remove(&mut self, id: &CorrelationId) {
+        self.map.remove(id);
+    }
+
+    /// The state of `id`, if held.
+    pub fn get(&self, id: &CorrelationId) -> Option<&RequestState> {
+        self.map.get(id)
+    }
+
+    /// A worker slot took the request.
+    pub fn start(&mut self, id: &CorrelationId, now: Timestamp) -> Result<(), UpdateError> {
+        let state = self.map.get_mut(id).ok_or(UpdateError::Unknown)?;
+        state.start(now).map_err(UpdateError::Refused)
+    }
+
+    /// The request is final; its expiry clock starts now (`at` is the monotonic now).
+    pub fn finish(
+        &mut self,
+        id: &CorrelationId,
+        to: Status,
+        outcome: Outcome,
+        at: Instant,
+    ) -> Result<(), UpdateError> {
+        let state = self.map.get_mut(id).ok_or(UpdateError::Unknown)?;
+        state.finish(to, outcome).map_err(UpdateError::Refused)?;
+        self.expiry.push_back((at + self.ttl, *id));
+        Ok(())
+    }
+
+    /// Drops final states whose TTL ran out by `now`; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut removed = 0;
+        while let Some(&(deadline, id)) = self.expiry.front() {
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self.map.get(&id).is_some_and(|s| s.status.is_final()) {
+                self.map.remove(&id);
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::id::IdMinter;
+
+    fn outcome() -> Outcome {
+        Outcome {
+            result: None,
+            headers: None,
+            status_code: None,
+            error: Some("boom".into()),
+            processing_time_ms: 0,
+            completed_at: Timestamp(5),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_expiry() {
+        let ttl = Duration::from_secs(10);
+        let mut t = StateTable::new(ttl);
+        let mut m = IdMinter::new(0, 1);
+        let (a, b) = (m.mint(), m.mint());
+        let t0 = Instant::now();
+        t.insert_pending(a, Timestamp(1));
+        t.insert_pending(b, Timestamp(1));
+        assert_eq!(t.start(&a, Timestamp(2)), Ok(()));
+        assert_eq!(t.finish(&a, Status::Failed, outcome(), t0), Ok(()));
+        assert_eq!(t.get(&a).unwrap().status, Status::Failed);
+        // Not yet due; pending states never expire.
+        assert_eq!(t.expire(t0 + ttl - Duration::from_millis(1)), 0);
+        assert_eq!(t.expire(t0 + ttl * 100), 1);
+        assert!(t.get(&a).is_none());
+        assert_eq!(t.get(&b).unwrap().status, Status::Pending);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn updates_to_unknown_or_final_ids_are_refused() {
+        let mut t = StateTable::new(Duration::from_secs(1));
+        let mut m = IdMinter::new(0, 1);
+        let a = m.mint();
+        assert_eq!(t.start(&a, Timestamp(1)), Err(UpdateError::Unknown));
+        t.insert_pending(a, Timestamp(1));
+        t.finish(&a, Status::Completed, outcome(), Instant::now()).unwrap();
+        assert!(matches!(t.start(&a, Timestamp(2)), Err(UpdateError::Refused(_))));
+        assert!(matches!(
+            t.finish(&a, Status::Failed, outcome(), Instant::now()),
+            Err(UpdateError::Refused(_))
+        ));
+        // The refused second finish scheduled no extra expiry.
+        assert_eq!(t.expiry.len(), 1);
+    }
+}

@@ -1,0 +1,145 @@
+//! The worker slots of one shard. A dispatcher fetches at most as many jobs as there are free
+//! slots (`COUNT` = free slots, as `XREADGROUP` will) and runs each in its own task; a slot moves
+//! the state `PROCESSING → COMPLETED | FAILED | TIMEOUT`, retries retryable failures with
+//! backoff and dead-letters the rest.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use tracing::{debug, warn};
+
+use super::backoff::retry_delay;
+use super::{ProcessError, Processor};
+use crate::clock::Timestamp;
+use crate::metrics::{DlqReason, WorkerError};
+use crate::queue::{Delivery, QueueBackend};
+use crate::shard::context::ShardCtx;
+use crate::store::{Outcome, Status, UpdateError};
+
+/// Runs the dispatcher until shutdown. Slots already running finish on their own.
+pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
+    let slots = ctx.config.worker.count;
+    let batch = ctx.config.worker.batch_size;
+    loop {
+        if ctx.shutdown.is_set() {
+            return;
+        }
+        let free = slots.saturating_sub(ctx.workers_active.get());
+        if free == 0 {
+            let freed = ctx.slot_freed.notified();
+            monoio::select! {
+                _ = freed => {},
+                _ = ctx.shutdown.wait() => return,
+            }
+            continue;
+        }
+        let deliveries = monoio::select! {
+            d = ctx.backend.fetch(free.min(batch)) => d,
+            _ = ctx.shutdown.wait() => return,
+        };
+        for delivery in deliveries {
+            ctx.workers_active.set(ctx.workers_active.get() + 1);
+            ctx.metrics.borrow_mut().consumed += 1;
+            monoio::spawn(run_slot(ctx.clone(), processor.clone(), delivery));
+        }
+    }
+}
+
+async fn run_slot<P: Processor>(ctx: Rc<ShardCtx>, processor: Rc<P>, delivery: Delivery) {
+    process(&ctx, &*processor, delivery).await;
+    ctx.workers_active.set(ctx.workers_active.get() - 1);
+    ctx.slot_freed.notify();
+}
+
+async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery) {
+    let id = delivery.job.id;
+    match ctx.table.borrow_mut().start(&id, Timestamp::now()) {
+        Ok(()) | Err(UpdateError::Unknown) => {}
+        Err(UpdateError::Refused(r)) => {
+            // Already final: a duplicate delivery. Acknowledge it without running it again.
+            debug!(correlation_id = %id, from = r.from.as_str(), "duplicate delivery skipped");
+            return;
+        }
+    }
+    let started = Instant::now();
+    let deadline = delivery.job.metadata.timeout;
+    let result = monoio::time::timeout(deadline, processor.process(&delivery.job)).await;
+    let elapsed = started.elapsed();
+    let processing_time_ms = elapsed.as_millis() as u64;
+    let outcome = |error: Option<String>| Outcome {
+        result: None,
+        headers: None,
+        status_code: None,
+        error,
+        processing_time_ms,
+        completed_at: Timestamp::now(),
+    };
+    match result {
+        Ok(Ok(output)) => {
+            let o = Outcome {
+                result: Some(output.result),
+                headers: output.headers,
+                status_code: Some(output.status_code),
+                ..outcome(None)
+            };
+            finish(ctx, delivery, Status::Completed, o, elapsed.as_secs_f64()).await;
+        }
+        Ok(Err(ProcessError { message, retryable })) => {
+            ctx.metrics.borrow_mut().worker_error(WorkerError::Processing);
+            let w = &ctx.config.worker;
+            if retryable && delivery.attempt <= w.max_retries {
+                let jitter = ctx.jitter.borrow_mut().next_unit();
+                let delay = retry_delay(delivery.attempt, w.retry_delay_base, w.retry_delay_max, jitter);
+                debug!(correlation_id = %id, attempt = delivery.attempt, delay_ms = delay.as_millis() as u64, error = %message, "retrying");
+                ctx.metrics.borrow_mut().retries += 1;
+                ctx.backend.retry(delivery, delay).await;
+                return;
+            }
+            let reason = if retryable { DlqReason::MaxRetries } else { DlqReason::NonRetryable };
+            warn!(correlation_id = %id, attempts = delivery.attempt, error = %message, "request failed; dead-lettered");
+            ctx.metrics.borrow_mut().dead_letter(reason);
+            let o = outcome(Some(message.clone()));
+            if record(ctx, &delivery, Status::Failed, o, elapsed.as_secs_f64()) {
+                let state = ctx.table.borrow().get(&id).cloned();
+                if let Some(state) = state {
+                    ctx.backend.dead_letter(delivery, &state, &message).await;
+                }
+            }
+        }
+        Err(_) => {
+            ctx.metrics.borrow_mut().worker_error(WorkerError::Timeout);
+            let msg = format!("Processing exceeded the deadline of {} s", deadline.as_secs_f64());
+            warn!(correlation_id = %id, "request timed out");
+            finish(ctx, delivery, Status::Timeout, outcome(Some(msg)), elapsed.as_secs_f64()).await;
+        }
+    }
+}
+
+/// Records the final state, then tells the queue the delivery is done.
+async fn finish(ctx: &ShardCtx, delivery: Delivery, to: Status, o: Outcome, secs: f64) {
+    if record(ctx, &delivery, to, o, secs) {
+        let state = ctx.table.borrow().get(&delivery.job.id).cloned();
+        if let Some(state) = state {
+            ctx.backend.finish(delivery, &state).await;
+        }
+    }
+}
+
+/// Writes the final state to the table; false if the state machine refused (already final).
+fn record(ctx: &ShardCtx, delivery: &Delivery, to: Status, o: Outcome, secs: f64) -> bool {
+    ctx.metrics.borrow_mut().processed(to, secs);
+    let id = delivery.job.id;
+    let mut table = ctx.table.borrow_mut();
+    match table.finish(&id, to, o, Instant::now()) {
+        Ok(()) => true,
+        Err(UpdateError::Unknown) => {
+            // Its state expired or was never local (another instance's id): nothing to update.
+            debug!(correlation_id = %id, "final state for an unknown id dropped");
+            false
+        }
+        Err(UpdateError::Refused(r)) => {
+            debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
+            false
+        }
+    }
+}
