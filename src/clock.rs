@@ -17,7 +17,9 @@ pub const HTTP_DATE_LEN: usize = 29;
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Self {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Timestamp(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
     }
 
@@ -113,7 +115,11 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         let cases: &[(u64, &str, &str)] = &[
-            (0, "1970-01-01T00:00:00.000000Z", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (
+                0,
+                "1970-01-01T00:00:00.000000Z",
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+            ),
             (
                 951_782_400_000_001,
                 "2000-02-29T00:00:00.000001Z",

@@ -126,17 +126,26 @@ pub struct Error {
 impl Error {
     /// An error with a fixed message.
     pub const fn new(kind: ErrorKind, msg: &'static str) -> Self {
-        Error { kind, detail: Detail::Static(msg) }
+        Error {
+            kind,
+            detail: Detail::Static(msg),
+        }
     }
 
     /// An error with a message built at run time.
     pub fn owned(kind: ErrorKind, msg: String) -> Self {
-        Error { kind, detail: Detail::Owned(msg) }
+        Error {
+            kind,
+            detail: Detail::Owned(msg),
+        }
     }
 
     /// A 422 with field-level failures.
     pub fn fields(fields: Vec<FieldError>) -> Self {
-        Error { kind: ErrorKind::InvalidShape, detail: Detail::Fields(fields) }
+        Error {
+            kind: ErrorKind::InvalidShape,
+            detail: Detail::Fields(fields),
+        }
     }
 
     /// The kind.
@@ -198,7 +207,11 @@ mod tests {
         ];
         for (kind, status) in table {
             assert_eq!(kind.status(), status, "{kind:?}");
-            assert_eq!(kind.retry_after_seconds().is_some(), status == 503, "{kind:?}");
+            assert_eq!(
+                kind.retry_after_seconds().is_some(),
+                status == 503,
+                "{kind:?}"
+            );
         }
         assert_eq!(QueueUnavailable.side(), Side::Upstream);
         assert_eq!(MalformedJson.side(), Side::Downstream);

@@ -47,7 +47,9 @@ fn main() -> ExitCode {
         "listening"
     );
     if queue == QueueType::Memory {
-        warn!("embedded queue (queue.type = memory): requests in flight are lost if the process dies");
+        warn!(
+            "embedded queue (queue.type = memory): requests in flight are lost if the process dies"
+        );
     }
 
     // Wait for a signal, or for a shard to die on its own (a bug: exit non-zero).

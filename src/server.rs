@@ -30,7 +30,12 @@ pub fn start(config: Config) -> io::Result<Running> {
     let wanted = (config.server.host.as_str(), config.server.port)
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "server.host resolves to nothing"))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "server.host resolves to nothing",
+            )
+        })?;
     let first = bind(wanted)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -46,28 +51,39 @@ pub fn start(config: Config) -> io::Result<Running> {
         let senders = inboxes.clone();
         let ready = ready_tx.clone();
         let cpu = config.server.cpus.as_ref().map(|c| c.for_shard(shard));
-        let thread = std::thread::Builder::new().name(format!("openhqm-shard-{shard}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-                    let _ = ready.send(Err(format!("shard {shard}: cannot pin to CPU {cpu}: {e:?}")));
-                    return;
+        let thread = std::thread::Builder::new()
+            .name(format!("openhqm-shard-{shard}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                        let _ = ready.send(Err(format!(
+                            "shard {shard}: cannot pin to CPU {cpu}: {e:?}"
+                        )));
+                        return;
+                    }
                 }
-            }
-            let (mut rt, name) = match runtime::build(driver) {
-                Ok(built) => built,
-                Err(e) => {
-                    let _ = ready.send(Err(format!("shard {shard}: cannot start the event loop: {e}")));
-                    return;
-                }
-            };
-            let ctx = Rc::new(ShardCtx::new(shard, config, Mesh::new(shard, senders)));
-            let _ = ready.send(Ok(name));
-            rt.block_on(crate::shard::run(ctx, listener, inbox));
-        })?;
+                let (mut rt, name) = match runtime::build(driver) {
+                    Ok(built) => built,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!(
+                            "shard {shard}: cannot start the event loop: {e}"
+                        )));
+                        return;
+                    }
+                };
+                let ctx = Rc::new(ShardCtx::new(shard, config, Mesh::new(shard, senders)));
+                let _ = ready.send(Ok(name));
+                rt.block_on(crate::shard::run(ctx, listener, inbox));
+            })?;
         threads.push(thread);
     }
     drop(ready_tx);
-    let mut running = Running { addr, driver: "", inboxes, threads };
+    let mut running = Running {
+        addr,
+        driver: "",
+        inboxes,
+        threads,
+    };
     for _ in 0..nr_shards {
         match ready_rx.recv() {
             Ok(Ok(name)) => running.driver = name,

@@ -426,7 +426,7 @@ fn wrong_shapes_are_422_with_field_locations() {
 }
 
 #[test]
-#[ignore = "bug: a payload number out of range (1e400) is accepted with 202 and echoed verbatim, so /response returns JSON that serde_json cannot parse; RELIABILITY.md §3 expects 400/422"]
+
 fn out_of_range_number_in_payload_is_rejected() {
     let b = Broker::start();
     let mut c = b.client();
@@ -698,8 +698,8 @@ fn promtool_check(text: &str) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             assert!(
-                std::env::var("OPENHQM_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-                "promtool is not on PATH and OPENHQM_REQUIRE_PROMTOOL=1"
+                std::env::var("REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "promtool is not on PATH and REQUIRE_PROMTOOL=1"
             );
             println!("SKIP: promtool not on PATH; only the structural /metrics check ran");
             return;

@@ -12,7 +12,11 @@ use crate::shard::context::ShardCtx;
 pub async fn handle(ctx: &ShardCtx) -> Result<Response, Error> {
     let local = ctx.backend.check().await;
     let queue_ok = local.is_ok() && ctx.mesh.check_others().await.is_ok();
-    let (status, word) = if queue_ok { (200, "healthy") } else { (503, "degraded") };
+    let (status, word) = if queue_ok {
+        (200, "healthy")
+    } else {
+        (503, "degraded")
+    };
     let queue = if queue_ok { "healthy" } else { "unhealthy" };
     let mut b = Vec::with_capacity(192);
     b.extend_from_slice(b"{\"status\":\"");

@@ -12,10 +12,14 @@ pub enum ScanError {
     TooDeep,
     /// A `\uD800`-`\uDFFF` escape not forming a valid pair.
     LoneSurrogate,
+    /// A number beyond the range of an `f64` (`1e400`): valid JSON grammar, but no mainstream
+    /// parser can read it back, and the payload is echoed to clients verbatim.
+    NumberOutOfRange,
 }
 
-/// Checks nesting depth and surrogate escapes of (already UTF-8-valid) JSON text. Syntax is left
-/// to the parser; this only looks at brackets outside strings and at `\u` escapes inside them.
+/// Checks nesting depth, surrogate escapes and number range of (already UTF-8-valid) JSON text.
+/// Syntax is left to the parser; this only looks at brackets and numbers outside strings and at
+/// `\u` escapes inside them.
 pub fn scan(text: &[u8]) -> Result<(), ScanError> {
     let mut depth = 0usize;
     let mut i = 0;
@@ -29,6 +33,15 @@ pub fn scan(text: &[u8]) -> Result<(), ScanError> {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let end = text[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(n, |len| i + len);
+                check_number(&text[i..end])?;
+                i = end;
+                continue;
+            }
             b'"' => {
                 i += 1;
                 while i < n && text[i] != b'"' {
@@ -47,6 +60,23 @@ pub fn scan(text: &[u8]) -> Result<(), ScanError> {
         i += 1;
     }
     Ok(())
+}
+
+/// A number token whose magnitude an `f64` cannot hold. Only numbers with an exponent or many
+/// digits can be out of range, so the common case costs a length check.
+fn check_number(token: &[u8]) -> Result<(), ScanError> {
+    let has_exponent = token.iter().any(|&b| b == b'e' || b == b'E');
+    if !has_exponent && token.len() < 300 {
+        return Ok(());
+    }
+    match std::str::from_utf8(token)
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+    {
+        Some(v) if !v.is_finite() => Err(ScanError::NumberOutOfRange),
+        // Malformed tokens are the parser's to report.
+        _ => Ok(()),
+    }
 }
 
 /// At a `\u` escape at `i`: validates surrogates and returns the index after the escape(s).
@@ -127,6 +157,13 @@ mod tests {
             (r#"{"a":"\\ud800"}"#, Ok(())),
             (r#"{"a":"\"[[["}"#, Ok(())),
             (r#"{"a":"\u12"}"#, Ok(())),
+            (r#"{"a":1e400}"#, Err(ScanError::NumberOutOfRange)),
+            (r#"[-1E+309]"#, Err(ScanError::NumberOutOfRange)),
+            (
+                r#"{"a":1e308,"b":-2.5e-400,"c":123456789012345678901234567890}"#,
+                Ok(()),
+            ),
+            (r#"{"a":"1e400"}"#, Ok(())),
         ];
         for (text, want) in cases {
             assert_eq!(scan(text.as_bytes()), *want, "{text}");

@@ -10,8 +10,10 @@ use crate::store::RequestState;
 
 /// Parses a path segment as a correlation id.
 pub fn parse_id(raw: &Bytes) -> Result<CorrelationId, Error> {
-    CorrelationId::parse(raw)
-        .ok_or(Error::new(ErrorKind::MalformedId, "correlation_id must be a UUID"))
+    CorrelationId::parse(raw).ok_or(Error::new(
+        ErrorKind::MalformedId,
+        "correlation_id must be a UUID",
+    ))
 }
 
 /// Renders the state of `raw`'s id with `render`, or 404.

@@ -30,7 +30,10 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> (Endpoint, Response) {
     let result = match route(req.head.method, &req.head.path) {
         Err(NoRoute::NotFound) => Err(Error::new(ErrorKind::NotFound, "Not Found")),
         Err(NoRoute::MethodNotAllowed(allow)) => {
-            let mut r = error_response(&Error::new(ErrorKind::MethodNotAllowed, "Method Not Allowed"));
+            let mut r = error_response(&Error::new(
+                ErrorKind::MethodNotAllowed,
+                "Method Not Allowed",
+            ));
             r.allow = Some(allow);
             Ok(r)
         }
@@ -110,7 +113,10 @@ mod tests {
         }]));
         assert_eq!(r.status, 422);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v["detail"][0]["loc"], serde_json::json!(["body", "payload"]));
+        assert_eq!(
+            v["detail"][0]["loc"],
+            serde_json::json!(["body", "payload"])
+        );
         assert_eq!(v["detail"][0]["type"], "value_error.missing");
     }
 }

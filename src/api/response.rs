@@ -33,7 +33,11 @@ pub fn render(id: &CorrelationId, s: &RequestState) -> Vec<u8> {
     put_raw(&mut b, o.and_then(|o| o.result.as_deref()), b"null");
     b.push(b',');
     put_key(&mut b, "headers");
-    put_raw(&mut b, o.and_then(|o| o.headers.as_deref()), if o.is_some() { b"{}" } else { b"null" });
+    put_raw(
+        &mut b,
+        o.and_then(|o| o.headers.as_deref()),
+        if o.is_some() { b"{}" } else { b"null" },
+    );
     b.push(b',');
     put_key(&mut b, "status_code");
     match o.and_then(|o| o.status_code) {

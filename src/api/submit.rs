@@ -57,7 +57,9 @@ struct MetadataIn<'a> {
 /// Whether a `Content-Type` value is JSON in UTF-8 (`application/json`, optionally with
 /// `charset=utf-8`).
 pub fn is_json_media_type(value: &[u8]) -> bool {
-    let Ok(value) = std::str::from_utf8(value) else { return false };
+    let Ok(value) = std::str::from_utf8(value) else {
+        return false;
+    };
     let mut parts = value.split(';');
     let media = parts.next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
@@ -75,7 +77,10 @@ pub fn is_json_media_type(value: &[u8]) -> bool {
 /// The head-only check for submit: JSON, not content-encoded.
 pub fn precheck(head: &RequestHead) -> Result<(), Error> {
     if head.content_encoded {
-        return Err(Error::new(ErrorKind::UnsupportedMediaType, "Content-Encoding is not supported"));
+        return Err(Error::new(
+            ErrorKind::UnsupportedMediaType,
+            "Content-Encoding is not supported",
+        ));
     }
     match &head.content_type {
         Some(ct) if is_json_media_type(ct) => Ok(()),
@@ -92,10 +97,17 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
         .map_err(|_| Error::new(ErrorKind::MalformedJson, "request body is not valid UTF-8"))?;
     scan(body).map_err(|e| match e {
         ScanError::TooDeep => Error::new(ErrorKind::MalformedJson, "JSON nested too deeply"),
-        ScanError::LoneSurrogate => Error::new(ErrorKind::MalformedJson, "JSON has a lone surrogate escape"),
+        ScanError::LoneSurrogate => {
+            Error::new(ErrorKind::MalformedJson, "JSON has a lone surrogate escape")
+        }
+        ScanError::NumberOutOfRange => {
+            Error::new(ErrorKind::MalformedJson, "JSON number out of range")
+        }
     })?;
     let parsed: Body<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::fields(vec![field(&[], &e.to_string(), "type_error")]),
+        serde_json::error::Category::Data => {
+            Error::fields(vec![field(&[], &e.to_string(), "type_error")])
+        }
         _ => Error::owned(ErrorKind::MalformedJson, format!("malformed JSON: {e}")),
     })?;
 
@@ -106,7 +118,11 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
             None
         }
         Some(p) if !p.get().starts_with('{') => {
-            errors.push(field(&["payload"], "value is not a valid dict", "type_error.dict"));
+            errors.push(field(
+                &["payload"],
+                "value is not a valid dict",
+                "type_error.dict",
+            ));
             None
         }
         Some(p) => Some(range_in(text, p.get())),
@@ -116,7 +132,11 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
             match serde_json::from_str::<HashMap<Cow<'_, str>, Cow<'_, str>>>(h.get()) {
                 Ok(_) => Some(range_in(text, h.get())),
                 Err(_) => {
-                    errors.push(field(&["headers"], "value is not a valid dict of strings", "type_error.dict"));
+                    errors.push(field(
+                        &["headers"],
+                        "value is not a valid dict of strings",
+                        "type_error.dict",
+                    ));
                     None
                 }
             }
@@ -125,18 +145,30 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
     };
     let meta: MetadataIn<'_> = match parsed.metadata {
         Some(m) if !m.get().starts_with('{') && m.get() != "null" => {
-            errors.push(field(&["metadata"], "value is not a valid dict", "type_error.dict"));
+            errors.push(field(
+                &["metadata"],
+                "value is not a valid dict",
+                "type_error.dict",
+            ));
             MetadataIn::default()
         }
         Some(m) if m.get() != "null" => serde_json::from_str(m.get()).unwrap_or_else(|e| {
-            errors.push(field(&["metadata"], &format!("invalid metadata: {e}"), "type_error"));
+            errors.push(field(
+                &["metadata"],
+                &format!("invalid metadata: {e}"),
+                "type_error",
+            ));
             MetadataIn::default()
         }),
         _ => MetadataIn::default(),
     };
     let priority = meta.priority.unwrap_or(0);
     if !(0..=9).contains(&priority) {
-        errors.push(field(&["metadata", "priority"], "ensure this value is between 0 and 9", "value_error.number"));
+        errors.push(field(
+            &["metadata", "priority"],
+            "ensure this value is between 0 and 9",
+            "value_error.number",
+        ));
     }
     let timeout = match meta.timeout {
         None => default_timeout,
@@ -152,7 +184,11 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
     };
     let retry_count = meta.retry_count.unwrap_or(0);
     if retry_count < 0 {
-        errors.push(field(&["metadata", "retry_count"], "ensure this value is >= 0", "value_error.number"));
+        errors.push(field(
+            &["metadata", "retry_count"],
+            "ensure this value is >= 0",
+            "value_error.number",
+        ));
     }
     match payload {
         Some(payload) if errors.is_empty() => Ok(Submission {
@@ -173,7 +209,11 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
 fn field(loc: &[&str], msg: &str, kind: &'static str) -> FieldError {
     let mut path = vec!["body".to_owned()];
     path.extend(loc.iter().map(|s| (*s).to_owned()));
-    FieldError { loc: path, msg: msg.to_owned(), kind }
+    FieldError {
+        loc: path,
+        msg: msg.to_owned(),
+        kind,
+    }
 }
 
 /// The range of `inner` (a raw value borrowed from `outer`) within `outer`.
@@ -187,10 +227,11 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
     let sub = parse(&req.body, ctx.config.worker.timeout)?;
     let id = ctx.minter.borrow_mut().mint();
     let now = Timestamp::now();
+    // Copies: a slice would pin the connection's whole read buffer while the job waits.
     let job = Job {
         id,
-        payload: req.body.slice(sub.payload),
-        headers: sub.headers.map(|r| req.body.slice(r)),
+        payload: Bytes::copy_from_slice(&req.body[sub.payload]),
+        headers: sub.headers.map(|r| Bytes::copy_from_slice(&req.body[r])),
         metadata: sub.metadata,
         submitted_at: now,
     };
@@ -238,10 +279,17 @@ mod tests {
 
     #[test]
     fn body_table() {
-        let deep = format!("{{\"payload\":{{\"a\":{}{}}}}}", "[".repeat(200), "]".repeat(200));
+        let deep = format!(
+            "{{\"payload\":{{\"a\":{}{}}}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
         let cases: Vec<(&str, u16)> = vec![
             (r#"{"payload":{"operation":"echo","data":"Hello!"}}"#, 202),
-            (r#"{"payload":{},"headers":{"X-Tenant":"a"},"metadata":{"priority":5,"timeout":300,"endpoint":"billing","method":"POST","other":1}}"#, 202),
+            (
+                r#"{"payload":{},"headers":{"X-Tenant":"a"},"metadata":{"priority":5,"timeout":300,"endpoint":"billing","method":"POST","other":1}}"#,
+                202,
+            ),
             (r#"{"payload":{},"headers":null,"metadata":null}"#, 202),
             (r#"{"payload":{},"unknown":1}"#, 202),
             (r#"{"payload":{"#, 400),
@@ -269,7 +317,12 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(status_of(body), want, "{body}");
         }
-        assert_eq!(parse(b"{\"payload\":{\"a\":\"\xff\"}}", T).unwrap_err().kind(), ErrorKind::MalformedJson);
+        assert_eq!(
+            parse(b"{\"payload\":{\"a\":\"\xff\"}}", T)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MalformedJson
+        );
     }
 
     #[test]
@@ -285,7 +338,9 @@ mod tests {
     #[test]
     fn validation_errors_carry_locations() {
         let e = parse(br#"{"metadata":{"priority":10}}"#, T).unwrap_err();
-        let crate::error::Detail::Fields(fields) = e.detail() else { panic!("{e:?}") };
+        let crate::error::Detail::Fields(fields) = e.detail() else {
+            panic!("{e:?}")
+        };
         let locs: Vec<String> = fields.iter().map(|f| f.loc.join(".")).collect();
         assert_eq!(locs, ["body.payload", "body.metadata.priority"]);
         assert_eq!(fields[0].kind, "value_error.missing");
@@ -293,10 +348,21 @@ mod tests {
 
     #[test]
     fn media_types() {
-        for ok in ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/json;charset=\"UTF-8\""] {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
             assert!(is_json_media_type(ok.as_bytes()), "{ok}");
         }
-        for bad in ["text/plain", "application/json; charset=iso-8859-1", "application/jsonx", "", "application/x-www-form-urlencoded"] {
+        for bad in [
+            "text/plain",
+            "application/json; charset=iso-8859-1",
+            "application/jsonx",
+            "",
+            "application/x-www-form-urlencoded",
+        ] {
             assert!(!is_json_media_type(bad.as_bytes()), "{bad}");
         }
     }

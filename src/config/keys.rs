@@ -17,40 +17,148 @@ pub struct Key {
 }
 
 const fn key(name: &'static str, default: Option<&'static str>, help: &'static str) -> Key {
-    Key { name, default, help }
+    Key {
+        name,
+        default,
+        help,
+    }
 }
 
 /// Every key, in the order `--help` shows them.
 pub const KEYS: &[Key] = &[
     key("server.host", Some("0.0.0.0"), "listen address"),
-    key("server.port", Some("8000"), "listen port (0 picks a free port)"),
-    key("server.shards", None, "shards, one thread each [default: number of CPUs]"),
-    key("server.cpus", None, "CPU list to pin shards to, e.g. 0-3,8 [default: no pinning]"),
-    key("server.max_body_bytes", Some("1048576"), "largest request body (413 above)"),
-    key("server.max_header_bytes", Some("16384"), "largest request head (431 above)"),
-    key("server.max_uri_bytes", Some("8192"), "longest request target (414 above)"),
-    key("server.header_read_timeout_seconds", Some("10"), "time to receive a request head"),
-    key("server.body_read_timeout_seconds", Some("30"), "time to receive a request body"),
-    key("server.idle_timeout_seconds", Some("60"), "keep-alive idle time before closing"),
-    key("server.shutdown_grace_seconds", Some("30"), "time for in-flight work on SIGTERM/SIGINT"),
-    key("server.io_driver", Some("auto"), "event-loop driver: auto (io_uring, else epoll), uring or epoll"),
-    key("queue.type", Some("memory"), "memory (embedded, not durable) or redis"),
-    key("queue.redis_url", Some("redis://localhost:6379"), "redis://[user:pass@]host:port[/db]"),
-    key("queue.request_queue_name", Some("openhqm-requests"), "work stream prefix"),
-    key("queue.response_queue_name", Some("openhqm-responses"), "response stream prefix"),
-    key("queue.dlq_name", Some("openhqm-dlq"), "dead-letter stream prefix"),
-    key("queue.max_depth", Some("1000000"), "embedded queue: jobs waiting per shard before 503"),
+    key(
+        "server.port",
+        Some("8000"),
+        "listen port (0 picks a free port)",
+    ),
+    key(
+        "server.shards",
+        None,
+        "shards, one thread each [default: number of CPUs]",
+    ),
+    key(
+        "server.cpus",
+        None,
+        "CPU list to pin shards to, e.g. 0-3,8 [default: no pinning]",
+    ),
+    key(
+        "server.max_body_bytes",
+        Some("1048576"),
+        "largest request body (413 above)",
+    ),
+    key(
+        "server.max_header_bytes",
+        Some("16384"),
+        "largest request head (431 above)",
+    ),
+    key(
+        "server.max_uri_bytes",
+        Some("8192"),
+        "longest request target (414 above)",
+    ),
+    key(
+        "server.header_read_timeout_seconds",
+        Some("10"),
+        "time to receive a request head",
+    ),
+    key(
+        "server.body_read_timeout_seconds",
+        Some("30"),
+        "time to receive a request body",
+    ),
+    key(
+        "server.idle_timeout_seconds",
+        Some("60"),
+        "keep-alive idle time before closing",
+    ),
+    key(
+        "server.shutdown_grace_seconds",
+        Some("30"),
+        "time for in-flight work on SIGTERM/SIGINT",
+    ),
+    key(
+        "server.io_driver",
+        Some("auto"),
+        "event-loop driver: auto (io_uring, else epoll), uring or epoll",
+    ),
+    key(
+        "queue.type",
+        Some("memory"),
+        "memory (embedded, not durable) or redis",
+    ),
+    key(
+        "queue.redis_url",
+        Some("redis://localhost:6379"),
+        "redis://[user:pass@]host:port[/db]",
+    ),
+    key(
+        "queue.request_queue_name",
+        Some("openhqm-requests"),
+        "work stream prefix",
+    ),
+    key(
+        "queue.response_queue_name",
+        Some("openhqm-responses"),
+        "response stream prefix",
+    ),
+    key(
+        "queue.dlq_name",
+        Some("openhqm-dlq"),
+        "dead-letter stream prefix",
+    ),
+    key(
+        "queue.max_depth",
+        Some("1000000"),
+        "embedded queue: jobs waiting per shard before 503",
+    ),
     key("worker.count", Some("64"), "worker slots per shard"),
-    key("worker.batch_size", Some("10"), "most jobs fetched per read"),
-    key("worker.timeout_seconds", Some("300"), "default processing deadline"),
-    key("worker.max_retries", Some("3"), "retries before the dead-letter queue"),
-    key("worker.retry_delay_base", Some("1.0"), "first retry delay, seconds (with jitter)"),
-    key("worker.retry_delay_max", Some("60.0"), "longest retry delay, seconds"),
-    key("cache.type", None, "where request state lives [default: follows queue.type]"),
-    key("cache.redis_url", None, "Redis URL for state [default: queue.redis_url]"),
-    key("cache.ttl_seconds", Some("3600"), "how long a final state stays readable"),
+    key(
+        "worker.batch_size",
+        Some("10"),
+        "most jobs fetched per read",
+    ),
+    key(
+        "worker.timeout_seconds",
+        Some("300"),
+        "default processing deadline",
+    ),
+    key(
+        "worker.max_retries",
+        Some("3"),
+        "retries before the dead-letter queue",
+    ),
+    key(
+        "worker.retry_delay_base",
+        Some("1.0"),
+        "first retry delay, seconds (with jitter)",
+    ),
+    key(
+        "worker.retry_delay_max",
+        Some("60.0"),
+        "longest retry delay, seconds",
+    ),
+    key(
+        "cache.type",
+        None,
+        "where request state lives [default: follows queue.type]",
+    ),
+    key(
+        "cache.redis_url",
+        None,
+        "Redis URL for state [default: queue.redis_url]",
+    ),
+    key(
+        "cache.ttl_seconds",
+        Some("3600"),
+        "how long a final state stays readable",
+    ),
     key("monitoring.metrics_enabled", Some("true"), "serve /metrics"),
-    key("monitoring.log_level", Some("info"), "error, warn, info, debug or trace"),
+    key(
+        "monitoring.log_level",
+        Some("info"),
+        "error, warn, info, debug or trace",
+    ),
     key("monitoring.log_format", Some("json"), "json or text"),
 ];
 
@@ -63,7 +171,11 @@ pub fn env_name(key: &str) -> String {
 pub fn key_of_env(var: &str) -> Option<String> {
     let rest = var.strip_prefix("OPENHQM_")?;
     let (section, key) = rest.split_once("__")?;
-    Some(format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+    Some(format!(
+        "{}.{}",
+        section.to_ascii_lowercase(),
+        key.to_ascii_lowercase()
+    ))
 }
 
 /// Sets `name` on `c` from `value`.
@@ -75,7 +187,9 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "server.shards" => c.server.shards = Some(int(name, v, 1, 1024)? as usize),
         "server.cpus" => c.server.cpus = Some(CpuList::parse(v)?),
         "server.max_body_bytes" => c.server.max_body_bytes = int(name, v, 1, 1 << 40)?,
-        "server.max_header_bytes" => c.server.max_header_bytes = int(name, v, 256, 1 << 20)? as usize,
+        "server.max_header_bytes" => {
+            c.server.max_header_bytes = int(name, v, 256, 1 << 20)? as usize
+        }
         "server.max_uri_bytes" => c.server.max_uri_bytes = int(name, v, 64, 1 << 20)? as usize,
         "server.header_read_timeout_seconds" => c.server.header_read_timeout = secs(name, v)?,
         "server.body_read_timeout_seconds" => c.server.body_read_timeout = secs(name, v)?,
@@ -156,7 +270,9 @@ fn io_driver(name: &str, v: &str) -> Result<IoDriver, ConfigError> {
 }
 
 fn log_level(name: &str, v: &str) -> Result<tracing::Level, ConfigError> {
-    v.to_ascii_lowercase().parse().map_err(|_| invalid(name, v, "error, warn, info, debug or trace"))
+    v.to_ascii_lowercase()
+        .parse()
+        .map_err(|_| invalid(name, v, "error, warn, info, debug or trace"))
 }
 
 fn log_format(name: &str, v: &str) -> Result<LogFormat, ConfigError> {
@@ -171,7 +287,8 @@ fn log_format(name: &str, v: &str) -> Result<LogFormat, ConfigError> {
 fn stream_name(name: &str, v: &str) -> Result<String, ConfigError> {
     let ok = !v.is_empty()
         && v.len() <= 128
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     if !ok {
         return Err(invalid(name, v, "1-128 characters of [A-Za-z0-9-_.:]"));
     }
@@ -181,7 +298,11 @@ fn stream_name(name: &str, v: &str) -> Result<String, ConfigError> {
 /// `redis://[user:pass@]host:port[/db]` (or `rediss://`). The value is never echoed: it may hold
 /// a password.
 fn redis_url(name: &str, v: &str) -> Result<String, ConfigError> {
-    let shape = || ConfigError(format!("{name}: expected redis://[user:pass@]host:port[/db]"));
+    let shape = || {
+        ConfigError(format!(
+            "{name}: expected redis://[user:pass@]host:port[/db]"
+        ))
+    };
     let rest = v
         .strip_prefix("redis://")
         .or_else(|| v.strip_prefix("rediss://"))
@@ -243,12 +364,31 @@ mod tests {
 
     #[test]
     fn redis_urls_are_checked_without_echoing_secrets() {
-        for ok in ["redis://localhost:6379", "redis://u:p@h:1/2", "rediss://h", "redis://[::1]:6379"] {
+        for ok in [
+            "redis://localhost:6379",
+            "redis://u:p@h:1/2",
+            "rediss://h",
+            "redis://[::1]:6379",
+        ] {
             assert!(redis_url("queue.redis_url", ok).is_ok(), "{ok}");
         }
-        for bad in ["http://h", "redis://", "redis://u:hunter2@h:notaport", "redis://h:1/x"] {
+        for bad in [
+            "http://h",
+            "redis://",
+            "redis://u:hunter2@h:notaport",
+            "redis://h:1/x",
+        ] {
             let e = redis_url("queue.redis_url", bad).unwrap_err();
             assert!(!e.0.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS {
+            let row = format!("| `{}` | `{}` |", k.name, env_name(k.name));
+            assert!(readme.contains(&row), "README lacks the row for {}", k.name);
         }
     }
 

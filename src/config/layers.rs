@@ -42,12 +42,17 @@ where
         match arg.as_str() {
             "-h" | "--help" => return Ok(Loaded::Print(help())),
             "-V" | "--version" => {
-                return Ok(Loaded::Print(format!("openhqm {}\n", env!("CARGO_PKG_VERSION"))))
+                return Ok(Loaded::Print(format!(
+                    "openhqm {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )))
             }
             _ => {}
         }
         let Some(flag) = arg.strip_prefix("--") else {
-            return Err(ConfigError(format!("unexpected argument {arg:?} (see --help)")));
+            return Err(ConfigError(format!(
+                "unexpected argument {arg:?} (see --help)"
+            )));
         };
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
@@ -55,13 +60,18 @@ where
         };
         let value = match inline {
             Some(v) => v,
-            None => args.next().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
+            None => args
+                .next()
+                .ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
         };
         if name == "config" {
             file = Some(value);
             continue;
         }
-        let key = ALIASES.iter().find(|(a, _)| *a == name).map_or(name.as_str(), |(_, k)| k);
+        let key = ALIASES
+            .iter()
+            .find(|(a, _)| *a == name)
+            .map_or(name.as_str(), |(_, k)| k);
         if !KEYS.iter().any(|k| k.name == key) {
             return Err(ConfigError(format!("unknown option --{name} (see --help)")));
         }
@@ -74,17 +84,21 @@ where
             .map_err(|e| ConfigError(format!("--config {path}: cannot read: {e}")))?;
         apply_toml(&mut c, &text).map_err(|e| ConfigError(format!("{path}: {e}")))?;
     }
-    let mut env: Vec<(String, String)> =
-        env.into_iter().filter(|(k, _)| k.starts_with("OPENHQM_")).collect();
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("OPENHQM_"))
+        .collect();
     env.sort();
     for (var, value) in env {
         let key = key_of_env(&var)
             .filter(|k| KEYS.iter().any(|known| known.name == k))
             .ok_or_else(|| ConfigError(format!("unknown configuration variable {var}")))?;
-        c.set(&key, &value).map_err(|e| ConfigError(format!("{var}: {e}")))?;
+        c.set(&key, &value)
+            .map_err(|e| ConfigError(format!("{var}: {e}")))?;
     }
     for (key, value) in overrides {
-        c.set(&key, &value).map_err(|e| ConfigError(format!("--{key}: {e}")))?;
+        c.set(&key, &value)
+            .map_err(|e| ConfigError(format!("--{key}: {e}")))?;
     }
     c.validate()?;
     Ok(Loaded::Run(Box::new(c)))
@@ -92,11 +106,14 @@ where
 
 /// Applies a TOML document of `[section]` tables of scalar keys.
 fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
-    let doc: toml::Table =
-        text.parse().map_err(|e: toml::de::Error| ConfigError(format!("invalid TOML: {e}")))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError(format!("invalid TOML: {e}")))?;
     for (section, table) in doc {
         let toml::Value::Table(table) = table else {
-            return Err(ConfigError(format!("{section:?} must be a [section] table")));
+            return Err(ConfigError(format!(
+                "{section:?} must be a [section] table"
+            )));
         };
         for (key, value) in table {
             let name = format!("{section}.{key}");
@@ -105,7 +122,11 @@ fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                _ => return Err(ConfigError(format!("{name}: expected a string, number or boolean"))),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{name}: expected a string, number or boolean"
+                    )))
+                }
             };
             c.set(&name, &text)?;
         }
@@ -124,7 +145,10 @@ pub fn help() -> String {
          --log-level --log-format.  Also: --help, --version.\n\nKEYS:\n",
     );
     for k in KEYS {
-        let default = k.default.map(|d| format!(" [default: {d}]")).unwrap_or_default();
+        let default = k
+            .default
+            .map(|d| format!(" [default: {d}]"))
+            .unwrap_or_default();
         let _ = writeln!(s, "  --{:<38} {}{}", k.name, k.help, default);
         let _ = writeln!(s, "    {}", env_name(k.name));
     }
@@ -141,7 +165,10 @@ mod tests {
         let loaded = load(
             args.iter().map(|s| s.to_string()),
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-            |_| file.clone().ok_or_else(|| std::io::Error::other("no such file")),
+            |_| {
+                file.clone()
+                    .ok_or_else(|| std::io::Error::other("no such file"))
+            },
         )?;
         match loaded {
             Loaded::Run(c) => Ok(*c),
@@ -151,8 +178,12 @@ mod tests {
 
     #[test]
     fn precedence_defaults_file_env_cli() {
-        let toml = "[server]\nport = 8001\nhost = \"127.0.0.1\"\n[worker]\ncount = 5\nmax_retries = 7\n";
-        let env = [("OPENHQM_SERVER__PORT", "8002"), ("OPENHQM_WORKER__COUNT", "6")];
+        let toml =
+            "[server]\nport = 8001\nhost = \"127.0.0.1\"\n[worker]\ncount = 5\nmax_retries = 7\n";
+        let env = [
+            ("OPENHQM_SERVER__PORT", "8002"),
+            ("OPENHQM_WORKER__COUNT", "6"),
+        ];
         let c = run(&["--config", "f.toml", "--port", "8003"], &env, Some(toml)).unwrap();
         assert_eq!(c.server.port, 8003); // cli beats env beats file
         assert_eq!(c.worker.count, 6); // env beats file
@@ -165,22 +196,52 @@ mod tests {
 
     #[test]
     fn unrelated_environment_is_ignored() {
-        let c = run(&[], &[("PATH", "/bin"), ("OPENHQM_CACHE__TTL_SECONDS", "7200")], None).unwrap();
+        let c = run(
+            &[],
+            &[("PATH", "/bin"), ("OPENHQM_CACHE__TTL_SECONDS", "7200")],
+            None,
+        )
+        .unwrap();
         assert_eq!(c.cache.ttl, Duration::from_secs(7200));
     }
 
     #[test]
     fn errors_name_the_key() {
-        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a [(&'a str, &'a str)],
+            Option<&'a str>,
+            &'a str,
+        );
         let cases: &[Case<'_>] = &[
             (&["--port", "x"], &[], None, "server.port"),
             (&["--nope", "1"], &[], None, "--nope"),
             (&["--port"], &[], None, "--port"),
             (&["stray"], &[], None, "stray"),
-            (&[], &[("OPENHQM_SERVER__PORTT", "1")], None, "OPENHQM_SERVER__PORTT"),
-            (&[], &[("OPENHQM_WORKER__COUNT", "0")], None, "OPENHQM_WORKER__COUNT"),
-            (&["--config", "f"], &[], Some("[server]\nbogus = 1\n"), "server.bogus"),
-            (&["--config", "f"], &[], Some("[server]\nport = \"x\"\n"), "server.port"),
+            (
+                &[],
+                &[("OPENHQM_SERVER__PORTT", "1")],
+                None,
+                "OPENHQM_SERVER__PORTT",
+            ),
+            (
+                &[],
+                &[("OPENHQM_WORKER__COUNT", "0")],
+                None,
+                "OPENHQM_WORKER__COUNT",
+            ),
+            (
+                &["--config", "f"],
+                &[],
+                Some("[server]\nbogus = 1\n"),
+                "server.bogus",
+            ),
+            (
+                &["--config", "f"],
+                &[],
+                Some("[server]\nport = \"x\"\n"),
+                "server.port",
+            ),
             (&["--config", "f"], &[], Some("port = 1\n"), "port"),
             (&["--config", "f"], &[], Some("[server\n"), "invalid TOML"),
             (&["--config", "missing"], &[], None, "missing"),
@@ -195,7 +256,11 @@ mod tests {
     fn help_lists_every_key_and_env_name() {
         let h = help();
         for k in KEYS {
-            assert!(h.contains(k.name) && h.contains(&env_name(k.name)), "{}", k.name);
+            assert!(
+                h.contains(k.name) && h.contains(&env_name(k.name)),
+                "{}",
+                k.name
+            );
         }
         let loaded = load(["--help".to_string()], [], |_| Ok(String::new())).unwrap();
         assert!(matches!(loaded, Loaded::Print(t) if t.contains("USAGE")));

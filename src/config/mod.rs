@@ -187,7 +187,11 @@ impl Default for Config {
                 retry_delay_base: Duration::ZERO,
                 retry_delay_max: Duration::ZERO,
             },
-            cache: CacheConfig { kind: None, redis_url: None, ttl: Duration::ZERO },
+            cache: CacheConfig {
+                kind: None,
+                redis_url: None,
+                ttl: Duration::ZERO,
+            },
             monitoring: MonitoringConfig {
                 metrics_enabled: true,
                 log_level: tracing::Level::INFO,
@@ -213,7 +217,9 @@ impl Config {
     /// Number of shards to run.
     pub fn nr_shards(&self) -> usize {
         self.server.shards.unwrap_or_else(|| {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         })
     }
 
@@ -243,8 +249,12 @@ impl Config {
 
 /// `redis://user:secret@host` with the password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
     let user = userinfo.split(':').next().unwrap_or("");
     format!("{scheme}://{user}:***@{host}")
 }
@@ -281,7 +291,11 @@ mod tests {
     fn cross_key_rules() {
         let mut c = Config::default();
         c.set("worker.retry_delay_max", "0.5").unwrap();
-        assert!(c.validate().unwrap_err().0.contains("worker.retry_delay_max"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("worker.retry_delay_max"));
         let mut c = Config::default();
         c.set("queue.type", "redis").unwrap();
         assert!(c.validate().unwrap_err().0.contains("queue.type"));
@@ -289,7 +303,10 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://u:pw@h:6379/1"), "redis://u:***@h:6379/1");
+        assert_eq!(
+            redact_url("redis://u:pw@h:6379/1"),
+            "redis://u:***@h:6379/1"
+        );
         assert_eq!(redact_url("redis://:pw@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
     }

@@ -59,11 +59,19 @@ impl BodyDecoder {
 
     /// A decoder for a chunked body of at most `limit` decoded bytes.
     pub fn chunked(limit: u64) -> Self {
-        BodyDecoder::Chunked(Chunked { phase: ChunkPhase::Size, limit, total: 0 })
+        BodyDecoder::Chunked(Chunked {
+            phase: ChunkPhase::Size,
+            limit,
+            total: 0,
+        })
     }
 
     /// Moves body bytes from `input` to `out`.
-    pub fn decode(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<Decoded, HeadError> {
+    pub fn decode(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<Decoded, HeadError> {
         match self {
             BodyDecoder::Length { remaining } => {
                 let take = (*remaining).min(input.len() as u64) as usize;
@@ -75,7 +83,11 @@ impl BodyDecoder {
                     input.advance(take);
                 }
                 *remaining -= take as u64;
-                Ok(if *remaining == 0 { Decoded::Done } else { Decoded::NeedMore })
+                Ok(if *remaining == 0 {
+                    Decoded::Done
+                } else {
+                    Decoded::NeedMore
+                })
             }
             BodyDecoder::Chunked(c) => c.decode(input, out),
         }
@@ -136,7 +148,9 @@ impl Chunked {
                     self.phase = if line.is_empty() {
                         ChunkPhase::Done
                     } else {
-                        ChunkPhase::Trailers { seen: seen + line.len() + 2 }
+                        ChunkPhase::Trailers {
+                            seen: seen + line.len() + 2,
+                        }
                     };
                 }
                 ChunkPhase::Done => return Ok(Decoded::Done),
@@ -153,7 +167,9 @@ fn take_line(input: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, HeadE
         match b {
             b'\n' => return Err(HeadError::BadRequest("bare LF in chunked framing")),
             b'\r' => {
-                let Some(&next) = input.get(i + 1) else { return Ok(None) };
+                let Some(&next) = input.get(i + 1) else {
+                    return Ok(None);
+                };
                 if next != b'\n' {
                     return Err(HeadError::BadRequest("bare CR in chunked framing"));
                 }
@@ -179,7 +195,10 @@ fn chunk_size(line: &[u8]) -> Result<u64, HeadError> {
     }
     let rest = &line[digits..];
     let rest_ok = rest.is_empty()
-        || rest.iter().position(|&b| b != b' ' && b != b'\t').is_some_and(|i| rest[i] == b';');
+        || rest
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .is_some_and(|i| rest[i] == b';');
     if !rest_ok {
         return Err(BAD);
     }
@@ -201,11 +220,20 @@ mod tests {
     #[test]
     fn content_length_bodies() {
         let mut d = BodyDecoder::length(5);
-        assert_eq!(run(&mut d, b"hello"), (Ok(Decoded::Done), b"hello".to_vec(), 0));
+        assert_eq!(
+            run(&mut d, b"hello"),
+            (Ok(Decoded::Done), b"hello".to_vec(), 0)
+        );
         let mut d = BodyDecoder::length(5);
-        assert_eq!(run(&mut d, b"helloGET /"), (Ok(Decoded::Done), b"hello".to_vec(), 5));
+        assert_eq!(
+            run(&mut d, b"helloGET /"),
+            (Ok(Decoded::Done), b"hello".to_vec(), 5)
+        );
         let mut d = BodyDecoder::length(5);
-        assert_eq!(run(&mut d, b"hel"), (Ok(Decoded::NeedMore), b"hel".to_vec(), 0));
+        assert_eq!(
+            run(&mut d, b"hel"),
+            (Ok(Decoded::NeedMore), b"hel".to_vec(), 0)
+        );
     }
 
     #[test]
@@ -214,10 +242,30 @@ mod tests {
         type Case<'a> = (&'a [u8], Result<Decoded, HeadError>, &'a [u8], usize);
         let cases: &[Case<'_>] = &[
             (b"5\r\nhello\r\n0\r\n\r\n", Ok(Decoded::Done), b"hello", 0),
-            (b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT", Ok(Decoded::Done), b"hello world", 4),
-            (b"5;ext=1\r\nhello\r\n0\r\n\r\n", Ok(Decoded::Done), b"hello", 0),
-            (b"A\r\n0123456789\r\n0\r\n\r\n", Ok(Decoded::Done), b"0123456789", 0),
-            (b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", Ok(Decoded::Done), b"hello", 0),
+            (
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT",
+                Ok(Decoded::Done),
+                b"hello world",
+                4,
+            ),
+            (
+                b"5;ext=1\r\nhello\r\n0\r\n\r\n",
+                Ok(Decoded::Done),
+                b"hello",
+                0,
+            ),
+            (
+                b"A\r\n0123456789\r\n0\r\n\r\n",
+                Ok(Decoded::Done),
+                b"0123456789",
+                0,
+            ),
+            (
+                b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+                Ok(Decoded::Done),
+                b"hello",
+                0,
+            ),
             (b"5\r\nhel", Ok(Decoded::NeedMore), b"hel", 0),
             (b"5\r\nhello\r\n0\r\n", Ok(Decoded::NeedMore), b"hello", 0),
             (b"5", Ok(Decoded::NeedMore), b"", 1),
@@ -238,7 +286,11 @@ mod tests {
                 (Err(HeadError::BadRequest(_)), Err(HeadError::BadRequest(_))) => true,
                 (a, b) => a == b,
             };
-            assert!(same, "{:?}: got {got:?}, want {want:?}", String::from_utf8_lossy(input));
+            assert!(
+                same,
+                "{:?}: got {got:?}, want {want:?}",
+                String::from_utf8_lossy(input)
+            );
             if got.is_ok() {
                 assert_eq!(&out[..], *body, "{:?}", String::from_utf8_lossy(input));
             }
@@ -252,9 +304,17 @@ mod tests {
             let mut d = BodyDecoder::chunked(1 << 20);
             let mut inp = BytesMut::from(&wire[..split]);
             let mut out = BytesMut::new();
-            assert_eq!(d.decode(&mut inp, &mut out), Ok(Decoded::NeedMore), "split {split}");
+            assert_eq!(
+                d.decode(&mut inp, &mut out),
+                Ok(Decoded::NeedMore),
+                "split {split}"
+            );
             inp.extend_from_slice(&wire[split..]);
-            assert_eq!(d.decode(&mut inp, &mut out), Ok(Decoded::Done), "split {split}");
+            assert_eq!(
+                d.decode(&mut inp, &mut out),
+                Ok(Decoded::Done),
+                "split {split}"
+            );
             assert_eq!(&out[..], b"abc0123456789abcdef");
             assert!(inp.is_empty());
         }
@@ -275,10 +335,16 @@ mod tests {
         let mut line = vec![b'1'];
         line.extend(std::iter::repeat_n(b';', 2000));
         let mut d = BodyDecoder::chunked(1 << 20);
-        assert!(matches!(run(&mut d, &line).0, Err(HeadError::BadRequest(_))));
+        assert!(matches!(
+            run(&mut d, &line).0,
+            Err(HeadError::BadRequest(_))
+        ));
         let mut trailers = b"0\r\n".to_vec();
         trailers.extend(std::iter::repeat_n(b'a', 9000));
         let mut d = BodyDecoder::chunked(1 << 20);
-        assert!(matches!(run(&mut d, &trailers).0, Err(HeadError::BadRequest(_))));
+        assert!(matches!(
+            run(&mut d, &trailers).0,
+            Err(HeadError::BadRequest(_))
+        ));
     }
 }

@@ -59,7 +59,11 @@ pub enum Event {
 
 enum Phase {
     Head,
-    Body { head: RequestHead, decoder: BodyDecoder, continue_sent: bool },
+    Body {
+        head: RequestHead,
+        decoder: BodyDecoder,
+        continue_sent: bool,
+    },
     Closed,
 }
 
@@ -77,7 +81,12 @@ pub struct Conn {
 impl Conn {
     /// A fresh connection.
     pub fn new(limits: Limits, precheck: Precheck) -> Self {
-        Conn { limits, precheck, phase: Phase::Head, body: BytesMut::new() }
+        Conn {
+            limits,
+            precheck,
+            phase: Phase::Head,
+            body: BytesMut::new(),
+        }
     }
 
     /// Advances with the bytes in `input`, consuming what it uses.
@@ -97,7 +106,10 @@ impl Conn {
                             if let Err(error) = (self.precheck)(&head) {
                                 return rejected(&head, error, false);
                             }
-                            return Event::Request(Request { head, body: Bytes::new() });
+                            return Event::Request(Request {
+                                head,
+                                body: Bytes::new(),
+                            });
                         }
                         Framing::Length(n) if n > self.limits.max_body_bytes => {
                             return self.fail(HeadError::BodyTooLarge);
@@ -113,9 +125,17 @@ impl Conn {
                     if let Framing::Length(n) = head.framing {
                         self.body.reserve(n as usize);
                     }
-                    self.phase = Phase::Body { head, decoder, continue_sent: false };
+                    self.phase = Phase::Body {
+                        head,
+                        decoder,
+                        continue_sent: false,
+                    };
                 }
-                Phase::Body { head, decoder, continue_sent } => {
+                Phase::Body {
+                    head,
+                    decoder,
+                    continue_sent,
+                } => {
                     if head.expect_continue && !*continue_sent && input.is_empty() {
                         *continue_sent = true;
                         return Event::Continue;
@@ -140,13 +160,23 @@ impl Conn {
 
     fn fail(&mut self, e: HeadError) -> Event {
         self.phase = Phase::Closed;
-        Event::Reject { error: e.into(), close: true, endpoint: Endpoint::Other, method: None }
+        Event::Reject {
+            error: e.into(),
+            close: true,
+            endpoint: Endpoint::Other,
+            method: None,
+        }
     }
 }
 
 fn rejected(head: &RequestHead, error: Error, close: bool) -> Event {
     let endpoint = Endpoint::of_path(&head.path);
-    Event::Reject { error, close, endpoint, method: Some(head.method) }
+    Event::Reject {
+        error,
+        close,
+        endpoint,
+        method: Some(head.method),
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +294,12 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", &["reject:400:true"]),
         ];
         for (wire, want) in cases {
-            assert_eq!(&run(no_check, wire), want, "{:?}", String::from_utf8_lossy(wire));
+            assert_eq!(
+                &run(no_check, wire),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
     }
 
@@ -273,8 +308,14 @@ mod tests {
         let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
         assert_eq!(run(no_check, long_uri.as_bytes()), ["reject:414:true"]);
         let partial_long_uri = format!("GET /{}", "a".repeat(20_000));
-        assert_eq!(run(no_check, partial_long_uri.as_bytes()), ["reject:414:true"]);
-        let huge_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(65_536));
+        assert_eq!(
+            run(no_check, partial_long_uri.as_bytes()),
+            ["reject:414:true"]
+        );
+        let huge_header = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(65_536)
+        );
         assert_eq!(run(no_check, huge_header.as_bytes()), ["reject:431:true"]);
         let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
         for i in 0..500 {
@@ -290,7 +331,10 @@ mod tests {
         assert_eq!(run(json_only, wire), ["reject:415:true"]);
         // Without a body the connection stays usable.
         let wire = b"POST /s HTTP/1.1\r\nHost: x\r\n\r\nGET /n HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(run(json_only, wire), ["reject:415:false", "reject:415:false", "more:Idle"]);
+        assert_eq!(
+            run(json_only, wire),
+            ["reject:415:false", "reject:415:false", "more:Idle"]
+        );
     }
 
     #[test]
@@ -301,7 +345,11 @@ mod tests {
         let mut got = vec![];
         for &b in wire.iter() {
             input.extend_from_slice(&[b]);
-            got.extend(drive(&mut c, &mut input).into_iter().filter(|e| !e.starts_with("more")));
+            got.extend(
+                drive(&mut c, &mut input)
+                    .into_iter()
+                    .filter(|e| !e.starts_with("more")),
+            );
         }
         assert_eq!(got, ["POST /s \"abc\""]);
     }

@@ -43,22 +43,27 @@ impl From<HeadError> for Error {
         match e {
             HeadError::BadRequest(msg) => Error::new(ErrorKind::MalformedRequest, msg),
             HeadError::UriTooLong => Error::new(ErrorKind::UriTooLong, "request target too long"),
-            HeadError::HeadersTooLarge => {
-                Error::new(ErrorKind::HeadersTooLarge, "request header fields too large")
+            HeadError::HeadersTooLarge => Error::new(
+                ErrorKind::HeadersTooLarge,
+                "request header fields too large",
+            ),
+            HeadError::BodyTooLarge => {
+                Error::new(ErrorKind::BodyTooLarge, "request body too large")
             }
-            HeadError::BodyTooLarge => Error::new(ErrorKind::BodyTooLarge, "request body too large"),
             HeadError::MethodNotImplemented => {
                 Error::new(ErrorKind::MethodNotImplemented, "method not implemented")
             }
-            HeadError::UnknownTransferCoding => {
-                Error::new(ErrorKind::UnknownTransferCoding, "transfer coding not implemented")
-            }
+            HeadError::UnknownTransferCoding => Error::new(
+                ErrorKind::UnknownTransferCoding,
+                "transfer coding not implemented",
+            ),
             HeadError::VersionNotSupported => {
                 Error::new(ErrorKind::VersionNotSupported, "HTTP version not supported")
             }
-            HeadError::ExpectationFailed => {
-                Error::new(ErrorKind::ExpectationFailed, "only Expect: 100-continue is supported")
-            }
+            HeadError::ExpectationFailed => Error::new(
+                ErrorKind::ExpectationFailed,
+                "only Expect: 100-continue is supported",
+            ),
         }
     }
 }

@@ -22,7 +22,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head_bytes: 16 * 1024, max_uri_bytes: 8 * 1024, max_body_bytes: 1 << 20 }
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 1 << 20,
+        }
     }
 }
 
@@ -141,6 +145,12 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
     let fields = Fields::scan(req.headers, buf)?;
     if minor_version == 1 && fields.hosts != 1 {
         return Err(HeadError::BadRequest("exactly one Host header is required"));
+    }
+    if minor_version == 0 && fields.te_fields > 0 {
+        // An HTTP/1.0 peer cannot mean chunked; treat it as the smuggling attempt it looks like.
+        return Err(HeadError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     let framing = fields.framing()?;
     let keep_alive = match minor_version {
@@ -314,13 +324,17 @@ impl Fields {
     fn framing(&self) -> Result<Framing, HeadError> {
         if self.te_fields > 0 {
             if self.length_fields > 0 {
-                return Err(HeadError::BadRequest("both Content-Length and Transfer-Encoding"));
+                return Err(HeadError::BadRequest(
+                    "both Content-Length and Transfer-Encoding",
+                ));
             }
             if self.te_chunked > 1 {
                 return Err(HeadError::BadRequest("chunked applied more than once"));
             }
             if self.te_chunked == 1 && !self.te_chunked_last {
-                return Err(HeadError::BadRequest("chunked is not the final transfer coding"));
+                return Err(HeadError::BadRequest(
+                    "chunked is not the final transfer coding",
+                ));
             }
             if self.te_unknown {
                 return Err(HeadError::UnknownTransferCoding);
@@ -350,8 +364,14 @@ fn parse_length(v: &[u8]) -> Result<u64, HeadError> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 

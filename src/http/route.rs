@@ -131,17 +131,53 @@ mod tests {
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
         let cases: Vec<(Method, String, Result<Route, NoRoute>)> = vec![
             (Post, "/api/v1/submit".into(), Ok(Route::Submit)),
-            (Get, format!("/api/v1/status/{id}"), Ok(Route::Status(b(id)))),
-            (Head, format!("/api/v1/status/{id}"), Ok(Route::Status(b(id)))),
-            (Get, format!("/api/v1/response/{id}"), Ok(Route::Response(b(id)))),
-            (Get, "/api/v1/status/..%2F..".into(), Ok(Route::Status(b("..%2F..")))),
+            (
+                Get,
+                format!("/api/v1/status/{id}"),
+                Ok(Route::Status(b(id))),
+            ),
+            (
+                Head,
+                format!("/api/v1/status/{id}"),
+                Ok(Route::Status(b(id))),
+            ),
+            (
+                Get,
+                format!("/api/v1/response/{id}"),
+                Ok(Route::Response(b(id))),
+            ),
+            (
+                Get,
+                "/api/v1/status/..%2F..".into(),
+                Ok(Route::Status(b("..%2F.."))),
+            ),
             (Get, "/health".into(), Ok(Route::Health)),
             (Head, "/metrics".into(), Ok(Route::Metrics)),
-            (Options, "/api/v1/submit".into(), Ok(Route::Options(Endpoint::Submit))),
-            (Get, "/api/v1/submit".into(), Err(NoRoute::MethodNotAllowed("POST, OPTIONS"))),
-            (Put, "/health".into(), Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS"))),
-            (Trace, "/health".into(), Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS"))),
-            (Post, format!("/api/v1/status/{id}"), Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS"))),
+            (
+                Options,
+                "/api/v1/submit".into(),
+                Ok(Route::Options(Endpoint::Submit)),
+            ),
+            (
+                Get,
+                "/api/v1/submit".into(),
+                Err(NoRoute::MethodNotAllowed("POST, OPTIONS")),
+            ),
+            (
+                Put,
+                "/health".into(),
+                Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS")),
+            ),
+            (
+                Trace,
+                "/health".into(),
+                Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS")),
+            ),
+            (
+                Post,
+                format!("/api/v1/status/{id}"),
+                Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS")),
+            ),
             (Get, "/".into(), Err(NoRoute::NotFound)),
             (Get, "/health/".into(), Err(NoRoute::NotFound)),
             (Get, "/api/v1/statusx".into(), Err(NoRoute::NotFound)),

@@ -19,7 +19,10 @@ pub struct Histogram {
 impl Histogram {
     /// Records one observation in seconds.
     pub fn observe(&mut self, secs: f64) {
-        let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i] += 1;
         self.sum += secs;
     }

@@ -10,12 +10,14 @@ use crate::store::Status;
 pub use histogram::Histogram;
 
 /// Label values for `method`: the known methods, then `OTHER` for anything unparsed.
-pub const METHODS: [&str; 10] =
-    ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "OTHER"];
+pub const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "OTHER",
+];
 
 /// Statuses the broker sends; anything else is counted under the last slot (`0`).
 pub const STATUSES: [u16; 20] = [
-    200, 202, 204, 400, 401, 404, 405, 408, 413, 414, 415, 417, 422, 431, 500, 501, 503, 505, 100, 0,
+    200, 202, 204, 400, 401, 404, 405, 408, 413, 414, 415, 417, 422, 431, 500, 501, 503, 505, 100,
+    0,
 ];
 
 /// Final outcomes of processing, the `status` label of the worker histogram.
@@ -112,13 +114,19 @@ impl Default for ShardMetrics {
 /// Index of a method label; `None` (unparsed) is `OTHER`.
 pub fn method_index(m: Option<Method>) -> usize {
     match m {
-        Some(m) => METHODS.iter().position(|&s| s == m.as_str()).unwrap_or(METHODS.len() - 1),
+        Some(m) => METHODS
+            .iter()
+            .position(|&s| s == m.as_str())
+            .unwrap_or(METHODS.len() - 1),
         None => METHODS.len() - 1,
     }
 }
 
 fn status_index(status: u16) -> usize {
-    STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len() - 1)
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len() - 1)
 }
 
 fn outcome_index(s: Status) -> usize {
@@ -162,7 +170,11 @@ impl ShardMetrics {
         for (a, b) in self.request_duration.iter_mut().zip(&o.request_duration) {
             a.merge(b);
         }
-        for (a, b) in self.processing_duration.iter_mut().zip(&o.processing_duration) {
+        for (a, b) in self
+            .processing_duration
+            .iter_mut()
+            .zip(&o.processing_duration)
+        {
             a.merge(b);
         }
         for i in 0..2 {
@@ -193,15 +205,25 @@ mod tests {
         m.request(Endpoint::Submit, Some(Method::Post), 202, 0.0002);
         m.request(Endpoint::Other, None, 999, 0.0);
         let post = method_index(Some(Method::Post));
-        assert_eq!(m.requests_at(Endpoint::Submit.index(), post, status_index(202)), 2);
         assert_eq!(
-            m.requests_at(Endpoint::Other.index(), METHODS.len() - 1, STATUSES.len() - 1),
+            m.requests_at(Endpoint::Submit.index(), post, status_index(202)),
+            2
+        );
+        assert_eq!(
+            m.requests_at(
+                Endpoint::Other.index(),
+                METHODS.len() - 1,
+                STATUSES.len() - 1
+            ),
             1
         );
         let mut total = ShardMetrics::default();
         total.merge(&m);
         total.merge(&m);
-        assert_eq!(total.requests_at(Endpoint::Submit.index(), post, status_index(202)), 4);
+        assert_eq!(
+            total.requests_at(Endpoint::Submit.index(), post, status_index(202)),
+            4
+        );
         assert_eq!(total.request_duration[Endpoint::Submit.index()].count(), 4);
     }
 }

@@ -16,13 +16,22 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let o = &mut out;
 
-    family(o, "openhqm_api_requests_total", "counter", "HTTP requests answered.");
+    family(
+        o,
+        "openhqm_api_requests_total",
+        "counter",
+        "HTTP requests answered.",
+    );
     for (e, endpoint) in Endpoint::ALL.iter().enumerate() {
         for (m, method) in METHODS.iter().enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
                 let n = total.requests_at(e, m, s);
                 if n > 0 {
-                    let status = if *status == 0 { "other".to_owned() } else { status.to_string() };
+                    let status = if *status == 0 {
+                        "other".to_owned()
+                    } else {
+                        status.to_string()
+                    };
                     let _ = writeln!(
                         o,
                         "openhqm_api_requests_total{{method=\"{method}\",endpoint=\"{}\",status=\"{status}\"}} {n}",
@@ -33,26 +42,82 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
         }
     }
 
-    family(o, "openhqm_api_request_duration_seconds", "histogram", "Time to answer HTTP requests.");
+    family(
+        o,
+        "openhqm_api_request_duration_seconds",
+        "histogram",
+        "Time to answer HTTP requests.",
+    );
     for e in Endpoint::ALL {
         let labels = format!("endpoint=\"{}\"", e.template());
-        histogram(o, "openhqm_api_request_duration_seconds", &labels, &total.request_duration[e.index()]);
+        histogram(
+            o,
+            "openhqm_api_request_duration_seconds",
+            &labels,
+            &total.request_duration[e.index()],
+        );
     }
 
-    gauge(o, "openhqm_api_requests_in_flight", "HTTP requests being handled.", total.in_flight);
-    gauge(o, "openhqm_http_connections_open", "Open HTTP connections.", total.connections);
+    gauge(
+        o,
+        "openhqm_api_requests_in_flight",
+        "HTTP requests being handled.",
+        total.in_flight,
+    );
+    gauge(
+        o,
+        "openhqm_http_connections_open",
+        "Open HTTP connections.",
+        total.connections,
+    );
 
-    family(o, "openhqm_queue_publish_total", "counter", "Jobs offered to the queue.");
-    let _ = writeln!(o, "openhqm_queue_publish_total{{queue_name=\"{queue_name}\",status=\"success\"}} {}", total.published);
-    let _ = writeln!(o, "openhqm_queue_publish_total{{queue_name=\"{queue_name}\",status=\"failure\"}} {}", total.publish_failed);
+    family(
+        o,
+        "openhqm_queue_publish_total",
+        "counter",
+        "Jobs offered to the queue.",
+    );
+    let _ = writeln!(
+        o,
+        "openhqm_queue_publish_total{{queue_name=\"{queue_name}\",status=\"success\"}} {}",
+        total.published
+    );
+    let _ = writeln!(
+        o,
+        "openhqm_queue_publish_total{{queue_name=\"{queue_name}\",status=\"failure\"}} {}",
+        total.publish_failed
+    );
 
-    family(o, "openhqm_queue_consume_total", "counter", "Jobs handed to worker slots.");
-    let _ = writeln!(o, "openhqm_queue_consume_total{{queue_name=\"{queue_name}\"}} {}", total.consumed);
+    family(
+        o,
+        "openhqm_queue_consume_total",
+        "counter",
+        "Jobs handed to worker slots.",
+    );
+    let _ = writeln!(
+        o,
+        "openhqm_queue_consume_total{{queue_name=\"{queue_name}\"}} {}",
+        total.consumed
+    );
 
-    family(o, "openhqm_queue_retries_total", "counter", "Retries scheduled after a failed attempt.");
-    let _ = writeln!(o, "openhqm_queue_retries_total{{queue_name=\"{queue_name}\"}} {}", total.retries);
+    family(
+        o,
+        "openhqm_queue_retries_total",
+        "counter",
+        "Retries scheduled after a failed attempt.",
+    );
+    let _ = writeln!(
+        o,
+        "openhqm_queue_retries_total{{queue_name=\"{queue_name}\"}} {}",
+        total.retries
+    );
 
-    family(o, "openhqm_queue_depth", "gauge", "Jobs waiting (ready or delayed for a retry), per shard.");
+    family(
+        o,
+        "openhqm_queue_depth",
+        "gauge",
+        "Jobs waiting (ready or delayed for a retry), per shard.",
+    );
     for (i, s) in shards.iter().enumerate() {
         let _ = writeln!(
             o,
@@ -61,28 +126,70 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
         );
     }
 
-    family(o, "openhqm_queue_dlq_total", "counter", "Jobs moved to the dead-letter queue.");
+    family(
+        o,
+        "openhqm_queue_dlq_total",
+        "counter",
+        "Jobs moved to the dead-letter queue.",
+    );
     for (i, reason) in DlqReason::LABELS.iter().enumerate() {
-        let _ = writeln!(o, "openhqm_queue_dlq_total{{reason=\"{reason}\"}} {}", total.dead_lettered[i]);
+        let _ = writeln!(
+            o,
+            "openhqm_queue_dlq_total{{reason=\"{reason}\"}} {}",
+            total.dead_lettered[i]
+        );
     }
 
-    family(o, "openhqm_worker_active", "gauge", "Worker slots processing a job, per shard.");
+    family(
+        o,
+        "openhqm_worker_active",
+        "gauge",
+        "Worker slots processing a job, per shard.",
+    );
     for (i, s) in shards.iter().enumerate() {
-        let _ = writeln!(o, "openhqm_worker_active{{shard=\"{i}\"}} {}", s.workers_active);
+        let _ = writeln!(
+            o,
+            "openhqm_worker_active{{shard=\"{i}\"}} {}",
+            s.workers_active
+        );
     }
 
-    family(o, "openhqm_worker_processing_duration_seconds", "histogram", "Processing time per attempt.");
+    family(
+        o,
+        "openhqm_worker_processing_duration_seconds",
+        "histogram",
+        "Processing time per attempt.",
+    );
     for (i, outcome) in OUTCOMES.iter().enumerate() {
         let labels = format!("status=\"{}\"", outcome.as_str());
-        histogram(o, "openhqm_worker_processing_duration_seconds", &labels, &total.processing_duration[i]);
+        histogram(
+            o,
+            "openhqm_worker_processing_duration_seconds",
+            &labels,
+            &total.processing_duration[i],
+        );
     }
 
-    family(o, "openhqm_worker_errors_total", "counter", "Failed processing attempts.");
+    family(
+        o,
+        "openhqm_worker_errors_total",
+        "counter",
+        "Failed processing attempts.",
+    );
     for (i, kind) in WorkerError::LABELS.iter().enumerate() {
-        let _ = writeln!(o, "openhqm_worker_errors_total{{error_type=\"{kind}\"}} {}", total.worker_errors[i]);
+        let _ = writeln!(
+            o,
+            "openhqm_worker_errors_total{{error_type=\"{kind}\"}} {}",
+            total.worker_errors[i]
+        );
     }
 
-    family(o, "openhqm_request_states", "gauge", "Request states held in memory, per shard.");
+    family(
+        o,
+        "openhqm_request_states",
+        "gauge",
+        "Request states held in memory, per shard.",
+    );
     for (i, s) in shards.iter().enumerate() {
         let _ = writeln!(o, "openhqm_request_states{{shard=\"{i}\"}} {}", s.states);
     }
@@ -132,8 +239,12 @@ mod tests {
         assert!(text.contains(
             "openhqm_api_request_duration_seconds_bucket{endpoint=\"/api/v1/submit\",le=\"+Inf\"} 2\n"
         ));
-        assert!(text.contains("openhqm_queue_depth{queue_name=\"openhqm-requests\",shard=\"1\"} 4\n"));
-        assert!(text.contains("openhqm_queue_publish_total{queue_name=\"openhqm-requests\",status=\"success\"} 1\n"));
+        assert!(
+            text.contains("openhqm_queue_depth{queue_name=\"openhqm-requests\",shard=\"1\"} 4\n")
+        );
+        assert!(text.contains(
+            "openhqm_queue_publish_total{queue_name=\"openhqm-requests\",status=\"success\"} 1\n"
+        ));
         // Every sample line belongs to a family declared before it.
         let mut declared = std::collections::HashSet::new();
         for line in text.lines() {

@@ -70,7 +70,11 @@ pub struct MemoryQueue {
 impl MemoryQueue {
     /// A queue that refuses new jobs (503) once `max_depth` jobs wait.
     pub fn new(max_depth: usize) -> Self {
-        MemoryQueue { inner: RefCell::default(), ready_notify: Notify::new(), max_depth }
+        MemoryQueue {
+            inner: RefCell::default(),
+            ready_notify: Notify::new(),
+            max_depth,
+        }
     }
 
     /// Dead letters kept so far, oldest first.
@@ -116,7 +120,7 @@ impl MemoryQueue {
         }
     }
 
-    pub(super) async fn finish(&self, _delivery: Delivery, _state: &RequestState) {
+    pub(super) async fn finish(&self, _delivery: Delivery, _state: Option<RequestState>) {
         // The shard's state table already holds the final state; nothing else to acknowledge.
     }
 
@@ -124,14 +128,26 @@ impl MemoryQueue {
         let mut inner = self.inner.borrow_mut();
         inner.seq += 1;
         let seq = inner.seq;
-        let delivery = Delivery { attempt: delivery.attempt + 1, ..delivery };
-        inner.delayed.push(Delayed { due: Instant::now() + delay, seq, delivery });
+        let delivery = Delivery {
+            attempt: delivery.attempt + 1,
+            ..delivery
+        };
+        inner.delayed.push(Delayed {
+            due: Instant::now() + delay,
+            seq,
+            delivery,
+        });
         drop(inner);
         // The fetcher may be sleeping until a later due time.
         self.ready_notify.notify();
     }
 
-    pub(super) async fn dead_letter(&self, delivery: Delivery, _state: &RequestState, reason: &str) {
+    pub(super) async fn dead_letter(
+        &self,
+        delivery: Delivery,
+        _state: Option<RequestState>,
+        reason: &str,
+    ) {
         let mut inner = self.inner.borrow_mut();
         if inner.dead.len() == DEAD_LETTERS_KEPT {
             inner.dead.pop_front();
@@ -146,7 +162,10 @@ impl MemoryQueue {
 
     pub(super) fn depth(&self) -> Depth {
         let inner = self.inner.borrow();
-        Depth { ready: inner.ready.len() as u64, delayed: inner.delayed.len() as u64 }
+        Depth {
+            ready: inner.ready.len() as u64,
+            delayed: inner.delayed.len() as u64,
+        }
     }
 
     pub(super) async fn check(&self) -> Result<(), QueueError> {

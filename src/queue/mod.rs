@@ -81,12 +81,17 @@ pub trait QueueBackend {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
     /// Waits for at least one job and returns at most `max`.
     async fn fetch(&self, max: usize) -> Vec<Delivery>;
-    /// The delivery is finished for good with `state` (completed, failed, timed out).
-    async fn finish(&self, delivery: Delivery, state: &RequestState);
+    /// Whether `finish` and `dead_letter` store the state themselves (Redis) or the shard's table
+    /// is the only copy (embedded); callers skip copying the state when it is not needed.
+    fn stores_state(&self) -> bool;
+    /// The delivery is finished for good with `state` (completed, failed, timed out). `state` is
+    /// `Some` exactly when [`QueueBackend::stores_state`].
+    async fn finish(&self, delivery: Delivery, state: Option<RequestState>);
     /// Delivers the job again after `delay`.
     async fn retry(&self, delivery: Delivery, delay: Duration);
-    /// Moves the job to the dead-letter queue with `reason`, finished with `state`.
-    async fn dead_letter(&self, delivery: Delivery, state: &RequestState, reason: &str);
+    /// Moves the job to the dead-letter queue with `reason`, finished with `state` (as for
+    /// [`QueueBackend::finish`]).
+    async fn dead_letter(&self, delivery: Delivery, state: Option<RequestState>, reason: &str);
     /// Current depth.
     fn depth(&self) -> Depth;
     /// A real check that the backend can take work now.
@@ -100,6 +105,11 @@ pub enum Backend {
 }
 
 impl QueueBackend for Backend {
+    fn stores_state(&self) -> bool {
+        match self {
+            Backend::Memory(_) => false,
+        }
+    }
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         match self {
             Backend::Memory(q) => q.enqueue(job).await,
@@ -110,7 +120,7 @@ impl QueueBackend for Backend {
             Backend::Memory(q) => q.fetch(max).await,
         }
     }
-    async fn finish(&self, delivery: Delivery, state: &RequestState) {
+    async fn finish(&self, delivery: Delivery, state: Option<RequestState>) {
         match self {
             Backend::Memory(q) => q.finish(delivery, state).await,
         }
@@ -120,7 +130,7 @@ impl QueueBackend for Backend {
             Backend::Memory(q) => q.retry(delivery, delay).await,
         }
     }
-    async fn dead_letter(&self, delivery: Delivery, state: &RequestState, reason: &str) {
+    async fn dead_letter(&self, delivery: Delivery, state: Option<RequestState>, reason: &str) {
         match self {
             Backend::Memory(q) => q.dead_letter(delivery, state, reason).await,
         }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tracing::debug;
@@ -40,7 +41,8 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        let (reading, close) = answer_ready(ctx, &mut conn, &mut input, &mut output, &mut stream).await?;
+        let (reading, close) =
+            answer_ready(ctx, &mut conn, &mut input, &mut output, &mut stream).await?;
         if !output.is_empty() {
             output = write(&mut stream, output).await?;
         }
@@ -55,7 +57,11 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        let read = monoio::time::timeout(limit, stream.read(input));
+        // monoio reads into a buffer from its start: hand it only the free tail, so bytes of a
+        // request received by an earlier read stay where they are.
+        let len = input.len();
+        let cap = input.capacity();
+        let read = monoio::time::timeout(limit, stream.read(input.slice_mut(len..cap)));
         let result = if reading == Reading::Idle {
             monoio::select! {
                 r = read => r,
@@ -66,11 +72,14 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
         };
         match result {
             Ok((Ok(0), _)) => return Ok(()),
-            Ok((Ok(_), buf)) => input = buf,
+            Ok((Ok(_), buf)) => input = buf.into_inner(),
             Ok((Err(e), _)) => return Err(e),
             Err(_elapsed) => {
                 if reading != Reading::Idle {
-                    let mut r = api::error_response(&Error::new(ErrorKind::RequestTimeout, "request not received in time"));
+                    let mut r = api::error_response(&Error::new(
+                        ErrorKind::RequestTimeout,
+                        "request not received in time",
+                    ));
                     r.close = true;
                     let mut out = BytesMut::new();
                     r.encode(false, &mut out);
@@ -116,7 +125,12 @@ async fn answer_ready(
                     *output = write(stream, out).await?;
                 }
             }
-            Event::Reject { error, close, endpoint, method } => {
+            Event::Reject {
+                error,
+                close,
+                endpoint,
+                method,
+            } => {
                 let mut resp = api::error_response(&error);
                 resp.close = close || ctx.shutdown.is_set();
                 resp.encode(false, output);
@@ -129,9 +143,17 @@ async fn answer_ready(
     }
 }
 
-fn count(ctx: &ShardCtx, endpoint: Endpoint, method: Option<Method>, status: u16, started: Instant) {
+fn count(
+    ctx: &ShardCtx,
+    endpoint: Endpoint,
+    method: Option<Method>,
+    status: u16,
+    started: Instant,
+) {
     let secs = started.elapsed().as_secs_f64();
-    ctx.metrics.borrow_mut().request(endpoint, method, status, secs);
+    ctx.metrics
+        .borrow_mut()
+        .request(endpoint, method, status, secs);
 }
 
 /// Writes all of `out`; returns the emptied buffer for reuse.
@@ -142,6 +164,9 @@ async fn write(stream: &mut TcpStream, out: BytesMut) -> std::io::Result<BytesMu
             Ok(buf)
         }
         Ok((Err(e), _)) => Err(e),
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write timed out",
+        )),
     }
 }

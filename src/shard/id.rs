@@ -118,7 +118,12 @@ impl IdMinter {
     /// A minter for ids owned by `shard` of `nr_shards`.
     pub fn new(shard: ShardId, nr_shards: usize) -> Self {
         assert!(shard < nr_shards, "shard {shard} out of 0..{nr_shards}");
-        IdMinter { shard, nr_shards, pool: Box::new([0; POOL_BYTES]), pos: POOL_BYTES }
+        IdMinter {
+            shard,
+            nr_shards,
+            pool: Box::new([0; POOL_BYTES]),
+            pos: POOL_BYTES,
+        }
     }
 
     /// A fresh id with `shard_for(id, nr_shards) == shard`.
@@ -178,7 +183,11 @@ mod tests {
             b"{550e8400-e29b-41d4-a716-4466554400}",
         ];
         for b in bad {
-            assert!(CorrelationId::parse(b).is_none(), "{:?}", String::from_utf8_lossy(b));
+            assert!(
+                CorrelationId::parse(b).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
         }
     }
 

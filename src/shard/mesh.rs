@@ -77,7 +77,15 @@ impl Mesh {
         let (reply, answers) = flume::unbounded();
         let mut asked = 0;
         for to in (0..self.nr_shards()).filter(|&s| s != self.me) {
-            if self.send(to, ShardMsg::Scrape { reply: reply.clone() }).is_ok() {
+            if self
+                .send(
+                    to,
+                    ShardMsg::Scrape {
+                        reply: reply.clone(),
+                    },
+                )
+                .is_ok()
+            {
                 asked += 1;
             }
         }
@@ -93,7 +101,15 @@ impl Mesh {
     pub async fn check_others(&self) -> Result<(), QueueError> {
         let (reply, answers) = flume::unbounded();
         for to in (0..self.nr_shards()).filter(|&s| s != self.me) {
-            if self.send(to, ShardMsg::Check { reply: reply.clone() }).is_err() {
+            if self
+                .send(
+                    to,
+                    ShardMsg::Check {
+                        reply: reply.clone(),
+                    },
+                )
+                .is_err()
+            {
                 return Err(QueueError::Closed);
             }
         }

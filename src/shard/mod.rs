@@ -26,7 +26,11 @@ use mesh::ShardMsg;
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a shard until it is told to shut down and has drained.
-pub async fn run(ctx: Rc<ShardCtx>, listener: std::net::TcpListener, inbox: flume::Receiver<ShardMsg>) {
+pub async fn run(
+    ctx: Rc<ShardCtx>,
+    listener: std::net::TcpListener,
+    inbox: flume::Receiver<ShardMsg>,
+) {
     monoio::spawn(serve_inbox(ctx.clone(), inbox));
     monoio::spawn(worker::slots::run(ctx.clone(), Rc::new(Builtin)));
     monoio::spawn(expire_states(ctx.clone()));

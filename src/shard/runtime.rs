@@ -23,9 +23,14 @@ pub fn build(driver: IoDriver) -> io::Result<(ShardRuntime, &'static str)> {
             Err(_) => {}
         }
     } else if driver == IoDriver::Uring {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring is not available"));
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring is not available",
+        ));
     }
-    let rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+    let rt = RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
     Ok((rt.into(), "epoll"))
 }
 
@@ -39,9 +44,14 @@ fn build_uring() -> io::Result<ShardRuntime> {
             .map(Into::into)
     };
     let mut best = io_uring::IoUring::builder();
-    best.setup_coop_taskrun().setup_taskrun_flag().setup_single_issuer().setup_defer_taskrun();
+    best.setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
     let mut coop = io_uring::IoUring::builder();
     coop.setup_coop_taskrun().setup_taskrun_flag();
     // Kernels before 6.1 refuse DEFER_TASKRUN; before 5.19 COOP_TASKRUN.
-    with(best).or_else(|_| with(coop)).or_else(|_| with(io_uring::IoUring::builder()))
+    with(best)
+        .or_else(|_| with(coop))
+        .or_else(|_| with(io_uring::IoUring::builder()))
 }

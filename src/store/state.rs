@@ -77,8 +77,8 @@ pub struct RequestState {
     pub submitted_at: Timestamp,
     /// When the state last changed.
     pub updated_at: Timestamp,
-    /// Set once the request is final.
-    pub outcome: Option<Outcome>,
+    /// Set once the request is final (boxed: most states in a busy table are small).
+    pub outcome: Option<Box<Outcome>>,
 }
 
 /// A transition the state machine refused; the state is unchanged.
@@ -93,7 +93,12 @@ pub struct Refused {
 impl RequestState {
     /// A freshly accepted request.
     pub fn pending(now: Timestamp) -> Self {
-        RequestState { status: Status::Pending, submitted_at: now, updated_at: now, outcome: None }
+        RequestState {
+            status: Status::Pending,
+            submitted_at: now,
+            updated_at: now,
+            outcome: None,
+        }
     }
 
     /// A worker slot took the request.
@@ -106,13 +111,16 @@ impl RequestState {
     pub fn finish(&mut self, to: Status, outcome: Outcome) -> Result<(), Refused> {
         debug_assert!(to.is_final());
         self.advance(to, outcome.completed_at)?;
-        self.outcome = Some(outcome);
+        self.outcome = Some(Box::new(outcome));
         Ok(())
     }
 
     fn advance(&mut self, to: Status, now: Timestamp) -> Result<(), Refused> {
         if !self.status.may_become(to) {
-            return Err(Refused { from: self.status, to });
+            return Err(Refused {
+                from: self.status,
+                to,
+            });
         }
         self.status = to;
         self.updated_at = now;
@@ -151,7 +159,11 @@ mod tests {
         ];
         for from in all {
             for to in all {
-                assert_eq!(from.may_become(to), allowed.contains(&(from, to)), "{from:?} -> {to:?}");
+                assert_eq!(
+                    from.may_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
             }
         }
     }
@@ -163,7 +175,10 @@ mod tests {
         assert_eq!((s.status, s.updated_at), (Processing, Timestamp(20)));
         s.start(Timestamp(25)).unwrap(); // redelivery
         s.finish(Completed, outcome(30)).unwrap();
-        assert_eq!((s.status, s.updated_at, s.submitted_at), (Completed, Timestamp(30), Timestamp(10)));
+        assert_eq!(
+            (s.status, s.updated_at, s.submitted_at),
+            (Completed, Timestamp(30), Timestamp(10))
+        );
     }
 
     #[test]
@@ -172,7 +187,13 @@ mod tests {
             let mut s = RequestState::pending(Timestamp(1));
             s.finish(fin, outcome(2)).unwrap();
             let before = s.clone();
-            assert_eq!(s.start(Timestamp(3)), Err(Refused { from: fin, to: Processing }));
+            assert_eq!(
+                s.start(Timestamp(3)),
+                Err(Refused {
+                    from: fin,
+                    to: Processing
+                })
+            );
             assert!(s.finish(Completed, outcome(4)).is_err());
             assert_eq!(s, before);
         }

@@ -4,6 +4,10 @@
 //! not final never expire: a request still queued must stay visible. Expiry uses a FIFO of
 //! (deadline, id): the TTL is one constant, so deadlines are pushed in order and a sweep only looks
 //! at the front.
+//!
+//! The table is split into [`SEGMENTS`] maps by one random byte of the id. A hash map that grows
+//! rehashes everything at once; at millions of states that stalls the shard for tens of
+//! milliseconds. Segments make each rehash 1/64th as large (the same total work, in small steps).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -44,47 +48,82 @@ pub enum UpdateError {
     Refused(Refused),
 }
 
-/// The request states one shard owns.
-pub struct StateTable {
+/// Number of segments (a power of two).
+pub const SEGMENTS: usize = 64;
+
+#[derive(Default)]
+struct Segment {
     map: IdMap<RequestState>,
     expiry: VecDeque<(Instant, CorrelationId)>,
+}
+
+/// The request states one shard owns.
+pub struct StateTable {
+    segments: Box<[Segment]>,
+    len: usize,
     ttl: Duration,
 }
 
 impl StateTable {
     /// An empty table whose final states live for `ttl`.
     pub fn new(ttl: Duration) -> Self {
-        StateTable { map: IdMap::default(), expiry: VecDeque::new(), ttl }
+        let segments = (0..SEGMENTS).map(|_| Segment::default()).collect();
+        StateTable {
+            segments,
+            len: 0,
+            ttl,
+        }
+    }
+
+    fn segment(&self, id: &CorrelationId) -> &Segment {
+        &self.segments[id.as_bytes()[15] as usize % SEGMENTS]
+    }
+
+    fn segment_mut(&mut self, id: &CorrelationId) -> &mut Segment {
+        &mut self.segments[id.as_bytes()[15] as usize % SEGMENTS]
     }
 
     /// Number of states held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether the table holds no state.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Records a newly accepted request.
     pub fn insert_pending(&mut self, id: CorrelationId, now: Timestamp) {
-        self.map.insert(id, RequestState::pending(now));
+        if self
+            .segment_mut(&id)
+            .map
+            .insert(id, RequestState::pending(now))
+            .is_none()
+        {
+            self.len += 1;
+        }
     }
 
     /// Forgets a request (its enqueue failed, so it was never accepted).
     pub fn remove(&mut self, id: &CorrelationId) {
-        self.map.remove(id);
+        if self.segment_mut(id).map.remove(id).is_some() {
+            self.len -= 1;
+        }
     }
 
     /// The state of `id`, if held.
     pub fn get(&self, id: &CorrelationId) -> Option<&RequestState> {
-        self.map.get(id)
+        self.segment(id).map.get(id)
     }
 
     /// A worker slot took the request.
     pub fn start(&mut self, id: &CorrelationId, now: Timestamp) -> Result<(), UpdateError> {
-        let state = self.map.get_mut(id).ok_or(UpdateError::Unknown)?;
+        let state = self
+            .segment_mut(id)
+            .map
+            .get_mut(id)
+            .ok_or(UpdateError::Unknown)?;
         state.start(now).map_err(UpdateError::Refused)
     }
 
@@ -96,25 +135,30 @@ impl StateTable {
         outcome: Outcome,
         at: Instant,
     ) -> Result<(), UpdateError> {
-        let state = self.map.get_mut(id).ok_or(UpdateError::Unknown)?;
+        let deadline = at + self.ttl;
+        let segment = self.segment_mut(id);
+        let state = segment.map.get_mut(id).ok_or(UpdateError::Unknown)?;
         state.finish(to, outcome).map_err(UpdateError::Refused)?;
-        self.expiry.push_back((at + self.ttl, *id));
+        segment.expiry.push_back((deadline, *id));
         Ok(())
     }
 
     /// Drops final states whose TTL ran out by `now`; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut removed = 0;
-        while let Some(&(deadline, id)) = self.expiry.front() {
-            if deadline > now {
-                break;
-            }
-            self.expiry.pop_front();
-            if self.map.get(&id).is_some_and(|s| s.status.is_final()) {
-                self.map.remove(&id);
-                removed += 1;
+        for segment in self.segments.iter_mut() {
+            while let Some(&(deadline, id)) = segment.expiry.front() {
+                if deadline > now {
+                    break;
+                }
+                segment.expiry.pop_front();
+                if segment.map.get(&id).is_some_and(|s| s.status.is_final()) {
+                    segment.map.remove(&id);
+                    removed += 1;
+                }
             }
         }
+        self.len -= removed;
         removed
     }
 }
@@ -162,13 +206,17 @@ mod tests {
         let a = m.mint();
         assert_eq!(t.start(&a, Timestamp(1)), Err(UpdateError::Unknown));
         t.insert_pending(a, Timestamp(1));
-        t.finish(&a, Status::Completed, outcome(), Instant::now()).unwrap();
-        assert!(matches!(t.start(&a, Timestamp(2)), Err(UpdateError::Refused(_))));
+        t.finish(&a, Status::Completed, outcome(), Instant::now())
+            .unwrap();
+        assert!(matches!(
+            t.start(&a, Timestamp(2)),
+            Err(UpdateError::Refused(_))
+        ));
         assert!(matches!(
             t.finish(&a, Status::Failed, outcome(), Instant::now()),
             Err(UpdateError::Refused(_))
         ));
         // The refused second finish scheduled no extra expiry.
-        assert_eq!(t.expiry.len(), 1);
+        assert_eq!(t.segments.iter().map(|s| s.expiry.len()).sum::<usize>(), 1);
     }
 }

@@ -39,9 +39,13 @@ mod tests {
     #[test]
     fn grows_doubles_and_caps() {
         let (b, m) = (Duration::from_secs(1), Duration::from_secs(60));
-        let no_jitter: Vec<f64> = (1..=8).map(|a| retry_delay(a, b, m, 0.0).as_secs_f64()).collect();
+        let no_jitter: Vec<f64> = (1..=8)
+            .map(|a| retry_delay(a, b, m, 0.0).as_secs_f64())
+            .collect();
         assert_eq!(no_jitter, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]);
-        let full: Vec<f64> = (1..=8).map(|a| retry_delay(a, b, m, 0.999_999).as_secs_f64()).collect();
+        let full: Vec<f64> = (1..=8)
+            .map(|a| retry_delay(a, b, m, 0.999_999).as_secs_f64())
+            .collect();
         for (lo, hi) in no_jitter.iter().zip(&full) {
             assert!(hi > lo && *hi <= lo * 2.0 + 1e-9);
         }

@@ -4,12 +4,12 @@
 //! fails retryably, anything else answers `"Unknown operation: <op>"`. A missing operation is
 //! `echo`.
 
-use bytes::{BufMut, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Output, ProcessError, Processor};
-use crate::clock::Timestamp;
+use crate::clock::{Timestamp, RFC3339_LEN};
 use crate::queue::Job;
 
 /// The built-in operations.
@@ -43,17 +43,27 @@ pub fn run(payload: &[u8]) -> Result<Output, ProcessError> {
         "uppercase" => json_string(&text_of(data)?.to_uppercase()),
         "reverse" => json_string(&text_of(data)?.chars().rev().collect::<String>()),
         "error" => {
-            return Err(ProcessError { message: "Simulated error".into(), retryable: true });
+            return Err(ProcessError {
+                message: "Simulated error".into(),
+                retryable: true,
+            });
         }
         other => json_string(&format!("Unknown operation: {other}")),
     };
-    let mut result = BytesMut::with_capacity(output.len() + 64);
-    result.put_slice(b"{\"output\":");
-    result.put_slice(&output);
-    result.put_slice(b",\"processed_at\":\"");
-    result.put_slice(&Timestamp::now().rfc3339());
-    result.put_slice(b"\"}");
-    Ok(Output { result: result.freeze(), status_code: 200, headers: None })
+    const HEAD: &[u8] = b"{\"output\":";
+    const MID: &[u8] = b",\"processed_at\":\"";
+    let mut result = Vec::with_capacity(HEAD.len() + output.len() + MID.len() + RFC3339_LEN + 2);
+    result.extend_from_slice(HEAD);
+    result.extend_from_slice(&output);
+    result.extend_from_slice(MID);
+    result.extend_from_slice(&Timestamp::now().rfc3339());
+    result.extend_from_slice(b"\"}");
+    // Exact capacity: the Bytes takes the allocation over without a second one.
+    Ok(Output {
+        result: Bytes::from(result),
+        status_code: 200,
+        headers: None,
+    })
 }
 
 /// The string a text operation works on: a JSON string's value, `""` for no data, otherwise the
@@ -90,16 +100,25 @@ mod tests {
     fn operations() {
         let cases = [
             (r#"{"operation":"echo","data":"Hello!"}"#, r#""Hello!""#),
-            (r#"{"operation":"echo","data":{"a":[1,2]}}"#, r#"{"a":[1,2]}"#),
+            (
+                r#"{"operation":"echo","data":{"a":[1,2]}}"#,
+                r#"{"a":[1,2]}"#,
+            ),
             (r#"{"data":"x"}"#, r#""x""#),
             (r#"{"operation":"echo"}"#, "null"),
             (r#"{"operation":"uppercase","data":"hello"}"#, r#""HELLO""#),
-            (r#"{"operation":"uppercase","data":"straße \u00e9"}"#, r#""STRASSE É""#),
+            (
+                r#"{"operation":"uppercase","data":"straße \u00e9"}"#,
+                r#""STRASSE É""#,
+            ),
             (r#"{"operation":"reverse","data":"abc"}"#, r#""cba""#),
             (r#"{"operation":"reverse","data":"añ😀"}"#, r#""😀ña""#),
             (r#"{"operation":"reverse","data":123}"#, r#""321""#),
             (r#"{"operation":"reverse"}"#, r#""""#),
-            (r#"{"operation":"frobnicate"}"#, r#""Unknown operation: frobnicate""#),
+            (
+                r#"{"operation":"frobnicate"}"#,
+                r#""Unknown operation: frobnicate""#,
+            ),
         ];
         for (payload, want) in cases {
             assert_eq!(output(payload), want, "{payload}");
@@ -109,13 +128,21 @@ mod tests {
     #[test]
     fn echo_keeps_the_bytes() {
         let out = run(br#"{"operation":"echo","data":{"b":1.50,"a":"\u0041"}}"#).unwrap();
-        assert!(out.result.starts_with(br#"{"output":{"b":1.50,"a":"\u0041"},"#));
+        assert!(out
+            .result
+            .starts_with(br#"{"output":{"b":1.50,"a":"\u0041"},"#));
     }
 
     #[test]
     fn error_fails_retryably_and_bad_payloads_do_not_retry() {
         let e = run(br#"{"operation":"error"}"#).unwrap_err();
-        assert_eq!(e, ProcessError { message: "Simulated error".into(), retryable: true });
+        assert_eq!(
+            e,
+            ProcessError {
+                message: "Simulated error".into(),
+                retryable: true
+            }
+        );
         let e = run(br#"{"operation":5}"#).unwrap_err();
         assert!(!e.retryable);
     }

@@ -3,8 +3,13 @@
 //! the state `PROCESSING → COMPLETED | FAILED | TIMEOUT`, retries retryable failures with
 //! backoff and dead-letters the rest.
 
+use std::future::Future;
+use std::pin::pin;
 use std::rc::Rc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use monoio::time::error::Elapsed;
 
 use tracing::{debug, warn};
 
@@ -14,7 +19,8 @@ use crate::clock::Timestamp;
 use crate::metrics::{DlqReason, WorkerError};
 use crate::queue::{Delivery, QueueBackend};
 use crate::shard::context::ShardCtx;
-use crate::store::{Outcome, Status, UpdateError};
+use crate::shard::id::CorrelationId;
+use crate::store::{Outcome, RequestState, Status, UpdateError};
 
 /// Runs the dispatcher until shutdown. Slots already running finish on their own.
 pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
@@ -63,7 +69,7 @@ async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery
     }
     let started = Instant::now();
     let deadline = delivery.job.metadata.timeout;
-    let result = monoio::time::timeout(deadline, processor.process(&delivery.job)).await;
+    let result = run_with_deadline(processor.process(&delivery.job), deadline).await;
     let elapsed = started.elapsed();
     let processing_time_ms = elapsed.as_millis() as u64;
     let outcome = |error: Option<String>| Outcome {
@@ -85,44 +91,81 @@ async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery
             finish(ctx, delivery, Status::Completed, o, elapsed.as_secs_f64()).await;
         }
         Ok(Err(ProcessError { message, retryable })) => {
-            ctx.metrics.borrow_mut().worker_error(WorkerError::Processing);
+            ctx.metrics
+                .borrow_mut()
+                .worker_error(WorkerError::Processing);
             let w = &ctx.config.worker;
             if retryable && delivery.attempt <= w.max_retries {
                 let jitter = ctx.jitter.borrow_mut().next_unit();
-                let delay = retry_delay(delivery.attempt, w.retry_delay_base, w.retry_delay_max, jitter);
+                let delay = retry_delay(
+                    delivery.attempt,
+                    w.retry_delay_base,
+                    w.retry_delay_max,
+                    jitter,
+                );
                 debug!(correlation_id = %id, attempt = delivery.attempt, delay_ms = delay.as_millis() as u64, error = %message, "retrying");
                 ctx.metrics.borrow_mut().retries += 1;
                 ctx.backend.retry(delivery, delay).await;
                 return;
             }
-            let reason = if retryable { DlqReason::MaxRetries } else { DlqReason::NonRetryable };
+            let reason = if retryable {
+                DlqReason::MaxRetries
+            } else {
+                DlqReason::NonRetryable
+            };
             warn!(correlation_id = %id, attempts = delivery.attempt, error = %message, "request failed; dead-lettered");
             ctx.metrics.borrow_mut().dead_letter(reason);
             let o = outcome(Some(message.clone()));
             if record(ctx, &delivery, Status::Failed, o, elapsed.as_secs_f64()) {
-                let state = ctx.table.borrow().get(&id).cloned();
-                if let Some(state) = state {
-                    ctx.backend.dead_letter(delivery, &state, &message).await;
-                }
+                let state = stored_state(ctx, &id);
+                ctx.backend.dead_letter(delivery, state, &message).await;
             }
         }
         Err(_) => {
             ctx.metrics.borrow_mut().worker_error(WorkerError::Timeout);
-            let msg = format!("Processing exceeded the deadline of {} s", deadline.as_secs_f64());
+            let msg = format!(
+                "Processing exceeded the deadline of {} s",
+                deadline.as_secs_f64()
+            );
             warn!(correlation_id = %id, "request timed out");
-            finish(ctx, delivery, Status::Timeout, outcome(Some(msg)), elapsed.as_secs_f64()).await;
+            finish(
+                ctx,
+                delivery,
+                Status::Timeout,
+                outcome(Some(msg)),
+                elapsed.as_secs_f64(),
+            )
+            .await;
         }
+    }
+}
+
+/// Runs `work` under `deadline`. A processor that finishes on its first poll (the built-in
+/// operations always do) never arms a timer: the deadline costs nothing when it cannot fire.
+async fn run_with_deadline<F: Future>(work: F, deadline: Duration) -> Result<F::Output, Elapsed> {
+    let mut work = pin!(work);
+    let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => monoio::time::timeout(deadline, work).await,
     }
 }
 
 /// Records the final state, then tells the queue the delivery is done.
 async fn finish(ctx: &ShardCtx, delivery: Delivery, to: Status, o: Outcome, secs: f64) {
     if record(ctx, &delivery, to, o, secs) {
-        let state = ctx.table.borrow().get(&delivery.job.id).cloned();
-        if let Some(state) = state {
-            ctx.backend.finish(delivery, &state).await;
-        }
+        let state = stored_state(ctx, &delivery.job.id);
+        ctx.backend.finish(delivery, state).await;
     }
+}
+
+/// A copy of the final state for a backend that stores state itself; `None` when the table holds
+/// the only copy (no copy made on the embedded path).
+fn stored_state(ctx: &ShardCtx, id: &CorrelationId) -> Option<RequestState> {
+    ctx.backend
+        .stores_state()
+        .then(|| ctx.table.borrow().get(id).cloned())
+        .flatten()
 }
 
 /// Writes the final state to the table; false if the state machine refused (already final).

@@ -169,7 +169,7 @@ impl Drop for Broker {
 
 /// The broker binary with every `OPENHQM_*` variable removed from its environment: the broker
 /// treats those as configuration (and refuses unknown ones), so settings of the test run itself,
-/// such as `OPENHQM_REQUIRE_PROMTOOL`, must not leak into it.
+/// such as `REQUIRE_PROMTOOL`, must not leak into it.
 fn broker_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_openhqm"));
     for (name, _) in std::env::vars_os() {
