@@ -36,6 +36,7 @@ pub fn start(config: Config) -> io::Result<Running> {
                 "server.host resolves to nothing",
             )
         })?;
+    ensure_port_free(wanted)?;
     let first = bind(wanted)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -100,6 +101,23 @@ pub fn start(config: Config) -> io::Result<Running> {
         }
     }
     Ok(running)
+}
+
+/// `SO_REUSEPORT` would let this process silently share the port with another one already
+/// listening there (each getting part of the connections, and 404s for the other's ids). A plain
+/// bind first turns that into a clear "address in use" error. Port 0 is always free.
+fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e} (is another broker running?)"),
+        )
+    })
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

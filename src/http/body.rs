@@ -79,6 +79,10 @@ impl BodyDecoder {
                     // The whole body is here: hand over the bytes without copying.
                     *out = input.split_to(take);
                 } else {
+                    // The body arrives in pieces: collect them, sized once for the whole body.
+                    if out.is_empty() {
+                        out.reserve(*remaining as usize);
+                    }
                     out.extend_from_slice(&input[..take]);
                     input.advance(take);
                 }

@@ -122,9 +122,6 @@ impl Conn {
                         self.phase = Phase::Closed;
                         return rejected(&head, error, true);
                     }
-                    if let Framing::Length(n) = head.framing {
-                        self.body.reserve(n as usize);
-                    }
                     self.phase = Phase::Body {
                         head,
                         decoder,
