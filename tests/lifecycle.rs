@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{is_uuid, run_to_exit, run_to_exit_env, Broker, Client, ReadError, Resp};
+use common::{
+    assert_healthy, is_uuid, run_to_exit, run_to_exit_env, Broker, Client, ReadError, Resp,
+};
 
 /// What one submit attempt came to.
 struct Attempt {
@@ -278,4 +280,16 @@ fn secrets_in_urls_never_reach_errors() {
         !stderr.contains("hunter2") && !stdout.contains("hunter2"),
         "password leaked: {stderr}"
     );
+}
+
+#[test]
+fn a_second_broker_on_a_busy_port_refuses_to_start() {
+    // SO_REUSEPORT would otherwise let it join the first broker's port and take part of its
+    // traffic (answering 404 for the first broker's ids).
+    let first = Broker::start();
+    let port = first.addr.port().to_string();
+    let (status, stdout, _stderr) = run_to_exit(&["--port", &port], Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "stdout: {stdout}");
+    assert!(stdout.contains("cannot listen"), "stdout: {stdout}");
+    assert_healthy(first.addr);
 }

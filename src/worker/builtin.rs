@@ -80,8 +80,10 @@ fn text_of(data: Option<&str>) -> Result<String, ProcessError> {
 }
 
 fn json_string(s: &str) -> Vec<u8> {
-    // Serialising a &str cannot fail.
-    serde_json::to_vec(s).unwrap_or_default()
+    let mut out = Vec::with_capacity(s.len() + 2);
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, s);
+    out
 }
 
 #[cfg(test)]
