@@ -18,7 +18,8 @@
 //! - [`http`]: HTTP/1.1 parsing, body decoding, connection sequencing, routing, encoding.
 //! - [`api`]: the endpoints of API.md.
 //! - [`shard`]: ids, mesh, event loop, connection I/O, the shard's owned state.
-//! - [`queue`]: the `QueueBackend` trait and the embedded backend.
+//! - [`queue`]: the `QueueBackend` trait, the embedded backend and the Redis Streams backend.
+//! - [`resp`]: the Redis protocol, sans-IO, and one pipelined connection per shard.
 //! - [`store`]: request states and their lifecycle.
 //! - [`worker`]: worker slots, the `Processor` trait, the built-in operations.
 //! - [`metrics`]: per-shard counters and Prometheus text.
@@ -37,6 +38,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod queue;
+pub mod resp;
 pub mod server;
 pub mod shard;
 pub mod store;

@@ -8,6 +8,7 @@ pub mod context;
 pub mod id;
 pub mod mesh;
 pub mod notify;
+pub mod oneshot;
 pub mod runtime;
 pub mod shutdown;
 

@@ -1,0 +1,14 @@
+//! RESP, the Redis protocol, spoken directly (no client crate). `frame` decodes replies and
+//! `encode` writes commands, both sans-IO and bounded; `client` is one pipelined connection per
+//! shard with reconnects and deadlines; `url` parses `redis://` URLs without ever printing the
+//! password. docs/redis.md says why RESP is done by hand.
+
+pub mod client;
+pub mod encode;
+pub mod frame;
+pub mod url;
+
+pub use client::{Client, RedisError};
+pub use encode::command;
+pub use frame::Frame;
+pub use url::RedisTarget;

@@ -1,0 +1,136 @@
+//! `redis://[user:pass@]host:port[/db]`. The password is held apart and never printed: `Debug`
+//! and `Display` show `***` in its place.
+
+use std::fmt;
+
+/// Where and how to connect to Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// ACL user (Redis 6+), if any.
+    pub user: Option<String>,
+    /// Password, if any. Never printed.
+    pub password: Option<String>,
+    /// Database number for `SELECT`.
+    pub db: u32,
+}
+
+impl RedisTarget {
+    /// Parses a URL. Errors never repeat the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<RedisTarget, String> {
+        let shape = || "expected redis://[user:pass@]host:port[/db]".to_owned();
+        if url.starts_with("rediss://") {
+            return Err("rediss:// (TLS) is not supported yet".to_owned());
+        }
+        let rest = url.strip_prefix("redis://").ok_or_else(shape)?;
+        let (userinfo, hostpart) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
+        let db = if db.is_empty() {
+            0
+        } else {
+            db.parse().map_err(|_| shape())?
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, rest) = v6.split_once(']').ok_or_else(shape)?;
+            let port = rest
+                .strip_prefix(':')
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| shape())?;
+            (h.to_owned(), port.unwrap_or(6379))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| shape())?),
+                None => (hostport.to_owned(), 6379),
+            }
+        };
+        if host.is_empty() {
+            return Err(shape());
+        }
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (
+                    (!user.is_empty()).then(|| user.to_owned()),
+                    Some(pass.to_owned()),
+                ),
+                None => (None, Some(u.to_owned())),
+            },
+        };
+        Ok(RedisTarget {
+            host,
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+}
+
+impl fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("redis://")?;
+        if let Some(u) = &self.user {
+            f.write_str(u)?;
+        }
+        if self.password.is_some() {
+            f.write_str(":***@")?;
+        } else if self.user.is_some() {
+            f.write_str("@")?;
+        }
+        write!(f, "{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let t = RedisTarget::parse("redis://broker:s3cret@10.0.0.1:6380/2").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.db), ("10.0.0.1", 6380, 2));
+        assert_eq!(
+            (t.user.as_deref(), t.password.as_deref()),
+            (Some("broker"), Some("s3cret"))
+        );
+        let t = RedisTarget::parse("redis://:pw@h").unwrap();
+        assert_eq!(
+            (t.user, t.password.as_deref(), t.port),
+            (None, Some("pw"), 6379)
+        );
+        let t = RedisTarget::parse("redis://[::1]:7000").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 7000));
+        for bad in [
+            "http://h",
+            "redis://",
+            "redis://h:x",
+            "redis://h/x",
+            "rediss://h",
+        ] {
+            assert!(RedisTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_password_is_never_printed() {
+        let t = RedisTarget::parse("redis://u:hunter2@h:1/0").unwrap();
+        let shown = format!("{t} {t:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://u:***@h:1/0"));
+        let e = RedisTarget::parse("redis://u:hunter2@h:notaport").unwrap_err();
+        assert!(!e.contains("hunter2"));
+    }
+}
