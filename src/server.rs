@@ -44,6 +44,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         listeners.push(bind(addr)?);
     }
 
+    let instance = instance_name(addr);
     let (inboxes, receivers) = mesh::inboxes(nr_shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let mut threads = Vec::with_capacity(nr_shards);
@@ -52,6 +53,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         let senders = inboxes.clone();
         let ready = ready_tx.clone();
         let cpu = config.server.cpus.as_ref().map(|c| c.for_shard(shard));
+        let instance = instance.clone();
         let thread = std::thread::Builder::new()
             .name(format!("openhqm-shard-{shard}"))
             .spawn(move || {
@@ -72,9 +74,13 @@ pub fn start(config: Config) -> io::Result<Running> {
                         return;
                     }
                 };
-                let ctx = Rc::new(ShardCtx::new(shard, config, Mesh::new(shard, senders)));
-                let _ = ready.send(Ok(name));
-                rt.block_on(crate::shard::run(ctx, listener, inbox));
+                rt.block_on(async move {
+                    // Inside the runtime: the Redis backend spawns its connection tasks here.
+                    let mesh = Mesh::new(shard, senders);
+                    let ctx = Rc::new(ShardCtx::new(shard, config, mesh, &instance));
+                    let _ = ready.send(Ok(name));
+                    crate::shard::run(ctx, listener, inbox).await
+                });
             })?;
         threads.push(thread);
     }
@@ -101,6 +107,18 @@ pub fn start(config: Config) -> io::Result<Running> {
         }
     }
     Ok(running)
+}
+
+/// This process's name among brokers sharing one Redis: host name and port, stable across
+/// restarts, so a restarted broker finds its own pending entries.
+fn instance_name(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!(
+        "{}:{}",
+        if host.is_empty() { "openhqm" } else { host },
+        addr.port()
+    )
 }
 
 /// `SO_REUSEPORT` would let this process silently share the port with another one already

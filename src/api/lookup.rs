@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind};
+use crate::queue::QueueBackend;
 use crate::shard::context::ShardCtx;
 use crate::shard::id::{shard_for, CorrelationId};
 use crate::store::RequestState;
@@ -26,9 +27,19 @@ pub async fn with_state<T>(
     let owner = shard_for(&id, ctx.mesh.nr_shards());
     let not_found = || Error::new(ErrorKind::NotFound, "Request not found");
     if owner == ctx.shard {
-        let table = ctx.table.borrow();
-        return table.get(&id).map(|s| render(&id, s)).ok_or_else(not_found);
+        if let Some(s) = ctx.table.borrow().get(&id) {
+            return Ok(render(&id, s));
+        }
+    } else if let Some(state) = ctx.mesh.lookup(owner, id).await {
+        return Ok(render(&id, &state));
     }
-    let state = ctx.mesh.lookup(owner, id).await.ok_or_else(not_found)?;
-    Ok(render(&id, &state))
+    // Not in memory: submitted through another instance, or before a restart.
+    match ctx.backend.load_state(&id).await {
+        Ok(Some(state)) => Ok(render(&id, &state)),
+        Ok(None) => Err(not_found()),
+        Err(_) => Err(Error::new(
+            ErrorKind::QueueUnavailable,
+            "state store unavailable; retry later",
+        )),
+    }
 }

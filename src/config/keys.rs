@@ -112,6 +112,11 @@ pub const KEYS: &[Key] = &[
         Some("1000000"),
         "embedded queue: jobs waiting per shard before 503",
     ),
+    key(
+        "queue.redis_timeout_seconds",
+        Some("2"),
+        "redis: deadline of one command (503 past it)",
+    ),
     key("worker.count", Some("64"), "worker slots per shard"),
     key(
         "worker.batch_size",
@@ -202,6 +207,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.response_queue_name" => c.queue.response_queue_name = stream_name(name, v)?,
         "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
         "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
+        "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
         "worker.count" => c.worker.count = int(name, v, 1, 1 << 20)? as usize,
         "worker.batch_size" => c.worker.batch_size = int(name, v, 1, 10_000)? as usize,
         "worker.timeout_seconds" => c.worker.timeout = secs(name, v)?,
@@ -295,28 +301,10 @@ fn stream_name(name: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
-/// `redis://[user:pass@]host:port[/db]` (or `rediss://`). The value is never echoed: it may hold
-/// a password.
+/// `redis://[user:pass@]host:port[/db]`, checked by the connection's own parser. The value is
+/// never echoed: it may hold a password.
 fn redis_url(name: &str, v: &str) -> Result<String, ConfigError> {
-    let shape = || {
-        ConfigError(format!(
-            "{name}: expected redis://[user:pass@]host:port[/db]"
-        ))
-    };
-    let rest = v
-        .strip_prefix("redis://")
-        .or_else(|| v.strip_prefix("rediss://"))
-        .ok_or_else(shape)?;
-    let hostpart = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-    if hostport.is_empty() || (!db.is_empty() && db.parse::<u32>().is_err()) {
-        return Err(shape());
-    }
-    if let Some((_, port)) = hostport.rsplit_once(':') {
-        if !hostport.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err(shape());
-        }
-    }
+    crate::resp::RedisTarget::parse(v).map_err(|e| ConfigError(format!("{name}: {e}")))?;
     Ok(v.to_owned())
 }
 
@@ -367,7 +355,6 @@ mod tests {
         for ok in [
             "redis://localhost:6379",
             "redis://u:p@h:1/2",
-            "rediss://h",
             "redis://[::1]:6379",
         ] {
             assert!(redis_url("queue.redis_url", ok).is_ok(), "{ok}");
@@ -377,6 +364,7 @@ mod tests {
             "redis://",
             "redis://u:hunter2@h:notaport",
             "redis://h:1/x",
+            "rediss://h",
         ] {
             let e = redis_url("queue.redis_url", bad).unwrap_err();
             assert!(!e.0.contains("hunter2"), "{e}");

@@ -98,6 +98,8 @@ pub struct QueueConfig {
     pub dlq_name: String,
     /// Embedded backend: most jobs waiting per shard before submits get 503.
     pub max_depth: usize,
+    /// Redis backend: deadline of one command (a submit past it answers 503).
+    pub redis_timeout: Duration,
 }
 
 /// `worker.*`: worker slots and retries.
@@ -178,6 +180,7 @@ impl Default for Config {
                 response_queue_name: String::new(),
                 dlq_name: String::new(),
                 max_depth: 0,
+                redis_timeout: Duration::ZERO,
             },
             worker: WorkerConfig {
                 count: 0,
@@ -229,10 +232,17 @@ impl Config {
         if self.worker.retry_delay_max < self.worker.retry_delay_base {
             return err("worker.retry_delay_max must be >= worker.retry_delay_base");
         }
-        if self.queue.kind == QueueType::Redis || self.cache.kind == Some(QueueType::Redis) {
+        if self.cache.kind.is_some_and(|k| k != self.queue.kind) {
+            return err("cache.type must be the same as queue.type (state lives with the queue)");
+        }
+        if self
+            .cache
+            .redis_url
+            .as_ref()
+            .is_some_and(|u| *u != self.queue.redis_url)
+        {
             return err(
-                "queue.type = redis: the Redis Streams backend is not in this build yet; \
-                 use queue.type = memory",
+                "cache.redis_url must be the same as queue.redis_url (one Redis holds both)",
             );
         }
         if let Some(cpus) = &self.server.cpus {
@@ -282,6 +292,7 @@ mod tests {
         assert_eq!(c.worker.retry_delay_max, Duration::from_secs(60));
         assert_eq!(c.cache.ttl, Duration::from_secs(3600));
         assert_eq!(c.server.max_body_bytes, 1 << 20);
+        assert_eq!(c.queue.redis_timeout, Duration::from_secs(2));
         assert!(c.monitoring.metrics_enabled);
         assert_eq!(c.monitoring.log_format, LogFormat::Json);
         c.validate().unwrap();
@@ -298,7 +309,9 @@ mod tests {
             .contains("worker.retry_delay_max"));
         let mut c = Config::default();
         c.set("queue.type", "redis").unwrap();
-        assert!(c.validate().unwrap_err().0.contains("queue.type"));
+        c.validate().unwrap();
+        c.set("cache.type", "memory").unwrap();
+        assert!(c.validate().unwrap_err().0.contains("cache.type"));
     }
 
     #[test]

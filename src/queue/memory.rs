@@ -87,7 +87,11 @@ impl MemoryQueue {
         if inner.ready.len() + inner.delayed.len() >= self.max_depth {
             return Err(QueueError::Full);
         }
-        inner.ready.push_back(Delivery { job, attempt: 1 });
+        inner.ready.push_back(Delivery {
+            job,
+            attempt: 1,
+            entry_id: None,
+        });
         drop(inner);
         self.ready_notify.notify();
         Ok(())

@@ -4,7 +4,9 @@
 //! configured one without boxing futures.
 
 pub mod memory;
+pub mod redis_streams;
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use crate::shard::id::CorrelationId;
 use crate::store::RequestState;
 
 pub use memory::MemoryQueue;
+pub use redis_streams::RedisQueue;
 
 /// Per-request options from the submit body's `metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub struct Delivery {
     pub job: Job,
     /// 1 on the first delivery, +1 per retry.
     pub attempt: u32,
+    /// The stream entry id (Redis), acknowledged when the delivery is finished.
+    pub entry_id: Option<Bytes>,
 }
 
 /// Why the queue refused or failed an operation.
@@ -92,6 +97,11 @@ pub trait QueueBackend {
     /// Moves the job to the dead-letter queue with `reason`, finished with `state` (as for
     /// [`QueueBackend::finish`]).
     async fn dead_letter(&self, delivery: Delivery, state: Option<RequestState>, reason: &str);
+    /// A worker slot took the job (the backend records `PROCESSING` where it stores state).
+    async fn processing(&self, id: &CorrelationId, now: Timestamp);
+    /// The state of a request this shard's table does not hold (submitted through another
+    /// instance, or before a restart); `Ok(None)` when unknown or when the backend keeps none.
+    async fn load_state(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError>;
     /// Current depth.
     fn depth(&self) -> Depth;
     /// A real check that the backend can take work now.
@@ -102,47 +112,69 @@ pub trait QueueBackend {
 pub enum Backend {
     /// In-process queue.
     Memory(MemoryQueue),
+    /// Redis Streams.
+    Redis(Rc<RedisQueue>),
 }
 
 impl QueueBackend for Backend {
     fn stores_state(&self) -> bool {
         match self {
             Backend::Memory(_) => false,
+            Backend::Redis(_) => true,
         }
     }
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         match self {
             Backend::Memory(q) => q.enqueue(job).await,
+            Backend::Redis(q) => q.enqueue(job).await,
         }
     }
     async fn fetch(&self, max: usize) -> Vec<Delivery> {
         match self {
             Backend::Memory(q) => q.fetch(max).await,
+            Backend::Redis(q) => q.fetch(max).await,
         }
     }
     async fn finish(&self, delivery: Delivery, state: Option<RequestState>) {
         match self {
             Backend::Memory(q) => q.finish(delivery, state).await,
+            Backend::Redis(q) => q.finish(delivery, state).await,
         }
     }
     async fn retry(&self, delivery: Delivery, delay: Duration) {
         match self {
             Backend::Memory(q) => q.retry(delivery, delay).await,
+            Backend::Redis(q) => q.retry(delivery, delay).await,
         }
     }
     async fn dead_letter(&self, delivery: Delivery, state: Option<RequestState>, reason: &str) {
         match self {
             Backend::Memory(q) => q.dead_letter(delivery, state, reason).await,
+            Backend::Redis(q) => q.dead_letter(delivery, state, reason).await,
+        }
+    }
+    async fn processing(&self, id: &CorrelationId, now: Timestamp) {
+        match self {
+            Backend::Memory(_) => {}
+            Backend::Redis(q) => q.processing(id, now).await,
+        }
+    }
+    async fn load_state(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
+        match self {
+            Backend::Memory(_) => Ok(None),
+            Backend::Redis(q) => q.load_state(id).await,
         }
     }
     fn depth(&self) -> Depth {
         match self {
             Backend::Memory(q) => q.depth(),
+            Backend::Redis(q) => q.depth(),
         }
     }
     async fn check(&self) -> Result<(), QueueError> {
         match self {
             Backend::Memory(q) => q.check().await,
+            Backend::Redis(q) => q.check().await,
         }
     }
 }

@@ -9,10 +9,12 @@ use super::id::{IdMinter, ShardId};
 use super::mesh::Mesh;
 use super::notify::Notify;
 use super::shutdown::Shutdown;
-use crate::config::Config;
+use crate::config::{Config, QueueType};
 use crate::http::Limits;
 use crate::metrics::ShardMetrics;
-use crate::queue::{Backend, MemoryQueue, QueueBackend};
+use crate::queue::redis_streams::{Keys, RedisSettings};
+use crate::queue::{Backend, MemoryQueue, QueueBackend, RedisQueue};
+use crate::resp::RedisTarget;
 use crate::store::StateTable;
 use crate::worker::backoff::Jitter;
 
@@ -49,15 +51,37 @@ pub struct ShardCtx {
 }
 
 impl ShardCtx {
-    /// A shard with an empty table and queue.
-    pub fn new(shard: ShardId, config: Config, mesh: Mesh) -> Self {
+    /// A shard with an empty table and its queue backend. `instance` names this process among
+    /// the brokers sharing one Redis (the consumer name is `instance:shard`). Must run on the
+    /// shard's own thread (the Redis backend starts its tasks there).
+    pub fn new(shard: ShardId, config: Config, mesh: Mesh, instance: &str) -> Self {
         let nr_shards = mesh.nr_shards();
         let limits = Limits {
             max_head_bytes: config.server.max_header_bytes,
             max_uri_bytes: config.server.max_uri_bytes,
             max_body_bytes: config.server.max_body_bytes,
         };
-        let backend = Backend::Memory(MemoryQueue::new(config.queue.max_depth));
+        let backend = match config.queue.kind {
+            QueueType::Memory => Backend::Memory(MemoryQueue::new(config.queue.max_depth)),
+            QueueType::Redis => {
+                let q = &config.queue;
+                let settings = RedisSettings {
+                    // Validated when the configuration was loaded.
+                    target: RedisTarget::parse(&q.redis_url).expect("validated redis url"),
+                    deadline: q.redis_timeout,
+                    ttl: config.cache.ttl,
+                    max_deliveries: config.worker.max_retries + 2,
+                    consumer: format!("{instance}:{shard}"),
+                };
+                let keys = Keys::new(
+                    &q.request_queue_name,
+                    &q.response_queue_name,
+                    &q.dlq_name,
+                    shard,
+                );
+                Backend::Redis(RedisQueue::start(settings, keys))
+            }
+        };
         ShardCtx {
             shard,
             limits,

@@ -105,6 +105,20 @@ impl StateTable {
         }
     }
 
+    /// Records a state that did not start here (a job submitted before a restart, or taken over
+    /// from another consumer); a final one gets its expiry clock started at `at`.
+    pub fn insert(&mut self, id: CorrelationId, state: RequestState, at: Instant) {
+        let deadline = at + self.ttl;
+        let is_final = state.status.is_final();
+        let segment = self.segment_mut(&id);
+        if segment.map.insert(id, state).is_none() {
+            self.len += 1;
+        }
+        if is_final {
+            self.segment_mut(&id).expiry.push_back((deadline, id));
+        }
+    }
+
     /// Forgets a request (its enqueue failed, so it was never accepted).
     pub fn remove(&mut self, id: &CorrelationId) {
         if self.segment_mut(id).map.remove(id).is_some() {

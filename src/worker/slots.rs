@@ -59,11 +59,20 @@ async fn run_slot<P: Processor>(ctx: Rc<ShardCtx>, processor: Rc<P>, delivery: D
 
 async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery) {
     let id = delivery.job.id;
-    match ctx.table.borrow_mut().start(&id, Timestamp::now()) {
-        Ok(()) | Err(UpdateError::Unknown) => {}
+    let now = Timestamp::now();
+    let started = ctx.table.borrow_mut().start(&id, now);
+    match started {
+        Ok(()) | Err(UpdateError::Unknown) => {
+            if ctx.backend.stores_state() {
+                ctx.backend.processing(&id, now).await;
+            }
+        }
         Err(UpdateError::Refused(r)) => {
-            // Already final: a duplicate delivery. Acknowledge it without running it again.
+            // Already final here: a redelivery (its acknowledgement was lost). Record the final
+            // state again and acknowledge, without running it again.
             debug!(correlation_id = %id, from = r.from.as_str(), "duplicate delivery skipped");
+            let state = stored_state(ctx, &id);
+            ctx.backend.finish(delivery, state).await;
             return;
         }
     }
@@ -173,13 +182,17 @@ fn record(ctx: &ShardCtx, delivery: &Delivery, to: Status, o: Outcome, secs: f64
     ctx.metrics.borrow_mut().processed(to, secs);
     let id = delivery.job.id;
     let mut table = ctx.table.borrow_mut();
+    if table.get(&id).is_none() {
+        // Not in this process's table (submitted before a restart, or taken over from a dead
+        // consumer): the final state starts here.
+        let mut state = RequestState::pending(delivery.job.submitted_at);
+        let _ = state.finish(to, o);
+        table.insert(id, state, Instant::now());
+        return true;
+    }
     match table.finish(&id, to, o, Instant::now()) {
         Ok(()) => true,
-        Err(UpdateError::Unknown) => {
-            // Its state expired or was never local (another instance's id): nothing to update.
-            debug!(correlation_id = %id, "final state for an unknown id dropped");
-            false
-        }
+        Err(UpdateError::Unknown) => false,
         Err(UpdateError::Refused(r)) => {
             debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
             false

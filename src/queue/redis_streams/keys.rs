@@ -1,0 +1,79 @@
+//! Key names. Every key of one shard carries the shard's hash tag (`{3}`), so one shard's
+//! transactions touch one Redis Cluster slot. A reader finds an id's keys from `shard_for`, so
+//! every broker instance on one Redis must run the same `server.shards` (docs/redis.md).
+
+use crate::shard::id::{CorrelationId, ShardId};
+
+/// The keys of one shard.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The work stream, `openhqm-requests:{3}`.
+    pub stream: Vec<u8>,
+    /// The dead-letter stream, `openhqm-dlq:{3}`.
+    pub dlq: Vec<u8>,
+    /// The response stream, `openhqm-responses:{3}`.
+    pub responses: Vec<u8>,
+    /// Sorted set of ids waiting for a retry, scored by due time (ms).
+    pub retries: Vec<u8>,
+    /// Prefix of the hashes holding jobs waiting for a retry.
+    pub retry_job_prefix: Vec<u8>,
+    /// Prefix of the request-state hashes.
+    pub state_prefix: Vec<u8>,
+}
+
+impl Keys {
+    /// The keys of `shard` for the configured stream prefixes.
+    pub fn new(requests: &str, responses: &str, dlq: &str, shard: ShardId) -> Keys {
+        let tag = format!("{{{shard}}}");
+        Keys {
+            stream: format!("{requests}:{tag}").into_bytes(),
+            dlq: format!("{dlq}:{tag}").into_bytes(),
+            responses: format!("{responses}:{tag}").into_bytes(),
+            retries: format!("{requests}:{tag}:retries").into_bytes(),
+            retry_job_prefix: format!("{requests}:{tag}:retry:").into_bytes(),
+            state_prefix: format!("{requests}:{tag}:state:").into_bytes(),
+        }
+    }
+
+    /// The state hash of `id`.
+    pub fn state(&self, id: &CorrelationId) -> Vec<u8> {
+        let mut k = self.state_prefix.clone();
+        k.extend_from_slice(&id.to_text());
+        k
+    }
+
+    /// The hash holding `id`'s job while it waits for a retry.
+    pub fn retry_job(&self, id: &CorrelationId) -> Vec<u8> {
+        let mut k = self.retry_job_prefix.clone();
+        k.extend_from_slice(&id.to_text());
+        k
+    }
+}
+
+/// The consumer group every instance's workers join.
+pub const GROUP: &[u8] = b"openhqm-workers";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_shard_hash_tag() {
+        let k = Keys::new("openhqm-requests", "openhqm-responses", "openhqm-dlq", 3);
+        let id = CorrelationId::parse(b"550e8400-e29b-41d4-a716-446655440000").unwrap();
+        assert_eq!(k.stream, b"openhqm-requests:{3}");
+        assert_eq!(k.dlq, b"openhqm-dlq:{3}");
+        assert_eq!(
+            k.state(&id),
+            b"openhqm-requests:{3}:state:550e8400-e29b-41d4-a716-446655440000"
+        );
+        assert_eq!(
+            k.retry_job(&id),
+            b"openhqm-requests:{3}:retry:550e8400-e29b-41d4-a716-446655440000"
+        );
+        for key in [&k.stream, &k.dlq, &k.responses, &k.retries, &k.state(&id)] {
+            let s = String::from_utf8_lossy(key);
+            assert!(s.contains("{3}"), "{s}");
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The Redis Streams backend (`queue.type = redis`): durable, at-least-once.
+//!
+//! Per shard: a work stream (`openhqm-requests:{s}`) read by the consumer group
+//! `openhqm-workers`, request-state hashes, a sorted set of delayed retries and a dead-letter
+//! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
+//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `EXPIRE` + `XACK` + `XDEL`; retry =
+//! job hash + `ZADD` + `XACK` + `XDEL`; dead letter = `XADD dlq` + state + `XACK` + `XDEL`. The work
+//! stream is never trimmed by `MAXLEN` (before Redis 8.2 that deletes pending entries).
+//!
+//! Two connections per shard: `cmd` for everything pipelined, `block` for `XREADGROUP BLOCK`.
+//! Background tasks move due retries back to the stream, renew the lease of entries being
+//! processed (`XCLAIM ... JUSTID`), take over entries of dead consumers (`XPENDING` + `XCLAIM`)
+//! and refresh the depth gauges. See docs/redis.md.
+
+pub mod fields;
+pub mod keys;
+pub mod reads;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tracing::{error, warn};
+
+use super::{Delivery, Depth, Job, QueueError};
+use crate::clock::Timestamp;
+use crate::resp::{command, Client, Frame, RedisError, RedisTarget};
+use crate::shard::id::CorrelationId;
+use crate::store::RequestState;
+use fields::{job_fields, state_fields, state_from_hash, Args};
+pub use keys::{Keys, GROUP};
+use reads::Entry;
+
+/// How long one `XREADGROUP` blocks before it is re-issued.
+const BLOCK_MS: u64 = 1000;
+/// How often due retries are moved back to the stream.
+const RETRY_TICK: Duration = Duration::from_millis(100);
+/// How often leases are renewed and dead consumers' entries looked for.
+const LEASE_TICK: Duration = Duration::from_secs(5);
+/// An entry idle this long in another consumer's pending list is taken over. Live workers renew
+/// their entries every `LEASE_TICK`, so only a dead consumer's entries get this old.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Moves due retries (ids in the sorted set, job fields in a hash) back onto the stream.
+/// KEYS[1] retries zset, KEYS[2] stream; ARGV[1] now (ms), ARGV[2] job-hash key prefix.
+const MOVE_DUE_RETRIES: &[u8] =
+    b"local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, id in ipairs(ids) do
+  local k = ARGV[2] .. id
+  local f = redis.call('HGETALL', k)
+  if #f > 0 then redis.call('XADD', KEYS[2], '*', unpack(f)) end
+  redis.call('DEL', k)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids";
+
+/// Settings the backend needs.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Where Redis is.
+    pub target: RedisTarget,
+    /// Deadline of one command.
+    pub deadline: Duration,
+    /// TTL of state hashes.
+    pub ttl: Duration,
+    /// Deliveries after which a crashing (never finishing) job is dead-lettered.
+    pub max_deliveries: u32,
+    /// This consumer's name: stable per instance and shard.
+    pub consumer: String,
+}
+
+/// One shard's Redis Streams queue.
+pub struct RedisQueue {
+    cmd: Client,
+    block: Client,
+    keys: Keys,
+    consumer: Bytes,
+    ttl_text: Bytes,
+    max_deliveries: u32,
+    /// While `Some`, `fetch` re-reads this consumer's own pending entries from that id on.
+    pel_cursor: RefCell<Option<Bytes>>,
+    /// Entry ids handed to worker slots and not yet finished.
+    in_flight: RefCell<HashSet<Bytes>>,
+    /// Entries taken over from dead consumers, waiting to be fetched.
+    reclaimed: RefCell<VecDeque<Delivery>>,
+    depth: Cell<Depth>,
+}
+
+impl RedisQueue {
+    /// Connects (in the background) and starts the shard's maintenance tasks.
+    pub fn start(settings: RedisSettings, keys: Keys) -> Rc<RedisQueue> {
+        let q = Rc::new(RedisQueue {
+            cmd: Client::start(settings.target.clone(), settings.deadline, "commands"),
+            block: Client::start(settings.target, settings.deadline, "blocking reads"),
+            keys,
+            consumer: Bytes::from(settings.consumer),
+            ttl_text: Bytes::from(settings.ttl.as_secs().max(1).to_string()),
+            max_deliveries: settings.max_deliveries,
+            pel_cursor: RefCell::new(Some(Bytes::from_static(b"0"))),
+            in_flight: RefCell::default(),
+            reclaimed: RefCell::default(),
+            depth: Cell::new(Depth::default()),
+        });
+        monoio::spawn(move_retries(q.clone()));
+        monoio::spawn(leases_and_reclaim(q.clone()));
+        q
+    }
+
+    /// Times either connection was lost.
+    pub fn reconnects(&self) -> u64 {
+        self.cmd.reconnects() + self.block.reconnects()
+    }
+
+    async fn create_group(&self) {
+        let r = self
+            .cmd
+            .call(&[
+                b"XGROUP",
+                b"CREATE",
+                &self.keys.stream,
+                GROUP,
+                b"0",
+                b"MKSTREAM",
+            ])
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(b"BUSYGROUP") => {}
+            Err(e) => warn!(error = %e, "cannot create the consumer group"),
+        }
+    }
+
+    pub(super) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        let state_key = self.keys.state(&job.id);
+        let state = state_fields(&RequestState::pending(job.submitted_at));
+        let entry = job_fields(&job, 1);
+        let r = self
+            .cmd
+            .transaction(3, |out| {
+                cmd_with(out, &[b"XADD", &self.keys.stream, b"*"], &entry);
+                cmd_with(out, &[b"HSET", &state_key], &state);
+                command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
+            })
+            .await;
+        r.map(drop).map_err(|e| {
+            warn!(correlation_id = %job.id, error = %e, "enqueue failed");
+            QueueError::Unavailable
+        })
+    }
+
+    pub(super) async fn fetch(&self, max: usize) -> Vec<Delivery> {
+        loop {
+            let reclaimed: Vec<Delivery> = {
+                let mut r = self.reclaimed.borrow_mut();
+                let n = r.len().min(max);
+                r.drain(..n).collect()
+            };
+            if !reclaimed.is_empty() {
+                return self.hand_out(reclaimed);
+            }
+            let cursor = self.pel_cursor.borrow().clone();
+            let start: &[u8] = cursor.as_deref().unwrap_or(b">");
+            let (count, len) = crate::resp::encode::decimal(max.max(1) as u64);
+            let (block_ms, blen) = crate::resp::encode::decimal(BLOCK_MS);
+            let reply = self
+                .block
+                .pipeline_within(
+                    Duration::from_millis(BLOCK_MS) + Duration::from_secs(2),
+                    1,
+                    |out| {
+                        command(
+                            out,
+                            &[
+                                b"XREADGROUP",
+                                b"GROUP",
+                                GROUP,
+                                &self.consumer,
+                                b"COUNT",
+                                &count[..len],
+                                b"BLOCK",
+                                &block_ms[..blen],
+                                b"STREAMS",
+                                &self.keys.stream,
+                                start,
+                            ],
+                        )
+                    },
+                )
+                .await;
+            let frame = match reply {
+                Ok(mut frames) => frames.pop().unwrap_or(Frame::Array(None)),
+                Err(_) => {
+                    // Down, or a reply lost with the connection: entries it delivered are in our
+                    // pending list, so read that again once Redis is back.
+                    *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if let Some(e) = frame.error_text() {
+                if e.starts_with(b"NOGROUP") {
+                    self.create_group().await;
+                } else {
+                    warn!(error = %String::from_utf8_lossy(e), "XREADGROUP failed");
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+            let entries = match reads::xreadgroup(&frame) {
+                Ok(e) => e,
+                Err(why) => {
+                    error!(why, "unexpected XREADGROUP reply");
+                    continue;
+                }
+            };
+            if cursor.is_some() {
+                // Re-reading our own pending list: page on, or switch to new entries when done.
+                let last = entries.last().map(|e| match e {
+                    Entry::Job(d) => d.entry_id.clone().unwrap_or_default(),
+                    Entry::Unreadable(id) => id.clone(),
+                });
+                *self.pel_cursor.borrow_mut() = last;
+            }
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                match e {
+                    Entry::Job(d) => out.push(d),
+                    Entry::Unreadable(id) => {
+                        error!(entry = %String::from_utf8_lossy(&id), "stream entry without a readable job (deleted while pending?); acknowledging it");
+                        let _ = self
+                            .cmd
+                            .call(&[b"XACK", &self.keys.stream, GROUP, &id])
+                            .await;
+                    }
+                }
+            }
+            let out = self.hand_out(out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+    }
+
+    /// Marks deliveries in flight, dropping those already in flight (a pending-list re-read).
+    fn hand_out(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        deliveries
+            .into_iter()
+            .filter(|d| {
+                d.entry_id
+                    .as_ref()
+                    .is_none_or(|id| in_flight.insert(id.clone()))
+            })
+            .collect()
+    }
+
+    fn done(&self, d: &Delivery) {
+        if let Some(id) = &d.entry_id {
+            self.in_flight.borrow_mut().remove(id);
+        }
+    }
+
+    pub(super) async fn processing(&self, id: &CorrelationId, now: Timestamp) {
+        let key = self.keys.state(id);
+        let (at, len) = crate::resp::encode::decimal(now.0);
+        let r = self
+            .cmd
+            .call(&[
+                b"HSET",
+                &key,
+                b"status",
+                b"PROCESSING",
+                b"updated_at",
+                &at[..len],
+            ])
+            .await;
+        if let Err(e) = r {
+            warn!(correlation_id = %id, error = %e, "cannot record PROCESSING");
+        }
+    }
+
+    pub(super) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
+        let entry = d.entry_id.clone().unwrap_or_default();
+        let key = self.keys.state(&d.job.id);
+        let n = if state.is_some() { 4 } else { 2 };
+        let fields = state.as_ref().map(state_fields);
+        let r = self
+            .cmd
+            .transaction(n, |out| {
+                if let Some(fields) = &fields {
+                    cmd_with(out, &[b"HSET", &key], fields);
+                    command(out, &[b"EXPIRE", &key, &self.ttl_text]);
+                }
+                command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
+                command(out, &[b"XDEL", &self.keys.stream, &entry]);
+            })
+            .await;
+        self.done(&d);
+        if let Err(e) = r {
+            // Still pending in Redis: it is read again after reconnecting and finished then.
+            warn!(correlation_id = %d.job.id, error = %e, "cannot record completion; will redeliver");
+            *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+        }
+    }
+
+    pub(super) async fn retry(&self, d: Delivery, delay: Duration) {
+        let entry = d.entry_id.clone().unwrap_or_default();
+        let job_key = self.keys.retry_job(&d.job.id);
+        let fields = job_fields(&d.job, d.attempt + 1);
+        let due = now_ms() + delay.as_millis() as u64;
+        let (due, dlen) = crate::resp::encode::decimal(due);
+        let id = d.job.id.to_text();
+        let r = self
+            .cmd
+            .transaction(4, |out| {
+                cmd_with(out, &[b"HSET", &job_key], &fields);
+                command(out, &[b"ZADD", &self.keys.retries, &due[..dlen], &id]);
+                command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
+                command(out, &[b"XDEL", &self.keys.stream, &entry]);
+            })
+            .await;
+        self.done(&d);
+        if let Err(e) = r {
+            warn!(correlation_id = %d.job.id, error = %e, "cannot schedule the retry; will redeliver");
+            *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+        }
+    }
+
+    pub(super) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
+        let entry = d.entry_id.clone().unwrap_or_default();
+        let key = self.keys.state(&d.job.id);
+        let mut dlq = job_fields(&d.job, d.attempt);
+        dlq.push(Bytes::from_static(b"error"));
+        dlq.push(Bytes::copy_from_slice(reason.as_bytes()));
+        dlq.push(Bytes::from_static(b"failed_at"));
+        dlq.push(Bytes::from(Timestamp::now().0.to_string()));
+        let fields = state.as_ref().map(state_fields);
+        let n = if fields.is_some() { 5 } else { 3 };
+        let r = self
+            .cmd
+            .transaction(n, |out| {
+                cmd_with(out, &[b"XADD", &self.keys.dlq, b"*"], &dlq);
+                if let Some(fields) = &fields {
+                    cmd_with(out, &[b"HSET", &key], fields);
+                    command(out, &[b"EXPIRE", &key, &self.ttl_text]);
+                }
+                command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
+                command(out, &[b"XDEL", &self.keys.stream, &entry]);
+            })
+            .await;
+        self.done(&d);
+        if let Err(e) = r {
+            warn!(correlation_id = %d.job.id, error = %e, "cannot dead-letter; will redeliver");
+            *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+        }
+    }
+
+    pub(super) fn depth(&self) -> Depth {
+        self.depth.get()
+    }
+
+    pub(super) async fn check(&self) -> Result<(), QueueError> {
+        match self.cmd.call(&[b"PING"]).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(QueueError::Unavailable),
+        }
+    }
+
+    pub(super) async fn load_state(
+        &self,
+        id: &CorrelationId,
+    ) -> Result<Option<RequestState>, QueueError> {
+        let key = self.keys.state(id);
+        let reply = self
+            .cmd
+            .call(&[b"HGETALL", &key])
+            .await
+            .map_err(|_| QueueError::Unavailable)?;
+        Ok(reply.as_array().and_then(state_from_hash))
+    }
+}
+
+/// Appends `head` followed by `rest` as one command.
+fn cmd_with(out: &mut BytesMut, head: &[&[u8]], rest: &Args) {
+    let mut args: Vec<&[u8]> = Vec::with_capacity(head.len() + rest.len());
+    args.extend_from_slice(head);
+    args.extend(rest.iter().map(|b| &b[..]));
+    command(out, &args);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn move_retries(q: Rc<RedisQueue>) {
+    loop {
+        monoio::time::sleep(RETRY_TICK).await;
+        let (now, len) = crate::resp::encode::decimal(now_ms());
+        let r = q
+            .cmd
+            .call(&[
+                b"EVAL",
+                MOVE_DUE_RETRIES,
+                b"2",
+                &q.keys.retries,
+                &q.keys.stream,
+                &now[..len],
+                &q.keys.retry_job_prefix,
+            ])
+            .await;
+        if let Err(e) = r {
+            if e != RedisError::Unavailable {
+                warn!(error = %e, "moving due retries failed");
+            }
+        }
+    }
+}
+
+/// Renews the lease of entries being processed here, takes over entries idle past the lease in
+/// dead consumers' pending lists (dead-lettering those delivered too often), and refreshes the
+/// depth gauges.
+async fn leases_and_reclaim(q: Rc<RedisQueue>) {
+    while !q.cmd.is_up() {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    q.create_group().await;
+    loop {
+        monoio::time::sleep(LEASE_TICK).await;
+        if !q.cmd.is_up() {
+            continue;
+        }
+        renew_leases(&q).await;
+        reclaim(&q).await;
+        refresh_depth(&q).await;
+    }
+}
+
+async fn renew_leases(q: &RedisQueue) {
+    let ids: Vec<Bytes> = q.in_flight.borrow().iter().cloned().collect();
+    if ids.is_empty() {
+        return;
+    }
+    let mut args: Vec<&[u8]> = vec![b"XCLAIM", &q.keys.stream, GROUP, &q.consumer, b"0"];
+    args.extend(ids.iter().map(|b| &b[..]));
+    args.push(b"JUSTID");
+    if let Err(e) = q.cmd.call(&args).await {
+        warn!(error = %e, "lease renewal failed");
+    }
+}
+
+async fn reclaim(q: &RedisQueue) {
+    let (idle, ilen) = crate::resp::encode::decimal(LEASE.as_millis() as u64);
+    let pending = q
+        .cmd
+        .call(&[
+            b"XPENDING",
+            &q.keys.stream,
+            GROUP,
+            b"IDLE",
+            &idle[..ilen],
+            b"-",
+            b"+",
+            b"50",
+        ])
+        .await;
+    let Ok(Frame::Array(Some(rows))) = pending else {
+        return;
+    };
+    for row in rows {
+        let Some(cols) = row.as_array() else { continue };
+        let (Some(id), Some(Frame::Integer(deliveries))) =
+            (cols.first().and_then(Frame::as_bytes), cols.get(3))
+        else {
+            continue;
+        };
+        if q.in_flight.borrow().contains(id) {
+            continue;
+        }
+        let claimed = q
+            .cmd
+            .call(&[
+                b"XCLAIM",
+                &q.keys.stream,
+                GROUP,
+                &q.consumer,
+                &idle[..ilen],
+                id,
+            ])
+            .await;
+        let Ok(frame) = claimed else { continue };
+        for e in reads::xclaim(&frame).unwrap_or_default() {
+            match e {
+                Entry::Job(mut d) => {
+                    if *deliveries as u64 >= u64::from(q.max_deliveries) {
+                        // A job that keeps killing its consumer: stop delivering it.
+                        d.attempt = d.attempt.max(*deliveries as u32);
+                        warn!(correlation_id = %d.job.id, deliveries, "delivered too often without finishing; dead-lettering");
+                        q.in_flight
+                            .borrow_mut()
+                            .insert(d.entry_id.clone().unwrap_or_default());
+                        let reason = "delivered too many times without finishing";
+                        let now = Timestamp::now();
+                        let state = RequestState {
+                            status: crate::store::Status::Failed,
+                            submitted_at: d.job.submitted_at,
+                            updated_at: now,
+                            outcome: Some(Box::new(crate::store::Outcome {
+                                result: None,
+                                headers: None,
+                                status_code: None,
+                                error: Some(reason.to_owned()),
+                                processing_time_ms: 0,
+                                completed_at: now,
+                            })),
+                        };
+                        q.dead_letter(d, Some(state), reason).await;
+                    } else {
+                        q.reclaimed.borrow_mut().push_back(d);
+                    }
+                }
+                Entry::Unreadable(id) => {
+                    let _ = q.cmd.call(&[b"XACK", &q.keys.stream, GROUP, &id]).await;
+                }
+            }
+        }
+    }
+}
+
+async fn refresh_depth(q: &RedisQueue) {
+    let r = q
+        .cmd
+        .pipeline(2, |out| {
+            command(out, &[b"XLEN", &q.keys.stream]);
+            command(out, &[b"ZCARD", &q.keys.retries]);
+        })
+        .await;
+    if let Ok(frames) = r {
+        let n = |f: Option<&Frame>| match f {
+            Some(Frame::Integer(v)) => (*v).max(0) as u64,
+            _ => 0,
+        };
+        q.depth.set(Depth {
+            ready: n(frames.first()),
+            delayed: n(frames.get(1)),
+        });
+    }
+}
