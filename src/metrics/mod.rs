@@ -87,6 +87,10 @@ pub struct ShardMetrics {
     pub queue_delayed: u64,
     /// States held in the table (filled at scrape).
     pub states: u64,
+    /// Redis command round trips (filled at scrape; empty in embedded mode).
+    pub redis_round_trips: Histogram,
+    /// Redis connections lost (filled at scrape).
+    pub redis_reconnects: u64,
 }
 
 impl Default for ShardMetrics {
@@ -107,6 +111,8 @@ impl Default for ShardMetrics {
             queue_ready: 0,
             queue_delayed: 0,
             states: 0,
+            redis_round_trips: Histogram::default(),
+            redis_reconnects: 0,
         }
     }
 }
@@ -191,6 +197,8 @@ impl ShardMetrics {
         self.queue_ready += o.queue_ready;
         self.queue_delayed += o.queue_delayed;
         self.states += o.states;
+        self.redis_round_trips.merge(&o.redis_round_trips);
+        self.redis_reconnects += o.redis_reconnects;
     }
 }
 

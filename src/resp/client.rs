@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::url::RedisTarget;
+use crate::metrics::Histogram;
 use crate::shard::notify::Notify;
 use crate::shard::oneshot;
 
@@ -78,6 +79,8 @@ struct Inner {
     state: RefCell<State>,
     wake_writer: Notify,
     reconnects: Cell<u64>,
+    /// Round-trip times of answered calls, when this connection records them.
+    round_trips: Option<RefCell<Histogram>>,
 }
 
 /// A handle on one pipelined connection (cheap to clone; all clones share it).
@@ -90,8 +93,15 @@ pub struct Client {
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 impl Client {
-    /// Starts the connection's driver on the current shard. `label` names it in logs.
-    pub fn start(target: RedisTarget, deadline: Duration, label: &'static str) -> Client {
+    /// Starts the connection's driver on the current shard. `label` names it in logs; with
+    /// `record_round_trips` it keeps a histogram of call round-trip times (not for a connection
+    /// whose calls block on purpose).
+    pub fn start(
+        target: RedisTarget,
+        deadline: Duration,
+        label: &'static str,
+        record_round_trips: bool,
+    ) -> Client {
         let inner = Rc::new(Inner {
             target,
             deadline,
@@ -99,6 +109,7 @@ impl Client {
             state: RefCell::default(),
             wake_writer: Notify::new(),
             reconnects: Cell::new(0),
+            round_trips: record_round_trips.then(RefCell::default),
         });
         monoio::spawn(drive(inner.clone()));
         Client { inner }
@@ -112,6 +123,15 @@ impl Client {
     /// Times the connection was lost.
     pub fn reconnects(&self) -> u64 {
         self.inner.reconnects.get()
+    }
+
+    /// A copy of the round-trip histogram (empty when not recorded).
+    pub fn round_trips(&self) -> Histogram {
+        self.inner
+            .round_trips
+            .as_ref()
+            .map(|h| h.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// Sends the commands `encode` appends (expecting `replies` replies) and returns the replies
@@ -144,8 +164,14 @@ impl Client {
             rx
         };
         self.inner.wake_writer.notify();
+        let sent = Instant::now();
         match monoio::time::timeout(deadline, rx).await {
-            Ok(Some(reply)) => reply,
+            Ok(Some(reply)) => {
+                if let Some(h) = &self.inner.round_trips {
+                    h.borrow_mut().observe(sent.elapsed().as_secs_f64());
+                }
+                reply
+            }
             Ok(None) => Err(RedisError::Unavailable),
             Err(_) => Err(RedisError::Timeout),
         }

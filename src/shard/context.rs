@@ -115,6 +115,10 @@ impl ShardCtx {
         m.workers_active = self.workers_active.get() as u64;
         m.connections = self.connections.get() as u64;
         m.states = self.table.borrow().len() as u64;
+        if let Backend::Redis(q) = &self.backend {
+            m.redis_round_trips = q.round_trips();
+            m.redis_reconnects = q.reconnects();
+        }
         m
     }
 }

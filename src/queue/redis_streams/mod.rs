@@ -92,8 +92,8 @@ impl RedisQueue {
     /// Connects (in the background) and starts the shard's maintenance tasks.
     pub fn start(settings: RedisSettings, keys: Keys) -> Rc<RedisQueue> {
         let q = Rc::new(RedisQueue {
-            cmd: Client::start(settings.target.clone(), settings.deadline, "commands"),
-            block: Client::start(settings.target, settings.deadline, "blocking reads"),
+            cmd: Client::start(settings.target.clone(), settings.deadline, "commands", true),
+            block: Client::start(settings.target, settings.deadline, "blocking reads", false),
             keys,
             consumer: Bytes::from(settings.consumer),
             ttl_text: Bytes::from(settings.ttl.as_secs().max(1).to_string()),
@@ -111,6 +111,11 @@ impl RedisQueue {
     /// Times either connection was lost.
     pub fn reconnects(&self) -> u64 {
         self.cmd.reconnects() + self.block.reconnects()
+    }
+
+    /// Round-trip times of the command connection.
+    pub fn round_trips(&self) -> crate::metrics::Histogram {
+        self.cmd.round_trips()
     }
 
     async fn create_group(&self) {
@@ -362,9 +367,22 @@ impl RedisQueue {
     }
 
     pub(super) async fn check(&self) -> Result<(), QueueError> {
-        match self.cmd.call(&[b"PING"]).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(QueueError::Unavailable),
+        // A real round trip, within a short deadline: health must answer fast.
+        let deadline = Duration::from_millis(500);
+        match self
+            .cmd
+            .pipeline_within(deadline, 1, |out| command(out, &[b"PING"]))
+            .await
+        {
+            Ok(replies)
+                if replies
+                    .first()
+                    .and_then(Frame::as_bytes)
+                    .is_some_and(|b| &b[..] == b"PONG") =>
+            {
+                Ok(())
+            }
+            _ => Err(QueueError::Unavailable),
         }
     }
 
