@@ -89,7 +89,8 @@ async fn drain(ctx: &ShardCtx) {
         }
     }
     let depth = ctx.backend.depth();
-    if depth.ready + depth.delayed > 0 {
+    // Only the embedded queue loses what it holds; Redis keeps it for the next consumer.
+    if !ctx.backend.stores_state() && depth.ready + depth.delayed > 0 {
         warn!(
             shard = ctx.shard,
             queued = depth.ready,

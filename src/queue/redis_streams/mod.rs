@@ -270,16 +270,24 @@ impl RedisQueue {
     pub(super) async fn processing(&self, id: &CorrelationId, now: Timestamp) {
         let key = self.keys.state(id);
         let (at, len) = crate::resp::encode::decimal(now.0);
+        // With its EXPIRE: an HSET on an expired state would otherwise leave a key that never
+        // expires.
         let r = self
             .cmd
-            .call(&[
-                b"HSET",
-                &key,
-                b"status",
-                b"PROCESSING",
-                b"updated_at",
-                &at[..len],
-            ])
+            .transaction(2, |out| {
+                command(
+                    out,
+                    &[
+                        b"HSET",
+                        &key,
+                        b"status",
+                        b"PROCESSING",
+                        b"updated_at",
+                        &at[..len],
+                    ],
+                );
+                command(out, &[b"EXPIRE", &key, &self.ttl_text]);
+            })
             .await;
         if let Err(e) = r {
             warn!(correlation_id = %id, error = %e, "cannot record PROCESSING");
