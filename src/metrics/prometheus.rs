@@ -193,6 +193,32 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
     for (i, s) in shards.iter().enumerate() {
         let _ = writeln!(o, "openhqm_request_states{{shard=\"{i}\"}} {}", s.states);
     }
+
+    family(
+        o,
+        "openhqm_redis_command_duration_seconds",
+        "histogram",
+        "Redis round trip per pipelined call.",
+    );
+    let labels = "connection=\"commands\"";
+    histogram(
+        o,
+        "openhqm_redis_command_duration_seconds",
+        labels,
+        &total.redis_round_trips,
+    );
+
+    family(
+        o,
+        "openhqm_redis_reconnects_total",
+        "counter",
+        "Redis connections lost and re-established.",
+    );
+    let _ = writeln!(
+        o,
+        "openhqm_redis_reconnects_total {}",
+        total.redis_reconnects
+    );
     out
 }
 
@@ -245,6 +271,9 @@ mod tests {
         assert!(text.contains(
             "openhqm_queue_publish_total{queue_name=\"openhqm-requests\",status=\"success\"} 1\n"
         ));
+        assert!(text.contains("openhqm_redis_reconnects_total 0\n"));
+        assert!(text
+            .contains("openhqm_redis_command_duration_seconds_count{connection=\"commands\"} 0\n"));
         // Every sample line belongs to a family declared before it.
         let mut declared = std::collections::HashSet::new();
         for line in text.lines() {
