@@ -1,0 +1,462 @@
+//! One backend conformance suite, run against both queue backends: the same test bodies are called
+//! from `memory_*` (embedded queue) and `redis_*` (Redis Streams on a private `redis-server`)
+//! wrappers. Covers the built-in operations, the status and response shapes (final and not
+//! final), unknown ids, retries ending FAILED, 500 concurrent submits and `metadata.timeout`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::redis::{await_final_all, random_uuid, RedisServer};
+use common::{assert_error, is_rfc3339_utc, is_uuid, wait_final, Broker, Client};
+use serde_json::{json, Value};
+
+const SUBMIT: &str = "/api/v1/submit";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Memory,
+    Redis,
+}
+
+/// A broker on one backend. Fields drop in order: the broker dies before its Redis.
+struct Env {
+    broker: Broker,
+    redis: Option<RedisServer>,
+}
+
+impl Env {
+    fn start(kind: Kind, extra: &[&str]) -> Env {
+        match kind {
+            Kind::Memory => {
+                let mut flags = vec!["--queue", "memory"];
+                flags.extend_from_slice(extra);
+                Env {
+                    broker: Broker::start_with(&flags),
+                    redis: None,
+                }
+            }
+            Kind::Redis => {
+                let redis = RedisServer::start();
+                let broker = Broker::start_on_redis(&redis, extra);
+                Env {
+                    broker,
+                    redis: Some(redis),
+                }
+            }
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.broker.client()
+    }
+
+    /// On Redis: checks the request's state hash exists and no work-stream entry is left over
+    /// (completed entries are acknowledged and deleted).
+    fn check_redis_after_completion(&self, ids: &[String]) {
+        let Some(redis) = &self.redis else { return };
+        for id in ids {
+            let keys = redis.cli(&["KEYS", &format!("openhqm-requests:*:state:{id}")]);
+            assert_eq!(keys.lines().count(), 1, "state hash of {id}: {keys:?}");
+            let status = redis.cli(&["HGET", keys.trim(), "status"]);
+            assert_eq!(status, "COMPLETED", "{id}");
+        }
+        let streams = redis.cli(&["KEYS", "openhqm-requests:{*}"]);
+        for stream in streams.lines().filter(|s| s.ends_with('}')) {
+            assert_eq!(redis.cli_int(&["XLEN", stream]), 0, "{stream} not empty");
+        }
+    }
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+const RESPONSE_KEYS: [&str; 8] = [
+    "completed_at",
+    "correlation_id",
+    "error",
+    "headers",
+    "processing_time_ms",
+    "result",
+    "status",
+    "status_code",
+];
+
+/// Checks a final COMPLETED `/response` body of `id` with `output`.
+fn check_completed(id: &str, v: &Value, output: &Value) {
+    assert_eq!(keys(v), RESPONSE_KEYS, "{v}");
+    assert_eq!(v["correlation_id"], id, "{v}");
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(&v["result"]["output"], output, "{v}");
+    assert!(
+        v["result"]["processed_at"]
+            .as_str()
+            .is_some_and(is_rfc3339_utc),
+        "{v}"
+    );
+    assert_eq!(v["status_code"], 200, "{v}");
+    assert_eq!(v["error"], Value::Null, "{v}");
+    assert_eq!(v["headers"], json!({}), "{v}");
+    assert!(v["processing_time_ms"].is_u64(), "{v}");
+    assert!(
+        v["completed_at"].as_str().is_some_and(is_rfc3339_utc),
+        "{v}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test bodies.
+// ---------------------------------------------------------------------------------------------
+
+fn builtin_operations(kind: Kind) {
+    let env = Env::start(kind, &[]);
+    let mut c = env.client();
+    let cases = [
+        (
+            json!({"operation": "echo", "data": "Hello!"}),
+            json!("Hello!"),
+        ),
+        (
+            json!({"operation": "echo", "data": {"a": [1, 2.5, null], "b": "x"}}),
+            json!({"a": [1, 2.5, null], "b": "x"}),
+        ),
+        (
+            json!({"operation": "uppercase", "data": "mixed Case ß"}),
+            json!("MIXED CASE SS"),
+        ),
+        (json!({"operation": "reverse", "data": "abc"}), json!("cba")),
+        (
+            json!({"operation": "reverse", "data": "héllo wörld 😀!"}),
+            json!("!😀 dlröw olléh"),
+        ),
+    ];
+    let ids: Vec<String> = cases
+        .iter()
+        .map(|(p, _)| c.submit(&p.to_string()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (id, (payload, want)) in ids.iter().zip(&cases) {
+        let v = wait_final(&mut c, id, deadline).json();
+        assert_eq!(v["status"], "COMPLETED", "{payload}: {v}");
+        check_completed(id, &v, want);
+    }
+    env.check_redis_after_completion(&ids);
+}
+
+fn status_and_response_shapes(kind: Kind) {
+    // `error` jobs wait 30 s for their retry, so one stays not-final for the whole test.
+    let env = Env::start(
+        kind,
+        &[
+            "--worker.retry_delay_base",
+            "30",
+            "--worker.retry_delay_max",
+            "30",
+        ],
+    );
+    let mut c = env.client();
+
+    // The 202.
+    let r = c.post_json(SUBMIT, r#"{"payload":{"operation":"echo","data":"shape"}}"#);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    assert_eq!(keys(&v), ["correlation_id", "status", "submitted_at"]);
+    let id = v["correlation_id"].as_str().unwrap().to_owned();
+    assert!(is_uuid(&id), "{id:?}");
+    assert_eq!(v["status"], "PENDING");
+    let submitted_at = v["submitted_at"].as_str().unwrap().to_owned();
+    assert!(is_rfc3339_utc(&submitted_at), "{submitted_at:?}");
+    let location = format!("/api/v1/status/{id}");
+    assert_eq!(r.header("location"), Some(location.as_str()));
+
+    // Status right away: some non-regressing state with the full shape.
+    let r = c.get(&location);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        keys(&v),
+        ["correlation_id", "status", "submitted_at", "updated_at"]
+    );
+    assert!(
+        ["PENDING", "PROCESSING", "COMPLETED"].contains(&v["status"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(v["submitted_at"], submitted_at.as_str());
+
+    // Final.
+    let fin = wait_final(&mut c, &id, Instant::now() + Duration::from_secs(10));
+    assert_eq!(fin.status, 200);
+    assert_eq!(fin.header("cache-control"), Some("no-store"));
+    check_completed(&id, &fin.json(), &json!("shape"));
+    let completed_at = fin.json()["completed_at"].as_str().unwrap().to_owned();
+    assert!(
+        completed_at >= submitted_at,
+        "{completed_at} < {submitted_at}"
+    );
+    let r = c.get(&location);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let v = r.json();
+    assert_eq!(
+        keys(&v),
+        ["correlation_id", "status", "submitted_at", "updated_at"]
+    );
+    assert_eq!(v["correlation_id"], id.as_str());
+    assert_eq!(v["status"], "COMPLETED");
+    assert_eq!(v["submitted_at"], submitted_at.as_str());
+    let updated_at = v["updated_at"].as_str().unwrap();
+    assert!(is_rfc3339_utc(updated_at), "{updated_at:?}");
+    assert!(updated_at >= submitted_at.as_str());
+
+    // Not final: an `error` job waiting for its retry stays PROCESSING, and /response is a 202
+    // with the full shape and every outcome field null.
+    let id = c.submit(r#"{"operation":"error","data":"later"}"#);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = c.get(&format!("/api/v1/status/{id}")).json();
+        if v["status"] == "PROCESSING" {
+            break;
+        }
+        assert_eq!(v["status"], "PENDING", "{v}");
+        assert!(Instant::now() < deadline, "never PROCESSING: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its first attempt has failed (or is about to): it must stay PROCESSING, not final.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c.get(&format!("/api/v1/response/{id}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v = r.json();
+    assert_eq!(keys(&v), RESPONSE_KEYS, "{v}");
+    assert_eq!(v["correlation_id"], id.as_str());
+    assert_eq!(v["status"], "PROCESSING");
+    for k in [
+        "result",
+        "headers",
+        "status_code",
+        "error",
+        "processing_time_ms",
+        "completed_at",
+    ] {
+        assert_eq!(v[k], Value::Null, "{k} should be null while not final: {v}");
+    }
+}
+
+fn unknown_and_malformed_ids(kind: Kind) {
+    let env = Env::start(kind, &[]);
+    let mut c = env.client();
+    // Something exists, so the lookup is not trivially empty.
+    let known = c.submit(r#"{"operation":"echo","data":"x"}"#);
+    wait_final(&mut c, &known, Instant::now() + Duration::from_secs(10));
+    for _ in 0..5 {
+        let id = random_uuid();
+        assert!(is_uuid(&id));
+        assert_error(&c.get(&format!("/api/v1/status/{id}")), 404);
+        assert_error(&c.get(&format!("/api/v1/response/{id}")), 404);
+        assert_error(
+            &c.get(&format!("/api/v1/status/{}", id.to_ascii_uppercase())),
+            404,
+        );
+    }
+    for bad in ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"] {
+        assert_error(&c.get(&format!("/api/v1/status/{bad}")), 400);
+        assert_error(&c.get(&format!("/api/v1/response/{bad}")), 400);
+    }
+}
+
+fn error_operation_retried_then_failed(kind: Kind) {
+    let env = Env::start(
+        kind,
+        &[
+            "--worker.max_retries",
+            "2",
+            "--worker.retry_delay_base",
+            "0.05",
+            "--worker.retry_delay_max",
+            "0.2",
+        ],
+    );
+    let mut c = env.client();
+    let id = c.submit(r#"{"operation":"error","data":"boom"}"#);
+    let r = wait_final(&mut c, &id, Instant::now() + Duration::from_secs(10));
+    assert_eq!(r.status, 200, "a final FAILED is a 200 on /response");
+    let v = r.json();
+    assert_eq!(keys(&v), RESPONSE_KEYS, "{v}");
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert_eq!(v["error"], "Simulated error", "{v}");
+    assert_eq!(v["result"], Value::Null, "{v}");
+    assert!(
+        v["completed_at"].as_str().is_some_and(is_rfc3339_utc),
+        "{v}"
+    );
+    let s = c.get(&format!("/api/v1/status/{id}")).json();
+    assert_eq!(s["status"], "FAILED", "{s}");
+
+    // Three attempts: two retries, then the dead-letter queue.
+    let m = c.get("/metrics").text();
+    let sample = |name: &str| -> Option<f64> {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    assert_eq!(
+        sample(r#"openhqm_queue_retries_total{queue_name="openhqm-requests"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(r#"openhqm_queue_dlq_total{reason="max_retries_exceeded"}"#),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+fn five_hundred_concurrent_submits(kind: Kind) {
+    const CONNS: usize = 8;
+    const TOTAL: usize = 500;
+    let env = Env::start(kind, &["--shards", "2"]);
+    let addr = env.broker.addr;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..CONNS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let n = TOTAL / CONNS + usize::from(t < TOTAL % CONNS);
+                (0..n)
+                    .map(|i| {
+                        let data = format!("conn{t}-req{i}");
+                        let id = c.submit(&json!({"operation": "echo", "data": data}).to_string());
+                        (id, data)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let submitted: Vec<(String, String)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("submitter panicked"))
+        .collect();
+    assert_eq!(submitted.len(), TOTAL);
+    let distinct: HashSet<&str> = submitted.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(distinct.len(), TOTAL, "duplicate correlation ids");
+    assert!(distinct.iter().all(|id| is_uuid(id)));
+
+    let ids: Vec<String> = submitted.iter().map(|(id, _)| id.clone()).collect();
+    let finals = await_final_all(addr, &ids, Instant::now() + Duration::from_secs(15), 4);
+    assert!(
+        finals.unfinished.is_empty(),
+        "{} of {TOTAL} not final: {:?}",
+        finals.unfinished.len(),
+        &finals.unfinished[..finals.unfinished.len().min(5)]
+    );
+    for (id, data) in &submitted {
+        check_completed(id, &finals.done[id], &json!(data));
+    }
+    eprintln!(
+        "{kind:?}: {TOTAL} submitted and completed in {:?}",
+        started.elapsed()
+    );
+}
+
+fn metadata_timeout_is_accepted(kind: Kind) {
+    let env = Env::start(kind, &[]);
+    let mut c = env.client();
+    let cases = [
+        json!({"timeout": 5}),
+        json!({"timeout": 0.5}),
+        json!({"timeout": 31_536_000}),
+        json!({"timeout": 2, "priority": 9, "retry_count": 1}),
+    ];
+    let mut ids = Vec::new();
+    for (i, metadata) in cases.iter().enumerate() {
+        let body = json!({
+            "payload": {"operation": "uppercase", "data": format!("t{i}")},
+            "metadata": metadata,
+        });
+        let r = c.post_json(SUBMIT, &body.to_string());
+        assert_eq!(r.status, 202, "{metadata}: {}", r.text());
+        ids.push(r.json()["correlation_id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, id) in ids.iter().enumerate() {
+        let v = wait_final(&mut c, id, deadline).json();
+        check_completed(id, &v, &json!(format!("T{i}")));
+    }
+    // Out of range is still a validation error on every backend.
+    for bad in [json!({"timeout": 0}), json!({"timeout": -1})] {
+        let body = json!({"payload": {"data": "x"}, "metadata": bad});
+        assert_error(&c.post_json(SUBMIT, &body.to_string()), 422);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wrappers: every body once per backend.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn memory_builtin_operations() {
+    builtin_operations(Kind::Memory);
+}
+
+#[test]
+fn redis_builtin_operations() {
+    builtin_operations(Kind::Redis);
+}
+
+#[test]
+fn memory_status_and_response_shapes() {
+    status_and_response_shapes(Kind::Memory);
+}
+
+#[test]
+fn redis_status_and_response_shapes() {
+    status_and_response_shapes(Kind::Redis);
+}
+
+#[test]
+fn memory_unknown_and_malformed_ids() {
+    unknown_and_malformed_ids(Kind::Memory);
+}
+
+#[test]
+fn redis_unknown_and_malformed_ids() {
+    unknown_and_malformed_ids(Kind::Redis);
+}
+
+#[test]
+fn memory_error_operation_retried_then_failed() {
+    error_operation_retried_then_failed(Kind::Memory);
+}
+
+#[test]
+fn redis_error_operation_retried_then_failed() {
+    error_operation_retried_then_failed(Kind::Redis);
+}
+
+#[test]
+fn memory_five_hundred_concurrent_submits() {
+    five_hundred_concurrent_submits(Kind::Memory);
+}
+
+#[test]
+fn redis_five_hundred_concurrent_submits() {
+    five_hundred_concurrent_submits(Kind::Redis);
+}
+
+#[test]
+fn memory_metadata_timeout_is_accepted() {
+    metadata_timeout_is_accepted(Kind::Memory);
+}
+
+#[test]
+fn redis_metadata_timeout_is_accepted() {
+    metadata_timeout_is_accepted(Kind::Redis);
+}
