@@ -72,6 +72,8 @@ impl ShardCtx {
                     ttl: config.cache.ttl,
                     max_deliveries: config.worker.max_retries + 2,
                     consumer: format!("{instance}:{shard}"),
+                    nr_shards,
+                    requests_prefix: q.request_queue_name.clone(),
                 };
                 let keys = Keys::new(
                     &q.request_queue_name,

@@ -35,7 +35,7 @@ impl Keys {
         }
     }
 
-    /// The state hash of `id`.
+    /// The state hash of `id` (an id this shard owns).
     pub fn state(&self, id: &CorrelationId) -> Vec<u8> {
         let mut k = self.state_prefix.clone();
         k.extend_from_slice(&id.to_text());
@@ -48,6 +48,13 @@ impl Keys {
         k.extend_from_slice(&id.to_text());
         k
     }
+}
+
+/// The state hash of `id` owned by shard `owner`, from any shard.
+pub fn state_key(requests_prefix: &str, owner: ShardId, id: &CorrelationId) -> Vec<u8> {
+    let mut k = format!("{requests_prefix}:{{{owner}}}:state:").into_bytes();
+    k.extend_from_slice(&id.to_text());
+    k
 }
 
 /// The consumer group every instance's workers join.
@@ -71,6 +78,7 @@ mod tests {
             k.retry_job(&id),
             b"openhqm-requests:{3}:retry:550e8400-e29b-41d4-a716-446655440000"
         );
+        assert_eq!(state_key("openhqm-requests", 3, &id), k.state(&id));
         for key in [&k.stream, &k.dlq, &k.responses, &k.retries, &k.state(&id)] {
             let s = String::from_utf8_lossy(key);
             assert!(s.contains("{3}"), "{s}");

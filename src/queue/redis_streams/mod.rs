@@ -69,6 +69,10 @@ pub struct RedisSettings {
     pub max_deliveries: u32,
     /// This consumer's name: stable per instance and shard.
     pub consumer: String,
+    /// Shards per instance (every instance on one Redis runs the same number).
+    pub nr_shards: usize,
+    /// `queue.request_queue_name`.
+    pub requests_prefix: String,
 }
 
 /// One shard's Redis Streams queue.
@@ -81,6 +85,13 @@ pub struct RedisQueue {
     max_deliveries: u32,
     /// While `Some`, `fetch` re-reads this consumer's own pending entries from that id on.
     pel_cursor: RefCell<Option<Bytes>>,
+    /// Set when something may have left entries in our pending list (a failed acknowledgement, a
+    /// lost read); `fetch` then starts the pending-list read over from `0`, even mid-read.
+    reread: Cell<bool>,
+    /// Shards per instance, to find an id's owner (and its keys) from the id alone.
+    nr_shards: usize,
+    /// The request-stream prefix, for other shards' state keys.
+    requests_prefix: String,
     /// Entry ids handed to worker slots and not yet finished.
     in_flight: RefCell<HashSet<Bytes>>,
     /// Entries taken over from dead consumers, waiting to be fetched.
@@ -98,7 +109,10 @@ impl RedisQueue {
             consumer: Bytes::from(settings.consumer),
             ttl_text: Bytes::from(settings.ttl.as_secs().max(1).to_string()),
             max_deliveries: settings.max_deliveries,
-            pel_cursor: RefCell::new(Some(Bytes::from_static(b"0"))),
+            pel_cursor: RefCell::new(None),
+            reread: Cell::new(true),
+            nr_shards: settings.nr_shards,
+            requests_prefix: settings.requests_prefix,
             in_flight: RefCell::default(),
             reclaimed: RefCell::default(),
             depth: Cell::new(Depth::default()),
@@ -165,6 +179,9 @@ impl RedisQueue {
             if !reclaimed.is_empty() {
                 return self.hand_out(reclaimed);
             }
+            if self.reread.take() {
+                self.reread.set(true);
+            }
             let cursor = self.pel_cursor.borrow().clone();
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
             let (count, len) = crate::resp::encode::decimal(max.max(1) as u64);
@@ -199,7 +216,7 @@ impl RedisQueue {
                 Err(_) => {
                     // Down, or a reply lost with the connection: entries it delivered are in our
                     // pending list, so read that again once Redis is back.
-                    *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+                    self.reread.set(true);
                     monoio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -314,7 +331,7 @@ impl RedisQueue {
         if let Err(e) = r {
             // Still pending in Redis: it is read again after reconnecting and finished then.
             warn!(correlation_id = %d.job.id, error = %e, "cannot record completion; will redeliver");
-            *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+            self.reread.set(true);
         }
     }
 
@@ -325,11 +342,26 @@ impl RedisQueue {
         let due = now_ms() + delay.as_millis() as u64;
         let (due, dlen) = crate::resp::encode::decimal(due);
         let id = d.job.id.to_text();
+        let state_key = self.keys.state(&d.job.id);
+        let (now, nlen) = crate::resp::encode::decimal(Timestamp::now().0);
         let r = self
             .cmd
-            .transaction(4, |out| {
+            .transaction(6, |out| {
                 cmd_with(out, &[b"HSET", &job_key], &fields);
                 command(out, &[b"ZADD", &self.keys.retries, &due[..dlen], &id]);
+                // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
+                command(
+                    out,
+                    &[
+                        b"HSET",
+                        &state_key,
+                        b"status",
+                        b"PROCESSING",
+                        b"updated_at",
+                        &now[..nlen],
+                    ],
+                );
+                command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
                 command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
                 command(out, &[b"XDEL", &self.keys.stream, &entry]);
             })
@@ -337,7 +369,7 @@ impl RedisQueue {
         self.done(&d);
         if let Err(e) = r {
             warn!(correlation_id = %d.job.id, error = %e, "cannot schedule the retry; will redeliver");
-            *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+            self.reread.set(true);
         }
     }
 
@@ -366,7 +398,7 @@ impl RedisQueue {
         self.done(&d);
         if let Err(e) = r {
             warn!(correlation_id = %d.job.id, error = %e, "cannot dead-letter; will redeliver");
-            *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+            self.reread.set(true);
         }
     }
 
@@ -398,7 +430,9 @@ impl RedisQueue {
         &self,
         id: &CorrelationId,
     ) -> Result<Option<RequestState>, QueueError> {
-        let key = self.keys.state(id);
+        // The owner's key: this shard may be reading for another one.
+        let owner = crate::shard::id::shard_for(id, self.nr_shards);
+        let key = keys::state_key(&self.requests_prefix, owner, id);
         let reply = self
             .cmd
             .call(&[b"HGETALL", &key])

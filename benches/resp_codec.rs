@@ -1,0 +1,98 @@
+//! RESP: encoding a batch of submit transactions (what a shard writes in one event-loop turn) and
+//! decoding an `XREADGROUP` reply of 10 entries.
+//!
+//! `cargo bench --bench resp_codec`
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use openhqm::clock::Timestamp;
+use openhqm::queue::redis_streams::fields::{job_fields, state_fields};
+use openhqm::queue::redis_streams::reads;
+use openhqm::queue::{Job, Metadata};
+use openhqm::resp::{command, Frame};
+use openhqm::shard::id::IdMinter;
+use openhqm::store::RequestState;
+
+fn job(minter: &mut IdMinter) -> Job {
+    Job {
+        id: minter.mint(),
+        payload: Bytes::from_static(br#"{"operation":"uppercase","data":"hello"}"#),
+        headers: None,
+        metadata: Metadata {
+            priority: 0,
+            timeout: Duration::from_secs(300),
+            retry_count: 0,
+            endpoint: None,
+            method: None,
+        },
+        submitted_at: Timestamp(1_795_689_000_123_456),
+    }
+}
+
+/// MULTI, XADD, HSET, EXPIRE, EXEC for one job, as the submit path encodes it.
+fn encode_submit(out: &mut BytesMut, job: &Job) {
+    let entry = job_fields(job, 1);
+    let state = state_fields(&RequestState::pending(job.submitted_at));
+    let key = format!("openhqm-requests:{{0}}:state:{}", job.id);
+    command(out, &[b"MULTI"]);
+    let mut xadd: Vec<&[u8]> = vec![b"XADD", b"openhqm-requests:{0}", b"*"];
+    xadd.extend(entry.iter().map(|b| &b[..]));
+    command(out, &xadd);
+    let mut hset: Vec<&[u8]> = vec![b"HSET", key.as_bytes()];
+    hset.extend(state.iter().map(|b| &b[..]));
+    command(out, &hset);
+    command(out, &[b"EXPIRE", key.as_bytes(), b"3600"]);
+    command(out, &[b"EXEC"]);
+}
+
+/// An XREADGROUP reply with `n` entries, as Redis sends it.
+fn xreadgroup_reply(n: usize) -> Bytes {
+    let mut minter = IdMinter::new(0, 1);
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"*1\r\n*2\r\n$20\r\nopenhqm-requests:{0}\r\n");
+    out.extend_from_slice(format!("*{n}\r\n").as_bytes());
+    for i in 0..n {
+        let fields = job_fields(&job(&mut minter), 1);
+        let id = format!("1795689000123-{i}");
+        out.extend_from_slice(
+            format!("*2\r\n${}\r\n{id}\r\n*{}\r\n", id.len(), fields.len()).as_bytes(),
+        );
+        for f in &fields {
+            out.extend_from_slice(format!("${}\r\n", f.len()).as_bytes());
+            out.extend_from_slice(f);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.freeze()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("resp_codec");
+    let mut minter = IdMinter::new(0, 1);
+    let jobs: Vec<Job> = (0..64).map(|_| job(&mut minter)).collect();
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("encode_64_submit_transactions", |b| {
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        b.iter(|| {
+            out.clear();
+            for j in &jobs {
+                encode_submit(&mut out, j);
+            }
+            black_box(out.len())
+        })
+    });
+    let reply = xreadgroup_reply(10);
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("decode_xreadgroup_10_entries", |b| {
+        b.iter(|| {
+            let (frame, _) = Frame::decode(black_box(&reply)).unwrap().unwrap();
+            reads::xreadgroup(&frame).unwrap().len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
