@@ -180,7 +180,7 @@ impl RedisQueue {
                 return self.hand_out(reclaimed);
             }
             if self.reread.take() {
-                self.reread.set(true);
+                *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
             }
             let cursor = self.pel_cursor.borrow().clone();
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
