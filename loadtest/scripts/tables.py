@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""The PERFORMANCE.md tables, measured in one run on this machine.
+
+Servers (null responder, broker) are pinned to CPU 0, the load generator to CPU 1; Redis (a
+private instance on a free port, AOF with `appendfsync always`) is not pinned. A fresh broker (and
+an emptied Redis) for every measurement. Each measurement is repeated ROUNDS times, alternating
+the variants, and the median is reported.
+
+    cargo build --release -p openhqm -p loadtest
+    python3 loadtest/scripts/tables.py [ROUNDS=3] [SECONDS=5]
+"""
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BROKER = os.path.join(ROOT, "target/release/openhqm")
+LOADTEST = os.path.join(ROOT, "target/release/loadtest")
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+SECS = sys.argv[2] if len(sys.argv) > 2 else "5"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="openhqm-bench-redis-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def flush(self):
+        subprocess.run(["redis-cli", "-p", str(self.port), "FLUSHALL"], stdout=subprocess.DEVNULL, check=True)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Server:
+    def __init__(self, args):
+        self.port = free_port()
+        self.proc = subprocess.Popen(args(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        time.sleep(0.3)  # Redis connections up
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def broker(extra, shards="1", cpus="0"):
+    def args(port):
+        a = [BROKER, "--host", "127.0.0.1", "--port", str(port), "--shards", shards, "--log-level", "warn"]
+        if cpus:
+            a += ["--cpus", cpus]
+        return a + extra
+    return args
+
+
+def null_server(port):
+    return [LOADTEST, "null-server", "--port", str(port), "--cpu", "0"]
+
+
+def load(port, scenario, *extra):
+    out = subprocess.run(
+        [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", scenario, "--cpus", "1",
+         "--duration", f"{SECS}s", "--json", "--no-progress", *extra],
+        capture_output=True, text=True, timeout=int(SECS) + 120)
+    r = json.loads(out.stdout)
+    bad = r["non_2xx"] + r["transport_errors"] + r["lost_ids"] + r["duplicate_ids"] + r["bad_responses"]
+    r["problems"] = bad
+    return r
+
+
+def measure(make, scenario, *extra, redis=None):
+    if redis:
+        redis.flush()
+    s = Server(make)
+    try:
+        return load(s.port, scenario, *extra)
+    finally:
+        s.stop()
+
+
+def med(rows, f):
+    return statistics.median(f(r) for r in rows)
+
+
+def lat(r, key):
+    return r["latency_us"].get(key) or next(iter(r["latency_us"].values()))
+
+
+def main():
+    redis = Redis()
+    memory = broker([])
+    on_redis = broker(["--queue", "redis", "--queue.redis_url", f"redis://127.0.0.1:{redis.port}"])
+    problems = 0
+    try:
+        # 1. submit throughput, closed loop, 64 connections.
+        t1 = {"ceiling (null responder)": [], "broker, embedded": [], "broker, redis": []}
+        for _ in range(ROUNDS):
+            t1["ceiling (null responder)"].append(measure(null_server, "get"))
+            t1["broker, embedded"].append(measure(memory, "submit"))
+            t1["broker, redis"].append(measure(on_redis, "submit", redis=redis))
+        print(f"### 1. Submit throughput, closed loop, 64 connections, {SECS} s x {ROUNDS} (medians)\n")
+        print("| server | req/s | p50 µs | p99 µs | p99.9 µs | ratio |")
+        print("|---|---|---|---|---|---|")
+        ceiling = med(t1["ceiling (null responder)"], lambda r: r["throughput_rps"])
+        embedded = med(t1["broker, embedded"], lambda r: r["throughput_rps"])
+        maxima = {}
+        for name, rows in t1.items():
+            rps = med(rows, lambda r: r["throughput_rps"])
+            maxima[name] = rps
+            key = "get" if "null" in name else "submit"
+            ratio = f"{rps / ceiling:.2f} of ceiling" if "embedded" in name else (
+                f"{rps / embedded:.2f} of embedded" if "redis" in name else "1.00")
+            print(f"| {name} | {rps:,.0f} | {med(rows, lambda r: lat(r, key)['p50']):,.0f} | "
+                  f"{med(rows, lambda r: lat(r, key)['p99']):,.0f} | {med(rows, lambda r: lat(r, key)['p99_9']):,.0f} | {ratio} |")
+            problems += sum(r["problems"] for r in rows)
+        print()
+
+        # 2. open loop at 25/50/90 % of the measured maximum.
+        print(f"### 2. Submit latency, open loop (from intended send time), {SECS} s x {ROUNDS} (medians)\n")
+        print("| backend | load | rate req/s | achieved | p50 µs | p99 µs | p99.9 µs |")
+        print("|---|---|---|---|---|---|---|")
+        for name, make, r_ in (("embedded", memory, None), ("redis", on_redis, redis)):
+            top = maxima["broker, " + name]
+            for share in (0.25, 0.5, 0.9):
+                rate = int(top * share)
+                rows = [measure(make, "submit", "--rate", str(rate), redis=r_) for _ in range(ROUNDS)]
+                problems += sum(r["problems"] for r in rows)
+                print(f"| {name} | {int(share * 100)} % | {rate:,} | {med(rows, lambda r: r['throughput_rps']):,.0f} | "
+                      f"{med(rows, lambda r: lat(r, 'submit')['p50']):,.0f} | {med(rows, lambda r: lat(r, 'submit')['p99']):,.0f} | "
+                      f"{med(rows, lambda r: lat(r, 'submit')['p99_9']):,.0f} |")
+        print()
+
+        # 3. end to end.
+        print(f"### 3. End to end (submit, then poll until final), closed loop, {SECS} s x {ROUNDS} (medians)\n")
+        print("| backend | completed/s | submit→complete p50 µs | p99 µs | p99.9 µs | lost |")
+        print("|---|---|---|---|---|---|")
+        for name, make, r_ in (("embedded", memory, None), ("redis", on_redis, redis)):
+            rows = [measure(make, "e2e", redis=r_) for _ in range(ROUNDS)]
+            problems += sum(r["problems"] for r in rows)
+            k = "e2e" if "e2e" in rows[0]["latency_us"] else next(iter(rows[0]["latency_us"]))
+            print(f"| {name} | {med(rows, lambda r: r['completed_per_s']):,.0f} | {med(rows, lambda r: lat(r, k)['p50']):,.0f} | "
+                  f"{med(rows, lambda r: lat(r, k)['p99']):,.0f} | {med(rows, lambda r: lat(r, k)['p99_9']):,.0f} | "
+                  f"{sum(r['lost_ids'] for r in rows)} |")
+        print()
+
+        # 4. status lookups: one shard (all local) vs two shards (about half cross the mesh).
+        print(f"### 4. Status lookups, embedded, {SECS} s x {ROUNDS} (medians)\n")
+        print("| shards | lookups/s | p50 µs | p99 µs |")
+        print("|---|---|---|---|")
+        variants = (
+            ("1", "0", "1, pinned to CPU 0 (every id local)"),
+            ("2", None, "2, unpinned (about half the lookups cross the mesh)"),
+        )
+        for shards, cpus, note in variants:
+            rows = [measure(broker([], shards=shards, cpus=cpus), "status") for _ in range(ROUNDS)]
+            problems += sum(r["problems"] for r in rows)
+            k = "status" if "status" in rows[0]["latency_us"] else next(iter(rows[0]["latency_us"]))
+            print(f"| {note} | {med(rows, lambda r: r['throughput_rps']):,.0f} | {med(rows, lambda r: lat(r, k)['p50']):,.0f} | "
+                  f"{med(rows, lambda r: lat(r, k)['p99']):,.0f} |")
+        print()
+        print(f"problems (non-2xx, transport errors, lost or duplicate ids, bad bodies) over all runs: {problems}")
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()
