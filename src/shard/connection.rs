@@ -19,8 +19,10 @@ use crate::error::{Error, ErrorKind};
 use crate::http::encode::CONTINUE;
 use crate::http::{Conn, Endpoint, Event, Method, Reading};
 
-/// Read buffer growth step.
+/// Read buffer growth step, once a connection sends more than fits the first buffer.
 const READ_CHUNK: usize = 16 * 1024;
+/// First read buffer: a typical request fits; an idle keep-alive connection holds only this.
+const FIRST_READ: usize = 4 * 1024;
 /// Flush the output buffer early once it holds this much.
 const FLUSH_AT: usize = 256 * 1024;
 /// Time allowed for a client to take a response.
@@ -38,8 +40,10 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
 
 async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
     let mut conn = Conn::new(ctx.limits, api::precheck);
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    // Small to start: an idle connection costs its buffers (PERFORMANCE.md, memory per idle
+    // connection); the output buffer is allocated by the first response.
+    let mut input = BytesMut::with_capacity(FIRST_READ);
+    let mut output = BytesMut::new();
     loop {
         let (reading, close) =
             answer_ready(ctx, &mut conn, &mut input, &mut output, &mut stream).await?;
@@ -54,7 +58,7 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
             Reading::Head => ctx.config.server.header_read_timeout,
             Reading::Body => ctx.config.server.body_read_timeout,
         };
-        if input.capacity() - input.len() < READ_CHUNK / 4 {
+        if input.capacity() - input.len() < FIRST_READ / 4 {
             input.reserve(READ_CHUNK);
         }
         // monoio reads into a buffer from its start: hand it only the free tail, so bytes of a
