@@ -85,6 +85,8 @@ pub struct ShardMetrics {
     pub queue_ready: u64,
     /// `openhqm_queue_depth` delayed part (filled at scrape).
     pub queue_delayed: u64,
+    /// `openhqm_queue_pending` (filled at scrape).
+    pub queue_pending: u64,
     /// States held in the table (filled at scrape).
     pub states: u64,
     /// Redis command round trips (filled at scrape; empty in embedded mode).
@@ -110,6 +112,7 @@ impl Default for ShardMetrics {
             workers_active: 0,
             queue_ready: 0,
             queue_delayed: 0,
+            queue_pending: 0,
             states: 0,
             redis_round_trips: Histogram::default(),
             redis_reconnects: 0,
@@ -196,6 +199,7 @@ impl ShardMetrics {
         self.workers_active += o.workers_active;
         self.queue_ready += o.queue_ready;
         self.queue_delayed += o.queue_delayed;
+        self.queue_pending += o.queue_pending;
         self.states += o.states;
         self.redis_round_trips.merge(&o.redis_round_trips);
         self.redis_reconnects += o.redis_reconnects;

@@ -128,6 +128,20 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
 
     family(
         o,
+        "openhqm_queue_pending",
+        "gauge",
+        "Jobs delivered to a consumer and not yet acknowledged (Redis), per shard.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "openhqm_queue_pending{{queue_name=\"{queue_name}\",shard=\"{i}\"}} {}",
+            s.queue_pending
+        );
+    }
+
+    family(
+        o,
         "openhqm_queue_dlq_total",
         "counter",
         "Jobs moved to the dead-letter queue.",

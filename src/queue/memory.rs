@@ -169,6 +169,7 @@ impl MemoryQueue {
         Depth {
             ready: inner.ready.len() as u64,
             delayed: inner.delayed.len() as u64,
+            pending: 0,
         }
     }
 

@@ -77,6 +77,9 @@ pub struct Depth {
     pub ready: u64,
     /// Waiting for a retry's backoff to pass.
     pub delayed: u64,
+    /// Delivered to a consumer and not yet acknowledged (Redis's pending entries list; the
+    /// embedded queue has none).
+    pub pending: u64,
 }
 
 /// What a shard needs from a queue. Futures are `!Send`: a backend lives on one shard.

@@ -114,6 +114,7 @@ impl ShardCtx {
         let depth = self.backend.depth();
         m.queue_ready = depth.ready;
         m.queue_delayed = depth.delayed;
+        m.queue_pending = depth.pending;
         m.workers_active = self.workers_active.get() as u64;
         m.connections = self.connections.get() as u64;
         m.states = self.table.borrow().len() as u64;

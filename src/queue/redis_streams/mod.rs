@@ -593,9 +593,10 @@ async fn reclaim(q: &RedisQueue) {
 async fn refresh_depth(q: &RedisQueue) {
     let r = q
         .cmd
-        .pipeline(2, |out| {
+        .pipeline(3, |out| {
             command(out, &[b"XLEN", &q.keys.stream]);
             command(out, &[b"ZCARD", &q.keys.retries]);
+            command(out, &[b"XPENDING", &q.keys.stream, GROUP]);
         })
         .await;
     if let Ok(frames) = r {
@@ -603,9 +604,15 @@ async fn refresh_depth(q: &RedisQueue) {
             Some(Frame::Integer(v)) => (*v).max(0) as u64,
             _ => 0,
         };
+        // XPENDING's summary starts with the number of pending entries.
+        let pending = n(frames
+            .get(2)
+            .and_then(Frame::as_array)
+            .and_then(|a| a.first()));
         q.depth.set(Depth {
-            ready: n(frames.first()),
+            ready: n(frames.first()).saturating_sub(pending),
             delayed: n(frames.get(1)),
+            pending,
         });
     }
 }
