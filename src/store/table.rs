@@ -234,3 +234,20 @@ mod tests {
         assert_eq!(t.segments.iter().map(|s| s.expiry.len()).sum::<usize>(), 1);
     }
 }
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+    use crate::shard::id::IdMinter;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn id_hashes_are_spread() {
+        let b = BuildHasherDefault::<IdHasher>::default();
+        let mut m = IdMinter::new(0, 1);
+        let hs: Vec<u64> = (0..1000).map(|_| b.hash_one(m.mint())).collect();
+        let distinct: std::collections::HashSet<_> = hs.iter().collect();
+        println!("first hashes: {:x?}", &hs[..4]);
+        assert_eq!(distinct.len(), 1000);
+    }
+}
