@@ -106,8 +106,12 @@ def load(port, scenario, *extra):
          "--duration", f"{SECS}s", "--json", "--no-progress", *extra],
         capture_output=True, text=True, timeout=int(SECS) + 120)
     r = json.loads(out.stdout)
-    bad = r["non_2xx"] + r["transport_errors"] + r["lost_ids"] + r["duplicate_ids"] + r["bad_responses"]
+    kinds = ("non_2xx", "transport_errors", "timed_out", "lost_ids", "duplicate_ids", "bad_responses")
+    bad = sum(r.get(k, 0) for k in kinds)
     r["problems"] = bad
+    if bad:
+        detail = ", ".join(f"{k} {r.get(k, 0)}" for k in kinds if r.get(k, 0))
+        print(f"problems in {scenario} {' '.join(extra)}: {detail}; first error: {r.get('first_error')}", file=sys.stderr)
     return r
 
 
@@ -206,7 +210,7 @@ def main():
             print(f"| {note} | {med(rows, lambda r: r['throughput_rps']):,.0f} | {med(rows, lambda r: lat(r, k)['p50']):,.0f} | "
                   f"{med(rows, lambda r: lat(r, k)['p99']):,.0f} |")
         print()
-        print(f"problems (non-2xx, transport errors, lost or duplicate ids, bad bodies) over all runs: {problems}")
+        print(f"problems (non-2xx, transport errors, timeouts, lost or duplicate ids, bad bodies) over all runs: {problems} (each cell's on stderr)")
     finally:
         redis.stop()
 
