@@ -33,6 +33,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod decimal;
 pub mod error;
 pub mod http;
 pub mod log;

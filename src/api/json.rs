@@ -109,18 +109,8 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends an unsigned integer.
-pub fn put_num(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+pub fn put_num(out: &mut Vec<u8>, v: u64) {
+    crate::decimal::put_decimal(out, v);
 }
 
 /// Appends `"key":`.

@@ -235,9 +235,17 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
         metadata: sub.metadata,
         submitted_at: now,
     };
-    ctx.table.borrow_mut().insert_pending(id, now);
+    // Embedded: the table is the only copy. Redis: the state hash is; a local PENDING copy could
+    // go stale when another instance processes the request, so lookups read Redis until a worker
+    // here records the final state.
+    let local = !ctx.backend.stores_state();
+    if local {
+        ctx.table.borrow_mut().insert_pending(id, now);
+    }
     if let Err(e) = ctx.backend.enqueue(job).await {
-        ctx.table.borrow_mut().remove(&id);
+        if local {
+            ctx.table.borrow_mut().remove(&id);
+        }
         ctx.metrics.borrow_mut().publish_failed += 1;
         let msg = match e {
             QueueError::Full => "queue is full; retry later",

@@ -104,18 +104,9 @@ impl Response {
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Decimal digits of `v`.
-pub fn put_u64(out: &mut BytesMut, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.put_slice(&buf[i..]);
+pub fn put_u64(out: &mut BytesMut, v: u64) {
+    let (buf, len) = crate::decimal::decimal(v);
+    out.put_slice(&buf[..len]);
 }
 
 /// Reason phrases for the statuses the broker sends.

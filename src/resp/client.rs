@@ -63,6 +63,7 @@ struct Waiter {
     want: usize,
     got: Vec<Frame>,
     tx: oneshot::Sender<Reply>,
+    sent: Instant,
 }
 
 #[derive(Default)]
@@ -160,6 +161,7 @@ impl Client {
                 want: replies,
                 got: Vec::with_capacity(replies),
                 tx,
+                sent: Instant::now(),
             });
             rx
         };
@@ -322,6 +324,26 @@ async fn serve(inner: &Rc<Inner>, stream: TcpStream) -> String {
     monoio::select! {
         e = read_replies(inner, read_half) => e,
         e = write_commands(inner, write_half) => e,
+        e = watch_for_stall(inner) => e,
+    }
+}
+
+/// Returns once the oldest unanswered call has waited far past the deadline: a peer that stopped
+/// answering (frozen, or a black-holed network) is dropped and reconnected, instead of callers
+/// timing out one by one while their commands pile up behind it.
+async fn watch_for_stall(inner: &Inner) -> String {
+    let limit = inner.deadline * 4 + Duration::from_secs(1);
+    loop {
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        let oldest = inner
+            .state
+            .borrow()
+            .waiters
+            .front()
+            .map(|w| w.sent.elapsed());
+        if oldest.is_some_and(|age| age > limit) {
+            return "no reply from redis".to_owned();
+        }
     }
 }
 
@@ -356,18 +378,8 @@ async fn read_replies<R: AsyncReadRent>(inner: &Inner, mut r: R) -> String {
             buf.reserve(16 * 1024);
         }
         let (len, cap) = (buf.len(), buf.capacity());
-        let pending = !inner.state.borrow().waiters.is_empty();
-        let read = r.read(buf.slice_mut(len..cap));
-        // With replies owed, a silent peer is a stalled one: give up and reconnect.
-        let result = if pending {
-            match monoio::time::timeout(inner.deadline * 4 + Duration::from_secs(1), read).await {
-                Ok(x) => x,
-                Err(_) => return "no reply from redis".to_owned(),
-            }
-        } else {
-            read.await
-        };
-        let (res, b) = result;
+        // A silent peer is caught by `watch_for_stall`, not by a timeout here.
+        let (res, b) = r.read(buf.slice_mut(len..cap)).await;
         buf = b.into_inner();
         match res {
             Ok(0) => return "closed by redis".to_owned(),

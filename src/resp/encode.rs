@@ -20,23 +20,7 @@ pub fn command(out: &mut BytesMut, args: &[&[u8]]) {
     }
 }
 
-/// Decimal text of `v` in a stack buffer, for numeric arguments.
-pub fn decimal(v: u64) -> ([u8; 20], usize) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let len = buf.len() - i;
-    buf.copy_within(i.., 0);
-    (buf, len)
-}
+pub use crate::decimal::decimal;
 
 fn put_decimal(out: &mut BytesMut, v: u64) {
     let (buf, len) = decimal(v);
@@ -74,13 +58,5 @@ mod tests {
         let items = frame.into_array().unwrap();
         let got: Vec<&[u8]> = items.iter().map(|f| &f.as_bytes().unwrap()[..]).collect();
         assert_eq!(got, args);
-    }
-
-    #[test]
-    fn decimals() {
-        for v in [0u64, 9, 10, 1234567, u64::MAX] {
-            let (buf, len) = decimal(v);
-            assert_eq!(&buf[..len], v.to_string().as_bytes());
-        }
     }
 }

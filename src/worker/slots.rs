@@ -129,9 +129,14 @@ async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery
             warn!(correlation_id = %id, attempts = delivery.attempt, error = %message, "request failed; dead-lettered");
             ctx.metrics.borrow_mut().dead_letter(reason);
             let o = outcome(Some(message.clone()));
-            if record(ctx, &delivery, Status::Failed, o, elapsed.as_secs_f64()) {
-                let state = stored_state(ctx, &id);
+            let recorded = record(ctx, &delivery, Status::Failed, o, elapsed.as_secs_f64());
+            let state = stored_state(ctx, &id);
+            if recorded {
                 ctx.backend.dead_letter(delivery, state, &message).await;
+            } else {
+                // Already final here (a concurrent duplicate delivery): acknowledge it anyway, or
+                // it would stay pending for ever.
+                ctx.backend.finish(delivery, state).await;
             }
         }
         Err(_) => {
@@ -180,11 +185,12 @@ where
 }
 
 /// Records the final state, then tells the queue the delivery is done.
+/// A refused write (already final: a concurrent duplicate delivery) still acknowledges, with the
+/// final state this process holds, so no entry stays pending for ever.
 async fn finish(ctx: &ShardCtx, delivery: Delivery, to: Status, o: Outcome, secs: f64) {
-    if record(ctx, &delivery, to, o, secs) {
-        let state = stored_state(ctx, &delivery.job.id);
-        ctx.backend.finish(delivery, state).await;
-    }
+    record(ctx, &delivery, to, o, secs);
+    let state = stored_state(ctx, &delivery.job.id);
+    ctx.backend.finish(delivery, state).await;
 }
 
 /// A copy of the final state for a backend that stores state itself; `None` when the table holds

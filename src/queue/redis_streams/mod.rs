@@ -177,7 +177,8 @@ impl RedisQueue {
                 r.drain(..n).collect()
             };
             if !reclaimed.is_empty() {
-                return self.hand_out(reclaimed);
+                // Already in `in_flight` since they were claimed.
+                return reclaimed;
             }
             if self.reread.take() {
                 *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
@@ -314,23 +315,37 @@ impl RedisQueue {
     pub(super) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
-        let n = if state.is_some() { 4 } else { 2 };
         let fields = state.as_ref().map(state_fields);
-        let r = self
-            .cmd
-            .transaction(n, |out| {
-                if let Some(fields) = &fields {
-                    cmd_with(out, &[b"HSET", &key], fields);
-                    command(out, &[b"EXPIRE", &key, &self.ttl_text]);
-                }
-                command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
-                command(out, &[b"XDEL", &self.keys.stream, &entry]);
-            })
-            .await;
-        self.done(&d);
+        let n = if fields.is_some() { 4 } else { 2 };
+        self.settle(&d, n, "cannot record completion", |out| {
+            if let Some(fields) = &fields {
+                self.put_state(out, &key, fields);
+            }
+            self.put_ack(out, &entry);
+        })
+        .await;
+    }
+
+    /// Appends `HSET key fields` and its `EXPIRE` (two commands).
+    fn put_state(&self, out: &mut BytesMut, key: &[u8], fields: &Args) {
+        cmd_with(out, &[b"HSET", key], fields);
+        command(out, &[b"EXPIRE", key, &self.ttl_text]);
+    }
+
+    /// Appends `XACK` and `XDEL` of `entry` (two commands): acknowledged entries are deleted, the
+    /// stream is never trimmed.
+    fn put_ack(&self, out: &mut BytesMut, entry: &[u8]) {
+        command(out, &[b"XACK", &self.keys.stream, GROUP, entry]);
+        command(out, &[b"XDEL", &self.keys.stream, entry]);
+    }
+
+    /// Runs the transaction that ends a delivery (`n` commands). If it fails the entry is still
+    /// pending in Redis, so the pending list is read again and the delivery finished then.
+    async fn settle(&self, d: &Delivery, n: usize, what: &str, encode: impl FnOnce(&mut BytesMut)) {
+        let r = self.cmd.transaction(n, encode).await;
+        self.done(d);
         if let Err(e) = r {
-            // Still pending in Redis: it is read again after reconnecting and finished then.
-            warn!(correlation_id = %d.job.id, error = %e, "cannot record completion; will redeliver");
+            warn!(correlation_id = %d.job.id, error = %e, "{what}; will redeliver");
             self.reread.set(true);
         }
     }
@@ -344,33 +359,23 @@ impl RedisQueue {
         let id = d.job.id.to_text();
         let state_key = self.keys.state(&d.job.id);
         let (now, nlen) = crate::resp::encode::decimal(Timestamp::now().0);
-        let r = self
-            .cmd
-            .transaction(6, |out| {
-                cmd_with(out, &[b"HSET", &job_key], &fields);
-                command(out, &[b"ZADD", &self.keys.retries, &due[..dlen], &id]);
-                // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
-                command(
-                    out,
-                    &[
-                        b"HSET",
-                        &state_key,
-                        b"status",
-                        b"PROCESSING",
-                        b"updated_at",
-                        &now[..nlen],
-                    ],
-                );
-                command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
-                command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
-                command(out, &[b"XDEL", &self.keys.stream, &entry]);
-            })
-            .await;
-        self.done(&d);
-        if let Err(e) = r {
-            warn!(correlation_id = %d.job.id, error = %e, "cannot schedule the retry; will redeliver");
-            self.reread.set(true);
-        }
+        self.settle(&d, 6, "cannot schedule the retry", |out| {
+            cmd_with(out, &[b"HSET", &job_key], &fields);
+            command(out, &[b"ZADD", &self.keys.retries, &due[..dlen], &id]);
+            // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
+            let status: &[&[u8]] = &[
+                b"HSET",
+                &state_key,
+                b"status",
+                b"PROCESSING",
+                b"updated_at",
+                &now[..nlen],
+            ];
+            command(out, status);
+            command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
+            self.put_ack(out, &entry);
+        })
+        .await;
     }
 
     pub(super) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
@@ -383,23 +388,14 @@ impl RedisQueue {
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
         let fields = state.as_ref().map(state_fields);
         let n = if fields.is_some() { 5 } else { 3 };
-        let r = self
-            .cmd
-            .transaction(n, |out| {
-                cmd_with(out, &[b"XADD", &self.keys.dlq, b"*"], &dlq);
-                if let Some(fields) = &fields {
-                    cmd_with(out, &[b"HSET", &key], fields);
-                    command(out, &[b"EXPIRE", &key, &self.ttl_text]);
-                }
-                command(out, &[b"XACK", &self.keys.stream, GROUP, &entry]);
-                command(out, &[b"XDEL", &self.keys.stream, &entry]);
-            })
-            .await;
-        self.done(&d);
-        if let Err(e) = r {
-            warn!(correlation_id = %d.job.id, error = %e, "cannot dead-letter; will redeliver");
-            self.reread.set(true);
-        }
+        self.settle(&d, n, "cannot dead-letter", |out| {
+            cmd_with(out, &[b"XADD", &self.keys.dlq, b"*"], &dlq);
+            if let Some(fields) = &fields {
+                self.put_state(out, &key, fields);
+            }
+            self.put_ack(out, &entry);
+        })
+        .await;
     }
 
     pub(super) fn depth(&self) -> Depth {
@@ -579,6 +575,11 @@ async fn reclaim(q: &RedisQueue) {
                         };
                         q.dead_letter(d, Some(state), reason).await;
                     } else {
+                        // In flight from now on: its lease is renewed while it waits for a slot,
+                        // and the next reclaim pass does not take it again.
+                        if let Some(id) = &d.entry_id {
+                            q.in_flight.borrow_mut().insert(id.clone());
+                        }
                         q.reclaimed.borrow_mut().push_back(d);
                     }
                 }
