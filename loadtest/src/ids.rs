@@ -2,39 +2,16 @@
 //! counting ids handed out more than once. Ids are kept as 16-byte integers so a run of millions
 //! of submits can be checked for duplicates with one sort at the end, off the hot path.
 
-/// Parses the exact UUID text form, either case.
+use openhqm::shard::id::CorrelationId;
+
+/// Parses the exact UUID text form, either case (the broker's own parser).
 pub fn parse(text: &[u8]) -> Option<u128> {
-    if text.len() != 36 {
-        return None;
-    }
-    let mut id: u128 = 0;
-    for (i, &c) in text.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        id = (id << 4) | u128::from(digit);
-    }
-    Some(id)
+    CorrelationId::parse(text).map(|id| u128::from_be_bytes(*id.as_bytes()))
 }
 
 /// Appends the lower-case UUID text form of `id`.
 pub fn write(id: u128, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out.push(b'-');
-        }
-        out.push(HEX[((id >> (124 - 4 * i)) & 0xf) as usize]);
-    }
+    out.extend_from_slice(&CorrelationId::from_bytes(id.to_be_bytes()).to_text());
 }
 
 /// How many entries repeat an earlier one (an id seen three times counts 2). Sorts `ids`.
