@@ -267,11 +267,6 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
     Ok(resp)
 }
 
-/// The body bytes of a submission's payload (for tests and benches).
-pub fn payload_of(body: &Bytes, sub: &Submission) -> Bytes {
-    body.slice(sub.payload.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +332,7 @@ mod tests {
     fn keeps_payload_bytes_and_reads_metadata() {
         let body = Bytes::from_static(br#"{ "metadata": {"priority": 3, "timeout": 1.5}, "payload" : {"b": 1.50,  "a":[ ]} }"#);
         let sub = parse(&body, T).unwrap();
-        assert_eq!(&payload_of(&body, &sub)[..], br#"{"b": 1.50,  "a":[ ]}"#);
+        assert_eq!(&body[sub.payload.clone()], br#"{"b": 1.50,  "a":[ ]}"#);
         assert_eq!(sub.metadata.priority, 3);
         assert_eq!(sub.metadata.timeout, Duration::from_millis(1500));
         assert_eq!(sub.headers, None);

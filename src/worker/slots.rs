@@ -60,8 +60,8 @@ async fn run_slot<P: Processor>(ctx: Rc<ShardCtx>, processor: Rc<P>, delivery: D
 async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery) {
     let id = delivery.job.id;
     let now = Timestamp::now();
-    let started = ctx.table.borrow_mut().start(&id, now);
-    match started {
+    let taken = ctx.table.borrow_mut().start(&id, now);
+    match taken {
         Ok(()) | Err(UpdateError::Unknown) => {}
         Err(UpdateError::Refused(r)) => {
             // Already final here: a redelivery (its acknowledgement was lost). Record the final
