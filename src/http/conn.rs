@@ -270,6 +270,9 @@ mod tests {
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", &["reject:505:true"]),
             (b"GET /v HTTP/1.2\r\nHost: x\r\n\r\n", &["GET /v \"\"", "more:Idle"]),
             (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", &["reject:501:true"]),
+            // A stray token before the version (fuzz crash: unbounded recursion).
+            (b"POST /x HTTPit HTTP/1.1\r\nHost: x\r\n\r\n", &["reject:400:true"]),
+            (b"GET /x junk HTTP/1.2\r\nHost: x\r\n\r\n", &["reject:400:true"]),
             (b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n", &["reject:501:true"]),
             (b"GET / HTTP/1.1\r\n\r\n", &["reject:400:true"]),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &["reject:400:true"]),

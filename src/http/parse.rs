@@ -197,12 +197,17 @@ fn version_error(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHe
         return Err(HeadError::BadRequest("malformed request line"));
     };
     match v {
-        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => {
+        // Only 1.2-1.9: after the patch the line ends in "HTTP/1.1", so a second version error
+        // on it cannot come back here (it did, for ever, when the error was elsewhere in the
+        // line: found by the http_conn fuzz target).
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if (b'2'..=b'9').contains(d) => {
             let at = line.len() - 1;
             buf[at] = b'1';
             parse_head(buf, limits)
         }
-        [b'H', b'T', b'T', b'P', b'/', d, b'.', m] if d.is_ascii_digit() && m.is_ascii_digit() => {
+        [b'H', b'T', b'T', b'P', b'/', d, b'.', m]
+            if (b'2'..=b'9').contains(d) && m.is_ascii_digit() =>
+        {
             Err(HeadError::VersionNotSupported)
         }
         _ => Err(HeadError::BadRequest("malformed request line")),
