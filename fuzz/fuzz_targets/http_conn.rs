@@ -8,9 +8,15 @@ use openhqm::http::{Conn, Event, Limits};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the piece size, so splits are explored too.
-    let Some((&step, wire)) = data.split_first() else { return };
+    let Some((&step, wire)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(step % 64) + 1;
-    let limits = Limits { max_head_bytes: 4096, max_uri_bytes: 1024, max_body_bytes: 8192 };
+    let limits = Limits {
+        max_head_bytes: 4096,
+        max_uri_bytes: 1024,
+        max_body_bytes: 8192,
+    };
     let mut conn = Conn::new(limits, openhqm::api::precheck);
     let mut input = BytesMut::new();
     let mut fed = 0;
@@ -21,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
             match conn.poll(&mut input) {
                 Event::NeedMore(_) => break,
                 Event::Continue => {}
-                Event::Request(r) => assert!(r.body.len() <= fed && r.body.len() as u64 <= limits.max_body_bytes),
+                Event::Request(r) => {
+                    assert!(r.body.len() <= fed && r.body.len() as u64 <= limits.max_body_bytes)
+                }
                 Event::Reject { close: true, .. } => return,
                 Event::Reject { .. } => {}
             }

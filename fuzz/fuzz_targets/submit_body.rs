@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
         let payload = &data[sub.payload];
         assert_eq!(payload.first(), Some(&b'{'));
         let parsed: Result<serde_json::Value, _> = serde_json::from_slice(payload);
-        assert!(parsed.is_ok(), "accepted payload does not parse: {parsed:?}");
+        assert!(
+            parsed.is_ok(),
+            "accepted payload does not parse: {parsed:?}"
+        );
     }
 });
