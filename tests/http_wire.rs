@@ -657,19 +657,7 @@ fn header_read_timeout_answers_408_or_closes() {
     let started = Instant::now();
     c.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .unwrap();
-    c.set_read_timeout(Duration::from_secs(5));
-    match c.read_one(false) {
-        Ok(r) => {
-            assert_error(&r, 408);
-            assert!(
-                c.closed_within(Duration::from_secs(2)),
-                "closed after the 408"
-            );
-        }
-        Err(ReadError::Closed) => {}
-        Err(e) => panic!("expected 408 or a close, got {e:?}"),
-    }
-    let took = started.elapsed();
+    let took = expect_408_or_close(&mut c, started);
     assert!(
         took >= Duration::from_millis(900),
         "timed out too early: {took:?}"
@@ -688,19 +676,7 @@ fn body_read_timeout_answers_408() {
     let started = Instant::now();
     c.send(format!("{SUBMIT_HEAD}Content-Length: 100\r\n\r\n{{\"payload\"").as_bytes())
         .unwrap();
-    c.set_read_timeout(Duration::from_secs(5));
-    match c.read_one(false) {
-        Ok(r) => {
-            assert_error(&r, 408);
-            assert!(
-                c.closed_within(Duration::from_secs(2)),
-                "closed after the 408"
-            );
-        }
-        Err(ReadError::Closed) => {}
-        Err(e) => panic!("expected 408 or a close, got {e:?}"),
-    }
-    let took = started.elapsed();
+    let took = expect_408_or_close(&mut c, started);
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "body timeout took {took:?}"
@@ -795,4 +771,22 @@ fn every_rejection_leaves_other_connections_working() {
         assert_error(&r, r.status);
         assert_eq!(keep.get("/health").status, 200);
     }
+}
+
+/// Waits for the answer to a request the client never finished: a 408 followed by a close, or a
+/// plain close. Returns the time since `started`.
+fn expect_408_or_close(c: &mut Client, started: Instant) -> Duration {
+    c.set_read_timeout(Duration::from_secs(5));
+    match c.read_one(false) {
+        Ok(r) => {
+            assert_error(&r, 408);
+            assert!(
+                c.closed_within(Duration::from_secs(2)),
+                "closed after the 408"
+            );
+        }
+        Err(ReadError::Closed) => {}
+        Err(e) => panic!("expected 408 or a close, got {e:?}"),
+    }
+    started.elapsed()
 }
