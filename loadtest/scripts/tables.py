@@ -22,8 +22,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BROKER = os.path.join(ROOT, "target/release/openhqm")
 LOADTEST = os.path.join(ROOT, "target/release/loadtest")
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-SECS = sys.argv[2] if len(sys.argv) > 2 else "5"
+ROUNDS = 3
+SECS = "5"
 
 
 def free_port():
@@ -46,12 +46,12 @@ def wait_port(port, timeout=10):
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self, fsync="always"):
         self.dir = tempfile.mkdtemp(prefix="openhqm-bench-redis-")
         self.port = free_port()
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             "--appendonly", "yes", "--appendfsync", fsync, "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
@@ -134,6 +134,9 @@ def lat(r, key):
 
 
 def main():
+    global ROUNDS, SECS
+    ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
+    SECS = sys.argv[2] if len(sys.argv) > 2 else SECS
     redis = Redis()
     memory = broker([])
     on_redis = broker(["--queue", "redis", "--queue.redis_url", f"redis://127.0.0.1:{redis.port}"])

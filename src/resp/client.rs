@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
+use super::script::Script;
 use super::url::RedisTarget;
 use crate::metrics::Histogram;
 use crate::shard::notify::Notify;
@@ -176,6 +177,31 @@ impl Client {
             }
             Ok(None) => Err(RedisError::Unavailable),
             Err(_) => Err(RedisError::Timeout),
+        }
+    }
+
+    /// Runs `script` by digest (`EVALSHA`), or by body (`EVAL`) when Redis has not cached it;
+    /// an error reply becomes `Err(Server)`.
+    pub async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<Frame, RedisError> {
+        let mut replies = self
+            .pipeline(1, |out| script.encode_evalsha(out, keys, args))
+            .await?;
+        if let Some(Frame::Error(e)) = replies.last() {
+            if e.starts_with(b"NOSCRIPT") {
+                replies = self
+                    .pipeline(1, |out| script.encode_eval(out, keys, args))
+                    .await?;
+            }
+        }
+        match replies.pop() {
+            Some(Frame::Error(e)) => Err(RedisError::Server(e)),
+            Some(f) => Ok(f),
+            None => Err(RedisError::Protocol("missing reply")),
         }
     }
 

@@ -1,14 +1,17 @@
 //! RESP, the Redis protocol, spoken directly (no client crate). `frame` decodes replies and
 //! `encode` writes commands, both sans-IO and bounded; `client` is one pipelined connection per
-//! shard with reconnects and deadlines; `url` parses `redis://` URLs without ever printing the
-//! password. docs/redis.md says why RESP is done by hand.
+//! shard with reconnects and deadlines; `script` sends Lua scripts by digest; `url` parses
+//! `redis://` URLs without ever printing the password. docs/redis.md says why RESP is done by
+//! hand.
 
 pub mod client;
 pub mod encode;
 pub mod frame;
+pub mod script;
 pub mod url;
 
 pub use client::{Client, RedisError};
 pub use encode::command;
 pub use frame::Frame;
+pub use script::Script;
 pub use url::RedisTarget;

@@ -4,8 +4,10 @@
 //! `openhqm-workers`, request-state hashes, a sorted set of delayed retries and a dead-letter
 //! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
 //! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `EXPIRE` + `XACK` + `XDEL`; retry =
-//! job hash + `ZADD` + `XACK` + `XDEL`; dead letter = `XADD dlq` + state + `XACK` + `XDEL`. The work
-//! stream is never trimmed by `MAXLEN` (before Redis 8.2 that deletes pending entries).
+//! job hash + `ZADD` + `XACK` + `XDEL`; dead letter = `XADD dlq` + state + `XACK` + `XDEL`. When
+//! this consumer's lease on an entry may have lapsed, the last three run as owner-only Lua scripts
+//! instead (`scripts.rs`). The work stream is never trimmed by `MAXLEN` (before Redis 8.2 that
+//! deletes pending entries).
 //!
 //! Two connections per shard: `cmd` for everything pipelined, `block` for `XREADGROUP BLOCK`.
 //! Background tasks move due retries back to the stream, renew the lease of entries being
@@ -15,23 +17,25 @@
 pub mod fields;
 pub mod keys;
 pub mod reads;
+pub mod scripts;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use tracing::{error, warn};
 
 use super::{Delivery, Depth, Job, QueueError};
 use crate::clock::Timestamp;
-use crate::resp::{command, Client, Frame, RedisError, RedisTarget};
+use crate::resp::{command, Client, Frame, RedisError, RedisTarget, Script};
 use crate::shard::id::CorrelationId;
 use crate::store::RequestState;
 use fields::{job_fields, state_fields, state_from_hash, Args};
 pub use keys::{Keys, GROUP};
 use reads::Entry;
+use scripts::Scripts;
 
 /// How long one `XREADGROUP` blocks before it is re-issued.
 const BLOCK_MS: u64 = 1000;
@@ -42,19 +46,11 @@ const LEASE_TICK: Duration = Duration::from_secs(5);
 /// An entry idle this long in another consumer's pending list is taken over. Live workers renew
 /// their entries every `LEASE_TICK`, so only a dead consumer's entries get this old.
 const LEASE: Duration = Duration::from_secs(30);
-
-/// Moves due retries (ids in the sorted set, job fields in a hash) back onto the stream.
-/// KEYS[1] retries zset, KEYS[2] stream; ARGV[1] now (ms), ARGV[2] job-hash key prefix.
-const MOVE_DUE_RETRIES: &[u8] =
-    b"local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for _, id in ipairs(ids) do
-  local k = ARGV[2] .. id
-  local f = redis.call('HGETALL', k)
-  if #f > 0 then redis.call('XADD', KEYS[2], '*', unpack(f)) end
-  redis.call('DEL', k)
-  redis.call('ZREM', KEYS[1], id)
-end
-return #ids";
+/// A lease last reset less than this long ago (by this shard's clock, from when the resetting
+/// command was sent) is certainly still held: the 10 s below `LEASE` absorb scheduling delays and
+/// clock-rate differences. Past it, deliveries are settled by the owner-only scripts and no longer
+/// renewed (a renewal is a claim: it would take the entry back from a new owner).
+const LEASE_HELD: Duration = Duration::from_secs(20);
 
 /// Settings the backend needs.
 #[derive(Debug, Clone)]
@@ -80,6 +76,7 @@ pub struct RedisQueue {
     cmd: Client,
     block: Client,
     keys: Keys,
+    scripts: Scripts,
     consumer: Bytes,
     ttl_text: Bytes,
     max_deliveries: u32,
@@ -92,8 +89,9 @@ pub struct RedisQueue {
     nr_shards: usize,
     /// The request-stream prefix, for other shards' state keys.
     requests_prefix: String,
-    /// Entry ids handed to worker slots and not yet finished.
-    in_flight: RefCell<HashSet<Bytes>>,
+    /// Entry ids handed to worker slots and not yet finished, with when their lease was last
+    /// reset (the sending of the read, claim or renewal that did).
+    in_flight: RefCell<HashMap<Bytes, Instant>>,
     /// Entries taken over from dead consumers, waiting to be fetched.
     reclaimed: RefCell<VecDeque<Delivery>>,
     depth: Cell<Depth>,
@@ -106,6 +104,7 @@ impl RedisQueue {
             cmd: Client::start(settings.target.clone(), settings.deadline, "commands", true),
             block: Client::start(settings.target, settings.deadline, "blocking reads", false),
             keys,
+            scripts: Scripts::default(),
             consumer: Bytes::from(settings.consumer),
             ttl_text: Bytes::from(settings.ttl.as_secs().max(1).to_string()),
             max_deliveries: settings.max_deliveries,
@@ -187,6 +186,7 @@ impl RedisQueue {
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
             let (count, len) = crate::resp::encode::decimal(max.max(1) as u64);
             let (block_ms, blen) = crate::resp::encode::decimal(BLOCK_MS);
+            let read_at = Instant::now();
             let reply = self
                 .block
                 .pipeline_within(
@@ -259,22 +259,23 @@ impl RedisQueue {
                     }
                 }
             }
-            let out = self.hand_out(out);
+            let out = self.hand_out(out, read_at);
             if !out.is_empty() {
                 return out;
             }
         }
     }
 
-    /// Marks deliveries in flight, dropping those already in flight (a pending-list re-read).
-    fn hand_out(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    /// Marks deliveries in flight with their lease reset by the read sent at `read_at`, dropping
+    /// those already in flight (a pending-list re-read, which resets their lease too).
+    fn hand_out(&self, deliveries: Vec<Delivery>, read_at: Instant) -> Vec<Delivery> {
         let mut in_flight = self.in_flight.borrow_mut();
         deliveries
             .into_iter()
             .filter(|d| {
                 d.entry_id
                     .as_ref()
-                    .is_none_or(|id| in_flight.insert(id.clone()))
+                    .is_none_or(|id| in_flight.insert(id.clone(), read_at).is_none())
             })
             .collect()
     }
@@ -315,15 +316,21 @@ impl RedisQueue {
     pub(super) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
-        let fields = state.as_ref().map(state_fields);
-        let n = if fields.is_some() { 4 } else { 2 };
-        self.settle(&d, n, "cannot record completion", |out| {
-            if let Some(fields) = &fields {
-                self.put_state(out, &key, fields);
+        let fields = state.as_ref().map(state_fields).unwrap_or_default();
+        let n = if fields.is_empty() { 2 } else { 4 };
+        let plain = |out: &mut BytesMut| {
+            if !fields.is_empty() {
+                self.put_state(out, &key, &fields);
             }
             self.put_ack(out, &entry);
-        })
-        .await;
+        };
+        let mut args: Vec<&[u8]> = Vec::with_capacity(4 + fields.len());
+        args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
+        args.extend(fields.iter().map(|b| &b[..]));
+        let keys: [&[u8]; 2] = [&self.keys.stream, &key];
+        let owner_only = (&self.scripts.finish, &keys[..], &args[..]);
+        self.settle(&d, n, plain, owner_only, "cannot record completion")
+            .await;
     }
 
     /// Appends `HSET key fields` and its `EXPIRE` (two commands).
@@ -339,14 +346,48 @@ impl RedisQueue {
         command(out, &[b"XDEL", &self.keys.stream, entry]);
     }
 
-    /// Runs the transaction that ends a delivery (`n` commands). If it fails the entry is still
-    /// pending in Redis, so the pending list is read again and the delivery finished then.
-    async fn settle(&self, d: &Delivery, n: usize, what: &str, encode: impl FnOnce(&mut BytesMut)) {
-        let r = self.cmd.transaction(n, encode).await;
+    /// Whether this consumer certainly still holds the lease on `d`'s entry: the last command
+    /// that reset its idle time (the read that delivered it, a claim, a renewal) was sent less
+    /// than `LEASE_HELD` ago, so no other consumer can have taken it over (they take entries idle
+    /// for `LEASE`).
+    fn lease_held(&self, d: &Delivery) -> bool {
+        d.entry_id.as_ref().is_some_and(|id| {
+            self.in_flight
+                .borrow()
+                .get(id)
+                .is_some_and(|since| since.elapsed() < LEASE_HELD)
+        })
+    }
+
+    /// Ends a delivery: `plain` (`n` commands in one `MULTI/EXEC`) while the lease is certainly
+    /// held, else `owner_only` (a script of `scripts.rs`), which writes nothing unless the entry
+    /// is still in this consumer's pending list. If the call fails the entry is still pending in
+    /// Redis, so the pending list is read again and the delivery finished then.
+    async fn settle(
+        &self,
+        d: &Delivery,
+        n: usize,
+        plain: impl FnOnce(&mut BytesMut),
+        owner_only: (&Script, &[&[u8]], &[&[u8]]),
+        what: &str,
+    ) {
+        let r = if self.lease_held(d) {
+            self.cmd.transaction(n, plain).await.map(|_| true)
+        } else {
+            let (script, keys, args) = owner_only;
+            let r = self.cmd.eval(script, keys, args).await;
+            r.map(|f| f == Frame::Integer(1))
+        };
         self.done(d);
-        if let Err(e) = r {
-            warn!(correlation_id = %d.job.id, error = %e, "{what}; will redeliver");
-            self.reread.set(true);
+        match r {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(correlation_id = %d.job.id, "lease lapsed and the entry was taken over by another consumer; leaving it to that one");
+            }
+            Err(e) => {
+                warn!(correlation_id = %d.job.id, error = %e, "{what}; will redeliver");
+                self.reread.set(true);
+            }
         }
     }
 
@@ -359,7 +400,7 @@ impl RedisQueue {
         let id = d.job.id.to_text();
         let state_key = self.keys.state(&d.job.id);
         let (now, nlen) = crate::resp::encode::decimal(Timestamp::now().0);
-        self.settle(&d, 6, "cannot schedule the retry", |out| {
+        let plain = |out: &mut BytesMut| {
             cmd_with(out, &[b"HSET", &job_key], &fields);
             command(out, &[b"ZADD", &self.keys.retries, &due[..dlen], &id]);
             // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
@@ -374,8 +415,22 @@ impl RedisQueue {
             command(out, status);
             command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
             self.put_ack(out, &entry);
-        })
-        .await;
+        };
+        let mut args: Vec<&[u8]> = Vec::with_capacity(7 + fields.len());
+        args.extend([
+            GROUP,
+            &self.consumer[..],
+            &entry[..],
+            &self.ttl_text[..],
+            &due[..dlen],
+            &id[..],
+            &now[..nlen],
+        ]);
+        args.extend(fields.iter().map(|b| &b[..]));
+        let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.retries, &job_key, &state_key];
+        let owner_only = (&self.scripts.retry, &keys[..], &args[..]);
+        self.settle(&d, 6, plain, owner_only, "cannot schedule the retry")
+            .await;
     }
 
     pub(super) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
@@ -386,16 +441,30 @@ impl RedisQueue {
         dlq.push(Bytes::copy_from_slice(reason.as_bytes()));
         dlq.push(Bytes::from_static(b"failed_at"));
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
-        let fields = state.as_ref().map(state_fields);
-        let n = if fields.is_some() { 5 } else { 3 };
-        self.settle(&d, n, "cannot dead-letter", |out| {
+        let fields = state.as_ref().map(state_fields).unwrap_or_default();
+        let n = if fields.is_empty() { 3 } else { 5 };
+        let plain = |out: &mut BytesMut| {
             cmd_with(out, &[b"XADD", &self.keys.dlq, b"*"], &dlq);
-            if let Some(fields) = &fields {
-                self.put_state(out, &key, fields);
+            if !fields.is_empty() {
+                self.put_state(out, &key, &fields);
             }
             self.put_ack(out, &entry);
-        })
-        .await;
+        };
+        let (count, clen) = crate::resp::encode::decimal(dlq.len() as u64);
+        let mut args: Vec<&[u8]> = Vec::with_capacity(5 + dlq.len() + fields.len());
+        args.extend([
+            GROUP,
+            &self.consumer[..],
+            &entry[..],
+            &self.ttl_text[..],
+            &count[..clen],
+        ]);
+        args.extend(dlq.iter().map(|b| &b[..]));
+        args.extend(fields.iter().map(|b| &b[..]));
+        let keys: [&[u8]; 3] = [&self.keys.stream, &self.keys.dlq, &key];
+        let owner_only = (&self.scripts.dead_letter, &keys[..], &args[..]);
+        self.settle(&d, n, plain, owner_only, "cannot dead-letter")
+            .await;
     }
 
     pub(super) fn depth(&self) -> Depth {
@@ -458,15 +527,11 @@ async fn move_retries(q: Rc<RedisQueue>) {
         let (now, len) = crate::resp::encode::decimal(now_ms());
         let r = q
             .cmd
-            .call(&[
-                b"EVAL",
-                MOVE_DUE_RETRIES,
-                b"2",
-                &q.keys.retries,
-                &q.keys.stream,
-                &now[..len],
-                &q.keys.retry_job_prefix,
-            ])
+            .eval(
+                &q.scripts.move_due_retries,
+                &[&q.keys.retries, &q.keys.stream],
+                &[&now[..len], &q.keys.retry_job_prefix],
+            )
             .await;
         if let Err(e) = r {
             if e != RedisError::Unavailable {
@@ -496,15 +561,32 @@ async fn leases_and_reclaim(q: Rc<RedisQueue>) {
 }
 
 async fn renew_leases(q: &RedisQueue) {
-    let ids: Vec<Bytes> = q.in_flight.borrow().iter().cloned().collect();
+    let ids: Vec<Bytes> = q
+        .in_flight
+        .borrow()
+        .iter()
+        .filter(|(_, since)| since.elapsed() < LEASE_HELD)
+        .map(|(id, _)| id.clone())
+        .collect();
     if ids.is_empty() {
         return;
     }
     let mut args: Vec<&[u8]> = vec![b"XCLAIM", &q.keys.stream, GROUP, &q.consumer, b"0"];
     args.extend(ids.iter().map(|b| &b[..]));
     args.push(b"JUSTID");
-    if let Err(e) = q.cmd.call(&args).await {
-        warn!(error = %e, "lease renewal failed");
+    let sent = Instant::now();
+    match q.cmd.call(&args).await {
+        // The ids it names had their idle time reset; the others are no longer pending.
+        Ok(Frame::Array(Some(renewed))) => {
+            let mut in_flight = q.in_flight.borrow_mut();
+            for id in renewed.iter().filter_map(Frame::as_bytes) {
+                if let Some(since) = in_flight.get_mut(id) {
+                    *since = sent;
+                }
+            }
+        }
+        Ok(_) => warn!("unexpected lease renewal reply"),
+        Err(e) => warn!(error = %e, "lease renewal failed"),
     }
 }
 
@@ -533,9 +615,10 @@ async fn reclaim(q: &RedisQueue) {
         else {
             continue;
         };
-        if q.in_flight.borrow().contains(id) {
+        if q.in_flight.borrow().contains_key(id) {
             continue;
         }
+        let claimed_at = Instant::now();
         let claimed = q
             .cmd
             .call(&[
@@ -557,7 +640,7 @@ async fn reclaim(q: &RedisQueue) {
                         warn!(correlation_id = %d.job.id, deliveries, "delivered too often without finishing; dead-lettering");
                         q.in_flight
                             .borrow_mut()
-                            .insert(d.entry_id.clone().unwrap_or_default());
+                            .insert(d.entry_id.clone().unwrap_or_default(), claimed_at);
                         let reason = "delivered too many times without finishing";
                         let now = Timestamp::now();
                         let state = RequestState {
@@ -578,7 +661,7 @@ async fn reclaim(q: &RedisQueue) {
                         // In flight from now on: its lease is renewed while it waits for a slot,
                         // and the next reclaim pass does not take it again.
                         if let Some(id) = &d.entry_id {
-                            q.in_flight.borrow_mut().insert(id.clone());
+                            q.in_flight.borrow_mut().insert(id.clone(), claimed_at);
                         }
                         q.reclaimed.borrow_mut().push_back(d);
                     }

@@ -1,0 +1,101 @@
+//! The Lua scripts of the queue: the conditional forms of the steps that end a delivery, and the
+//! mover of due retries.
+//!
+//! A delivery is normally settled with a plain `MULTI/EXEC` (`mod.rs`): while this consumer's
+//! lease on the entry is certainly held, no other consumer can have taken it over. When the lease
+//! may have lapsed (the shard was frozen, Redis was unreachable past the renewals), the step runs
+//! as one of these scripts instead, which settles **only if the entry is still in this consumer's
+//! pending list**: a worker whose entry was taken over (and maybe already finished) by another
+//! instance then writes nothing, so it cannot overwrite the outcome it no longer owns.
+//! Scripts are not the hot path because each `EVALSHA` costs Redis ~10 µs more CPU than the
+//! same commands in `MULTI/EXEC` (7.0, `INFO commandstats`; PERFORMANCE.md).
+//!
+//! Every key is passed in `KEYS` and carries the shard's hash tag. State fields are built by
+//! `fields.rs`; the scripts only name `status` and `updated_at`.
+
+use crate::resp::Script;
+
+/// Returns 0 unless `ARGV[3]` (an entry) is in consumer `ARGV[2]`'s pending list of group
+/// `ARGV[1]` on stream `KEYS[1]`; otherwise acknowledges and deletes it and goes on.
+macro_rules! owner_only {
+    ($rest:literal) => {
+        concat!(
+            "if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+",
+            $rest,
+            "
+return 1"
+        )
+        .as_bytes()
+    };
+}
+
+/// Finish: store the final state. KEYS: stream, state. ARGV: group, consumer, entry id, ttl, then
+/// the state's field/value args (none: only acknowledge).
+const FINISH: &[u8] = owner_only!(
+    "if #ARGV > 4 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end"
+);
+
+/// Retry later: park the job (a hash) in the retry set, due at a time, and record `PROCESSING` (a
+/// waiting retry never moves back to `PENDING`). KEYS: stream, retry set, job hash, state.
+/// ARGV: group, consumer, entry id, ttl, due (ms), correlation id, updated_at, then the job's
+/// field/value args.
+const RETRY: &[u8] = owner_only!(
+    "redis.call('HSET', KEYS[3], unpack(ARGV, 8))
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[4], 'status', 'PROCESSING', 'updated_at', ARGV[7])
+redis.call('EXPIRE', KEYS[4], ARGV[4])"
+);
+
+/// Dead-letter: append the job to the dead-letter stream and store the final state.
+/// KEYS: stream, dead-letter stream, state. ARGV: group, consumer, entry id, ttl, n, n
+/// dead-letter field/value args, then the state's.
+const DEAD_LETTER: &[u8] = owner_only!(
+    "local n = tonumber(ARGV[5])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6, 5 + n))
+if #ARGV > 5 + n then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 6 + n))
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end"
+);
+
+/// Moves due retries (ids in the sorted set, job fields in a hash) back onto the stream.
+/// KEYS: retry set, stream. ARGV: now (ms), job-hash key prefix.
+const MOVE_DUE_RETRIES: &[u8] =
+    b"local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, id in ipairs(ids) do
+  local k = ARGV[2] .. id
+  local f = redis.call('HGETALL', k)
+  if #f > 0 then redis.call('XADD', KEYS[2], '*', unpack(f)) end
+  redis.call('DEL', k)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids";
+
+/// The scripts, digested once per shard.
+pub struct Scripts {
+    /// See `FINISH`.
+    pub finish: Script,
+    /// See `RETRY`.
+    pub retry: Script,
+    /// See `DEAD_LETTER`.
+    pub dead_letter: Script,
+    /// See `MOVE_DUE_RETRIES`.
+    pub move_due_retries: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Scripts {
+        Scripts {
+            finish: Script::new(FINISH),
+            retry: Script::new(RETRY),
+            dead_letter: Script::new(DEAD_LETTER),
+            move_due_retries: Script::new(MOVE_DUE_RETRIES),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The owner-only settle scripts (`src/queue/redis_streams/scripts.rs`) on a real Redis: a
+//! consumer whose entry was taken over by another consumer (its lease lapsed) writes nothing and
+//! leaves the entry pending for the new owner; the owner settles it. This is the path a worker
+//! takes when it finishes after its lease may have lapsed; a frozen shard cannot overwrite the
+//! outcome another instance stored.
+
+mod common;
+
+use common::redis::RedisServer;
+use openhqm::queue::redis_streams::scripts::Scripts;
+
+const STREAM: &str = "s:{0}";
+const GROUP: &str = "openhqm-workers";
+
+fn body(script: &openhqm::resp::Script) -> &str {
+    std::str::from_utf8(script.body()).unwrap()
+}
+
+/// A stream with one entry delivered to consumer `a`, then claimed by `b`; returns its id.
+fn taken_over(redis: &RedisServer) -> String {
+    redis.cli(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+    let entry = redis.cli(&["XADD", STREAM, "*", "id", "x"]);
+    let read = redis.cli_json(&["XREADGROUP", "GROUP", GROUP, "a", "STREAMS", STREAM, ">"]);
+    assert!(read.to_string().contains(&entry), "{read}");
+    redis.cli_json(&["XCLAIM", STREAM, GROUP, "b", "0", &entry, "JUSTID"]);
+    entry
+}
+
+fn owner_of(redis: &RedisServer, entry: &str) -> Option<String> {
+    let p = redis.cli_json(&["XPENDING", STREAM, GROUP, entry, entry, "1"]);
+    p.as_array()?.first()?.get(1)?.as_str().map(str::to_owned)
+}
+
+#[test]
+fn finish_writes_only_for_the_consumer_that_owns_the_entry() {
+    let redis = RedisServer::start();
+    let scripts = Scripts::default();
+    let entry = taken_over(&redis);
+    let finish = |consumer: &str, result: &str| {
+        redis.cli_int(&[
+            "EVAL",
+            body(&scripts.finish),
+            "2",
+            STREAM,
+            "st:{0}:x",
+            GROUP,
+            consumer,
+            &entry,
+            "60",
+            "status",
+            "COMPLETED",
+            "result",
+            result,
+        ])
+    };
+
+    // The old owner, late: nothing written, the entry still pending for the new one.
+    assert_eq!(finish("a", "late"), 0);
+    assert_eq!(redis.cli_int(&["EXISTS", "st:{0}:x"]), 0);
+    assert_eq!(owner_of(&redis, &entry).as_deref(), Some("b"));
+    assert_eq!(redis.cli_int(&["XLEN", STREAM]), 1);
+
+    // The owner settles: acknowledged, deleted, state stored with its TTL.
+    assert_eq!(finish("b", "owner"), 1);
+    assert_eq!(redis.cli(&["HGET", "st:{0}:x", "result"]), "owner");
+    let ttl = redis.cli_int(&["TTL", "st:{0}:x"]);
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+    assert_eq!(owner_of(&redis, &entry), None);
+    assert_eq!(redis.cli_int(&["XLEN", STREAM]), 0);
+
+    // Settling again (a lost reply, then a retry) writes nothing.
+    assert_eq!(finish("b", "again"), 0);
+    assert_eq!(redis.cli(&["HGET", "st:{0}:x", "result"]), "owner");
+}
+
+#[test]
+fn retry_and_dead_letter_are_owner_only_too() {
+    let redis = RedisServer::start();
+    let scripts = Scripts::default();
+    let entry = taken_over(&redis);
+    let retry = |consumer: &str| {
+        redis.cli_int(&[
+            "EVAL",
+            body(&scripts.retry),
+            "4",
+            STREAM,
+            "retries:{0}",
+            "job:{0}:x",
+            "st:{0}:x",
+            GROUP,
+            consumer,
+            &entry,
+            "60",
+            "12345",
+            "x",
+            "999",
+            "id",
+            "x",
+            "attempt",
+            "2",
+        ])
+    };
+    assert_eq!(retry("a"), 0);
+    assert_eq!(redis.cli_int(&["ZCARD", "retries:{0}"]), 0);
+    assert_eq!(redis.cli_int(&["EXISTS", "job:{0}:x", "st:{0}:x"]), 0);
+    assert_eq!(retry("b"), 1);
+    assert_eq!(redis.cli(&["ZSCORE", "retries:{0}", "x"]), "12345");
+    assert_eq!(redis.cli(&["HGET", "job:{0}:x", "attempt"]), "2");
+    assert_eq!(redis.cli(&["HGET", "st:{0}:x", "status"]), "PROCESSING");
+    assert_eq!(owner_of(&redis, &entry), None);
+
+    // Dead-lettering a second entry.
+    let entry = redis.cli(&["XADD", STREAM, "*", "id", "y"]);
+    redis.cli_json(&["XREADGROUP", "GROUP", GROUP, "a", "STREAMS", STREAM, ">"]);
+    redis.cli_json(&["XCLAIM", STREAM, GROUP, "b", "0", &entry, "JUSTID"]);
+    let dead_letter = |consumer: &str| {
+        redis.cli_int(&[
+            "EVAL",
+            body(&scripts.dead_letter),
+            "3",
+            STREAM,
+            "dlq:{0}",
+            "st:{0}:y",
+            GROUP,
+            consumer,
+            &entry,
+            "60",
+            "4",
+            "id",
+            "y",
+            "error",
+            "boom",
+            "status",
+            "FAILED",
+        ])
+    };
+    assert_eq!(dead_letter("a"), 0);
+    assert_eq!(redis.cli_int(&["EXISTS", "dlq:{0}", "st:{0}:y"]), 0);
+    assert_eq!(dead_letter("b"), 1);
+    assert_eq!(redis.cli_int(&["XLEN", "dlq:{0}"]), 1);
+    assert_eq!(redis.cli(&["HGET", "st:{0}:y", "status"]), "FAILED");
+    assert_eq!(owner_of(&redis, &entry), None);
+    assert_eq!(redis.cli_int(&["XLEN", STREAM]), 0);
+}
+
+#[test]
+fn the_digests_are_the_ones_redis_computes() {
+    // EVALSHA finds a script only under Redis's own SHA-1 of the body.
+    let redis = RedisServer::start();
+    let s = Scripts::default();
+    for script in [&s.finish, &s.retry, &s.dead_letter, &s.move_due_retries] {
+        let sha = redis.cli(&["SCRIPT", "LOAD", body(script)]);
+        assert_eq!(sha.as_bytes(), script.sha());
+    }
+}
