@@ -53,7 +53,7 @@ impl Env {
     }
 
     /// On Redis: checks the request's state hash exists and no work-stream entry is left over
-    /// (completed entries are acknowledged and deleted).
+    /// (completed entries are acknowledged, then trimmed).
     fn check_redis_after_completion(&self, ids: &[String]) {
         let Some(redis) = &self.redis else { return };
         for id in ids {
@@ -62,9 +62,17 @@ impl Env {
             let status = redis.cli(&["HGET", keys.trim(), "status"]);
             assert_eq!(status, "COMPLETED", "{id}");
         }
+        // Acknowledged entries are trimmed every 100 ms.
         let streams = redis.cli(&["KEYS", "openhqm-requests:{*}"]);
         for stream in streams.lines().filter(|s| s.ends_with('}')) {
-            assert_eq!(redis.cli_int(&["XLEN", stream]), 0, "{stream} not empty");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while redis.cli_int(&["XLEN", stream]) != 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{stream} not empty 3 s after completion"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
     }
 }

@@ -60,13 +60,12 @@ fn finish_writes_only_for_the_consumer_that_owns_the_entry() {
     assert_eq!(owner_of(&redis, &entry).as_deref(), Some("b"));
     assert_eq!(redis.cli_int(&["XLEN", STREAM]), 1);
 
-    // The owner settles: acknowledged, deleted, state stored with its TTL.
+    // The owner settles: acknowledged (trimmed later), state stored with its TTL.
     assert_eq!(finish("b", "owner"), 1);
     assert_eq!(redis.cli(&["HGET", "st:{0}:x", "result"]), "owner");
     let ttl = redis.cli_int(&["TTL", "st:{0}:x"]);
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
     assert_eq!(owner_of(&redis, &entry), None);
-    assert_eq!(redis.cli_int(&["XLEN", STREAM]), 0);
 
     // Settling again (a lost reply, then a retry) writes nothing.
     assert_eq!(finish("b", "again"), 0);
@@ -140,6 +139,53 @@ fn retry_and_dead_letter_are_owner_only_too() {
     assert_eq!(redis.cli_int(&["XLEN", "dlq:{0}"]), 1);
     assert_eq!(redis.cli(&["HGET", "st:{0}:y", "status"]), "FAILED");
     assert_eq!(owner_of(&redis, &entry), None);
+}
+
+fn trim(redis: &RedisServer, scripts: &Scripts) -> i64 {
+    redis.cli_int(&["EVAL", body(&scripts.trim_acknowledged), "1", STREAM])
+}
+
+#[test]
+fn trimming_deletes_only_acknowledged_entries() {
+    let redis = RedisServer::start();
+    let scripts = Scripts::default();
+    // No stream, no group: nothing to do, no error.
+    assert_eq!(trim(&redis, &scripts), 0);
+    redis.cli(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+    let ids: Vec<String> = (0..6)
+        .map(|i| redis.cli(&["XADD", STREAM, "*", "n", &i.to_string()]))
+        .collect();
+    // Nothing delivered yet: nothing is trimmed.
+    assert_eq!(trim(&redis, &scripts), 0);
+    // Deliver four; acknowledge the 1st, 2nd and 4th. The 3rd stays pending: only the two before
+    // it go; the acknowledged 4th waits until the 3rd is settled; 5th and 6th are undelivered.
+    redis.cli_json(&[
+        "XREADGROUP",
+        "GROUP",
+        GROUP,
+        "a",
+        "COUNT",
+        "4",
+        "STREAMS",
+        STREAM,
+        ">",
+    ]);
+    redis.cli(&["XACK", STREAM, GROUP, &ids[0], &ids[1], &ids[3]]);
+    assert_eq!(trim(&redis, &scripts), 2);
+    assert_eq!(redis.cli_int(&["XLEN", STREAM]), 4);
+    assert_eq!(owner_of(&redis, &ids[2]).as_deref(), Some("a"));
+    redis.cli(&["XACK", STREAM, GROUP, &ids[2]]);
+    assert_eq!(trim(&redis, &scripts), 2);
+    let left = redis.cli_json(&["XRANGE", STREAM, "-", "+"]).to_string();
+    assert!(left.contains(&ids[4]) && left.contains(&ids[5]), "{left}");
+    assert_eq!(redis.cli_int(&["XLEN", STREAM]), 2);
+    // A second group that has read nothing holds everything back.
+    redis.cli(&["XGROUP", "CREATE", STREAM, "other", "0"]);
+    redis.cli_json(&["XREADGROUP", "GROUP", GROUP, "a", "STREAMS", STREAM, ">"]);
+    redis.cli(&["XACK", STREAM, GROUP, &ids[4], &ids[5]]);
+    assert_eq!(trim(&redis, &scripts), 0);
+    redis.cli(&["XGROUP", "DESTROY", STREAM, "other"]);
+    assert_eq!(trim(&redis, &scripts), 2);
     assert_eq!(redis.cli_int(&["XLEN", STREAM]), 0);
 }
 
@@ -148,7 +194,13 @@ fn the_digests_are_the_ones_redis_computes() {
     // EVALSHA finds a script only under Redis's own SHA-1 of the body.
     let redis = RedisServer::start();
     let s = Scripts::default();
-    for script in [&s.finish, &s.retry, &s.dead_letter, &s.move_due_retries] {
+    for script in [
+        &s.finish,
+        &s.retry,
+        &s.dead_letter,
+        &s.move_due_retries,
+        &s.trim_acknowledged,
+    ] {
         let sha = redis.cli(&["SCRIPT", "LOAD", body(script)]);
         assert_eq!(sha.as_bytes(), script.sha());
     }

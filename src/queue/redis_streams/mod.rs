@@ -3,11 +3,11 @@
 //! Per shard: a work stream (`openhqm-requests:{s}`) read by the consumer group
 //! `openhqm-workers`, request-state hashes, a sorted set of delayed retries and a dead-letter
 //! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
-//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `EXPIRE` + `XACK` + `XDEL`; retry =
-//! job hash + `ZADD` + `XACK` + `XDEL`; dead letter = `XADD dlq` + state + `XACK` + `XDEL`. When
-//! this consumer's lease on an entry may have lapsed, the last three run as owner-only Lua scripts
-//! instead (`scripts.rs`). The work stream is never trimmed by `MAXLEN` (before Redis 8.2 that
-//! deletes pending entries).
+//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `EXPIRE` + `XACK`; retry = job
+//! hash + `ZADD` + `XACK`; dead letter = `XADD dlq` + state + `XACK`. When this consumer's lease on
+//! an entry may have lapsed, the last three run as owner-only Lua scripts instead (`scripts.rs`).
+//! Acknowledged entries are trimmed every 100 ms up to the oldest pending one (`XTRIM MINID`);
+//! never by `MAXLEN` (before Redis 8.2 that deletes pending entries).
 //!
 //! Two connections per shard: `cmd` for everything pipelined, `block` for `XREADGROUP BLOCK`.
 //! Background tasks move due retries back to the stream, renew the lease of entries being
@@ -317,7 +317,7 @@ impl RedisQueue {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let fields = state.as_ref().map(state_fields).unwrap_or_default();
-        let n = if fields.is_empty() { 2 } else { 4 };
+        let n = if fields.is_empty() { 1 } else { 3 };
         let plain = |out: &mut BytesMut| {
             if !fields.is_empty() {
                 self.put_state(out, &key, &fields);
@@ -339,11 +339,9 @@ impl RedisQueue {
         command(out, &[b"EXPIRE", key, &self.ttl_text]);
     }
 
-    /// Appends `XACK` and `XDEL` of `entry` (two commands): acknowledged entries are deleted, the
-    /// stream is never trimmed.
+    /// Appends `XACK` of `entry` (one command); `trim_acknowledged` deletes it later.
     fn put_ack(&self, out: &mut BytesMut, entry: &[u8]) {
         command(out, &[b"XACK", &self.keys.stream, GROUP, entry]);
-        command(out, &[b"XDEL", &self.keys.stream, entry]);
     }
 
     /// Whether this consumer certainly still holds the lease on `d`'s entry: the last command
@@ -429,7 +427,7 @@ impl RedisQueue {
         args.extend(fields.iter().map(|b| &b[..]));
         let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.retries, &job_key, &state_key];
         let owner_only = (&self.scripts.retry, &keys[..], &args[..]);
-        self.settle(&d, 6, plain, owner_only, "cannot schedule the retry")
+        self.settle(&d, 5, plain, owner_only, "cannot schedule the retry")
             .await;
     }
 
@@ -442,7 +440,7 @@ impl RedisQueue {
         dlq.push(Bytes::from_static(b"failed_at"));
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
         let fields = state.as_ref().map(state_fields).unwrap_or_default();
-        let n = if fields.is_empty() { 3 } else { 5 };
+        let n = if fields.is_empty() { 2 } else { 4 };
         let plain = |out: &mut BytesMut| {
             cmd_with(out, &[b"XADD", &self.keys.dlq, b"*"], &dlq);
             if !fields.is_empty() {
@@ -521,9 +519,19 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Every `RETRY_TICK`: moves due retries back onto the stream and deletes acknowledged entries.
 async fn move_retries(q: Rc<RedisQueue>) {
     loop {
         monoio::time::sleep(RETRY_TICK).await;
+        let r = q
+            .cmd
+            .eval(&q.scripts.trim_acknowledged, &[&q.keys.stream], &[])
+            .await;
+        if let Err(e) = r {
+            if e != RedisError::Unavailable {
+                warn!(error = %e, "trimming acknowledged entries failed");
+            }
+        }
         let (now, len) = crate::resp::encode::decimal(now_ms());
         let r = q
             .cmd
@@ -677,10 +685,11 @@ async fn reclaim(q: &RedisQueue) {
 async fn refresh_depth(q: &RedisQueue) {
     let r = q
         .cmd
-        .pipeline(3, |out| {
+        .pipeline(4, |out| {
             command(out, &[b"XLEN", &q.keys.stream]);
             command(out, &[b"ZCARD", &q.keys.retries]);
             command(out, &[b"XPENDING", &q.keys.stream, GROUP]);
+            command(out, &[b"XINFO", b"GROUPS", &q.keys.stream]);
         })
         .await;
     if let Ok(frames) = r {
@@ -693,10 +702,35 @@ async fn refresh_depth(q: &RedisQueue) {
             .get(2)
             .and_then(Frame::as_array)
             .and_then(|a| a.first()));
+        // Not yet delivered: the group's `lag`. The stream also holds acknowledged entries until
+        // the next trim, so `XLEN - pending` only bounds it from above (the fallback when Redis
+        // cannot tell the lag).
+        let ready =
+            group_lag(frames.get(3)).unwrap_or_else(|| n(frames.first()).saturating_sub(pending));
         q.depth.set(Depth {
-            ready: n(frames.first()).saturating_sub(pending),
+            ready,
             delayed: n(frames.get(1)),
             pending,
         });
     }
+}
+
+/// The `lag` of this backend's group in an `XINFO GROUPS` reply.
+fn group_lag(reply: Option<&Frame>) -> Option<u64> {
+    reply?.as_array()?.iter().find_map(|g| {
+        let fields = g.as_array()?;
+        let get = |name: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0].as_bytes().is_some_and(|k| &k[..] == name))
+                .and_then(|kv| kv.get(1))
+        };
+        if get(b"name")?.as_bytes()?[..] != *GROUP {
+            return None;
+        }
+        match get(b"lag")? {
+            Frame::Integer(v) => Some((*v).max(0) as u64),
+            _ => None,
+        }
+    })
 }

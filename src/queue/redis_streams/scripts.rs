@@ -16,13 +16,12 @@
 use crate::resp::Script;
 
 /// Returns 0 unless `ARGV[3]` (an entry) is in consumer `ARGV[2]`'s pending list of group
-/// `ARGV[1]` on stream `KEYS[1]`; otherwise acknowledges and deletes it and goes on.
+/// `ARGV[1]` on stream `KEYS[1]`; otherwise acknowledges it and goes on.
 macro_rules! owner_only {
     ($rest:literal) => {
         concat!(
             "if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
 ",
             $rest,
             "
@@ -77,6 +76,34 @@ for _, id in ipairs(ids) do
 end
 return #ids";
 
+/// Deletes the entries every consumer group of the stream has acknowledged: those before the
+/// oldest pending entry, or, with none pending, up to the last delivered one. Entries still
+/// pending or not yet delivered are never touched (unlike `MAXLEN`, which before Redis 8.2 deletes
+/// pending entries). One call every 100 ms replaces an `XDEL` per request, which cost Redis
+/// ~8 µs each (`INFO commandstats`). KEYS: stream. Returns the number of entries deleted.
+const TRIM_ACKNOWLEDGED: &[u8] = b"local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if not ok or #groups == 0 then return 0 end
+local bound_ms, bound_seq
+for _, g in ipairs(groups) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local ms, seq
+  if f['pending'] > 0 then
+    ms, seq = parse(redis.call('XPENDING', KEYS[1], f['name'])[2])
+  else
+    ms, seq = parse(f['last-delivered-id'])
+    seq = seq + 1
+  end
+  if bound_ms == nil or ms < bound_ms or (ms == bound_ms and seq < bound_seq) then
+    bound_ms, bound_seq = ms, seq
+  end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', bound_ms, bound_seq))";
+
 /// The scripts, digested once per shard.
 pub struct Scripts {
     /// See `FINISH`.
@@ -87,6 +114,8 @@ pub struct Scripts {
     pub dead_letter: Script,
     /// See `MOVE_DUE_RETRIES`.
     pub move_due_retries: Script,
+    /// See `TRIM_ACKNOWLEDGED`.
+    pub trim_acknowledged: Script,
 }
 
 impl Default for Scripts {
@@ -96,6 +125,7 @@ impl Default for Scripts {
             retry: Script::new(RETRY),
             dead_letter: Script::new(DEAD_LETTER),
             move_due_retries: Script::new(MOVE_DUE_RETRIES),
+            trim_acknowledged: Script::new(TRIM_ACKNOWLEDGED),
         }
     }
 }
