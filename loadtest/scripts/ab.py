@@ -25,9 +25,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid):
+    """(user, system) CPU seconds of a process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def redis_cpu(port):
@@ -64,8 +65,9 @@ def one(binary, args, redis):
     n = max(1.0, done * args.secs)
     problems = sum(r.get(k, 0) for k in ("non_2xx", "transport_errors", "timed_out", "lost_ids",
                                          "duplicate_ids", "bad_responses"))
-    return {"rate": done, "broker_us": (b1 - b0) / n * 1e6, "redis_us": (r1 - r0) / n * 1e6,
-            "problems": problems}
+    return {"rate": done, "broker_us": (sum(b1) - sum(b0)) / n * 1e6,
+            "user_us": (b1[0] - b0[0]) / n * 1e6, "sys_us": (b1[1] - b0[1]) / n * 1e6,
+            "redis_us": (r1 - r0) / n * 1e6, "problems": problems}
 
 
 def main():
@@ -93,16 +95,19 @@ def main():
     unit = "completed/s" if args.scenario == "e2e" else "req/s"
     print(f"{args.scenario}, queue {args.queue}" + (f" (appendfsync {args.fsync})" if redis else "")
           + f", {args.rounds} rounds x {args.secs} s, medians")
-    print(f"| build | {unit} | broker CPU µs/req | Redis CPU µs/req | problems |")
+    print(f"| build | {unit} | broker CPU µs/req (user + sys) | Redis CPU µs/req | problems |")
     print("|---|---|---|---|---|")
     med = {}
     for name, binary in (("A", args.a), ("B", args.b)):
-        m = {k: statistics.median(r[k] for r in rows[name]) for k in ("rate", "broker_us", "redis_us")}
+        keys = ("rate", "broker_us", "user_us", "sys_us", "redis_us")
+        m = {k: statistics.median(r[k] for r in rows[name]) for k in keys}
         med[name] = m
-        print(f"| {name} `{binary}` | {m['rate']:,.0f} | {m['broker_us']:.2f} | {m['redis_us']:.2f} | "
+        print(f"| {name} `{binary}` | {m['rate']:,.0f} | {m['broker_us']:.2f} ({m['user_us']:.2f} + "
+              f"{m['sys_us']:.2f}) | {m['redis_us']:.2f} | "
               f"{sum(r['problems'] for r in rows[name])} |")
     print(f"B/A: rate {med['B']['rate'] / med['A']['rate']:.2f}, broker CPU/req "
           f"{med['B']['broker_us'] / max(med['A']['broker_us'], 1e-9):.2f}"
+          + f", user CPU/req {med['B']['user_us'] / max(med['A']['user_us'], 1e-9):.2f}"
           + (f", Redis CPU/req {med['B']['redis_us'] / max(med['A']['redis_us'], 1e-9):.2f}" if redis else ""))
 
 

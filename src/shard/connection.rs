@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use super::context::ShardCtx;
+use super::deadline::Deadline;
 use crate::api;
 use crate::error::{Error, ErrorKind};
 use crate::http::encode::CONTINUE;
@@ -44,11 +45,16 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
     // connection); the output buffer is allocated by the first response.
     let mut input = BytesMut::with_capacity(FIRST_READ);
     let mut output = BytesMut::new();
+    let mut read_deadline = Deadline::default();
+    let mut io = Io {
+        stream: &mut stream,
+        write_deadline: Deadline::default(),
+    };
     loop {
         let (reading, close) =
-            answer_ready(ctx, &mut conn, &mut input, &mut output, &mut stream).await?;
+            answer_ready(ctx, &mut conn, &mut input, &mut output, &mut io).await?;
         if !output.is_empty() {
-            output = write(&mut stream, output).await?;
+            output = io.write(output).await?;
         }
         if close || (reading == Reading::Idle && ctx.shutdown.is_set()) {
             return Ok(());
@@ -65,7 +71,7 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
         // request received by an earlier read stay where they are.
         let len = input.len();
         let cap = input.capacity();
-        let read = monoio::time::timeout(limit, stream.read(input.slice_mut(len..cap)));
+        let read = read_deadline.run(limit, io.stream.read(input.slice_mut(len..cap)));
         let result = if reading == Reading::Idle {
             monoio::select! {
                 r = read => r,
@@ -88,7 +94,7 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
                     let mut out = BytesMut::new();
                     r.encode(false, &mut out);
                     count(ctx, Endpoint::Other, None, r.status, Instant::now());
-                    let _ = write(&mut stream, out).await;
+                    let _ = io.write(out).await;
                 }
                 return Ok(());
             }
@@ -103,7 +109,7 @@ async fn answer_ready(
     conn: &mut Conn,
     input: &mut BytesMut,
     output: &mut BytesMut,
-    stream: &mut TcpStream,
+    io: &mut Io<'_>,
 ) -> std::io::Result<(Reading, bool)> {
     loop {
         match conn.poll(input) {
@@ -111,7 +117,7 @@ async fn answer_ready(
             Event::Continue => {
                 output.extend_from_slice(CONTINUE);
                 let out = std::mem::take(output);
-                *output = write(stream, out).await?;
+                *output = io.write(out).await?;
             }
             Event::Request(req) => {
                 let started = Instant::now();
@@ -126,7 +132,7 @@ async fn answer_ready(
                 }
                 if output.len() >= FLUSH_AT {
                     let out = std::mem::take(output);
-                    *output = write(stream, out).await?;
+                    *output = io.write(out).await?;
                 }
             }
             Event::Reject {
@@ -160,17 +166,29 @@ fn count(
         .request(endpoint, method, status, secs);
 }
 
-/// Writes all of `out`; returns the emptied buffer for reuse.
-async fn write(stream: &mut TcpStream, out: BytesMut) -> std::io::Result<BytesMut> {
-    match monoio::time::timeout(WRITE_TIMEOUT, stream.write_all(out)).await {
-        Ok((Ok(_), mut buf)) => {
-            buf.clear();
-            Ok(buf)
+/// The connection's socket and the timer that bounds its writes.
+struct Io<'a> {
+    stream: &'a mut TcpStream,
+    write_deadline: Deadline,
+}
+
+impl Io<'_> {
+    /// Writes all of `out`; returns the emptied buffer for reuse.
+    async fn write(&mut self, out: BytesMut) -> std::io::Result<BytesMut> {
+        match self
+            .write_deadline
+            .run(WRITE_TIMEOUT, self.stream.write_all(out))
+            .await
+        {
+            Ok((Ok(_), mut buf)) => {
+                buf.clear();
+                Ok(buf)
+            }
+            Ok((Err(e), _)) => Err(e),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            )),
         }
-        Ok((Err(e), _)) => Err(e),
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "write timed out",
-        )),
     }
 }

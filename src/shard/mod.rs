@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod context;
+pub mod deadline;
 pub mod id;
 pub mod mesh;
 pub mod notify;

@@ -9,8 +9,6 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use monoio::time::error::Elapsed;
-
 use tracing::{debug, warn};
 
 use super::backoff::retry_delay;
@@ -19,6 +17,7 @@ use crate::clock::Timestamp;
 use crate::metrics::{DlqReason, WorkerError};
 use crate::queue::{Delivery, QueueBackend};
 use crate::shard::context::ShardCtx;
+use crate::shard::deadline::{Deadline, TimedOut};
 use crate::shard::id::CorrelationId;
 use crate::store::{Outcome, RequestState, Status, UpdateError};
 
@@ -165,7 +164,7 @@ async fn run_with_deadline<F, P, PF>(
     work: F,
     deadline: Duration,
     on_pending: P,
-) -> Result<F::Output, Elapsed>
+) -> Result<F::Output, TimedOut>
 where
     F: Future,
     P: FnOnce() -> PF,
@@ -179,7 +178,8 @@ where
         Poll::Pending => {
             on_pending().await;
             let left = deadline.saturating_sub(started.elapsed());
-            monoio::time::timeout(left, work).await
+            // A boxed timer only here: the future of every job stays small (spawned per job).
+            Deadline::default().run(left, work).await
         }
     }
 }
