@@ -57,6 +57,10 @@ struct MetadataIn<'a> {
 /// Whether a `Content-Type` value is JSON in UTF-8 (`application/json`, optionally with
 /// `charset=utf-8`).
 pub fn is_json_media_type(value: &[u8]) -> bool {
+    // What nearly every client sends, without the general parse (~450 instructions).
+    if value.eq_ignore_ascii_case(b"application/json") {
+        return true;
+    }
     let Ok(value) = std::str::from_utf8(value) else {
         return false;
     };
