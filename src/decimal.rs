@@ -4,6 +4,17 @@
 /// The digits of `v`: the buffer and how many leading bytes are used.
 pub fn decimal(v: u64) -> ([u8; 20], usize) {
     let mut buf = [0u8; 20];
+    // Most values written are short (RESP lengths, status codes, small counts): no loop, no
+    // move (callgrind: 68 calls per request in Redis mode).
+    if v < 10 {
+        buf[0] = b'0' + v as u8;
+        return (buf, 1);
+    }
+    if v < 100 {
+        buf[0] = b'0' + (v / 10) as u8;
+        buf[1] = b'0' + (v % 10) as u8;
+        return (buf, 2);
+    }
     let mut i = buf.len();
     let mut v = v;
     loop {
@@ -31,7 +42,7 @@ mod tests {
 
     #[test]
     fn digits() {
-        for v in [0u64, 7, 9, 10, 99, 12345, 1234567, u64::MAX] {
+        for v in [0u64, 7, 9, 10, 42, 99, 100, 12345, 1234567, u64::MAX] {
             let (buf, len) = decimal(v);
             assert_eq!(&buf[..len], v.to_string().as_bytes());
             let mut out = Vec::new();
