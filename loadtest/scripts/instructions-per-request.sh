@@ -18,6 +18,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 run() {
   local n=$1 port out pid
+  shift
   port=$(free_port)
   out=$(mktemp -d)
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" "$BIN" --host 127.0.0.1 --port "$port" \
@@ -29,7 +30,10 @@ run() {
       --connections 16 --requests "$n" --no-progress --fail-on-errors >/dev/null
   fi
   sleep 1
-  kill -TERM "$pid"; wait "$pid" || true
+  if ! kill -TERM "$pid" 2>/dev/null; then
+    echo "the broker exited early:" >&2; cat "$out/valgrind.log" >&2; exit 1
+  fi
+  wait "$pid" || true
   grep -h '^summary' "$out"/cg.* | awk '{s += $2} END {print s}'
   rm -rf "$out"
 }
