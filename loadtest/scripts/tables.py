@@ -7,7 +7,10 @@ an emptied Redis) for every measurement. Each measurement is repeated ROUNDS tim
 the variants, and the median is reported.
 
     cargo build --release -p openhqm -p loadtest
-    python3 loadtest/scripts/tables.py [ROUNDS=3] [SECONDS=5]
+    python3 loadtest/scripts/tables.py [ROUNDS=3] [SECONDS=5] [SECTIONS=1234]
+
+SECTIONS picks tables (e.g. `2`); the open-loop table needs the maxima of table 1, so without 1
+they are measured first and not printed.
 """
 import json
 import os
@@ -137,6 +140,7 @@ def main():
     global ROUNDS, SECS
     ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
     SECS = sys.argv[2] if len(sys.argv) > 2 else SECS
+    sections = sys.argv[3] if len(sys.argv) > 3 else "1234"
     redis = Redis()
     memory = broker([])
     on_redis = broker(["--queue", "redis", "--queue.redis_url", f"redis://127.0.0.1:{redis.port}"])
@@ -148,9 +152,10 @@ def main():
             t1["ceiling (null responder)"].append(measure(null_server, "get"))
             t1["broker, embedded"].append(measure(memory, "submit"))
             t1["broker, redis"].append(measure(on_redis, "submit", redis=redis))
-        print(f"### 1. Submit throughput, closed loop, 64 connections, {SECS} s x {ROUNDS} (medians)\n")
-        print("| server | req/s | p50 µs | p99 µs | p99.9 µs | ratio |")
-        print("|---|---|---|---|---|---|")
+        out = print if "1" in sections else (lambda *a, **k: None)
+        out(f"### 1. Submit throughput, closed loop, 64 connections, {SECS} s x {ROUNDS} (medians)\n")
+        out("| server | req/s | p50 µs | p99 µs | p99.9 µs | ratio |")
+        out("|---|---|---|---|---|---|")
         ceiling = med(t1["ceiling (null responder)"], lambda r: r["throughput_rps"])
         embedded = med(t1["broker, embedded"], lambda r: r["throughput_rps"])
         maxima = {}
@@ -160,32 +165,41 @@ def main():
             key = "get" if "null" in name else "submit"
             ratio = f"{rps / ceiling:.2f} of ceiling" if "embedded" in name else (
                 f"{rps / embedded:.2f} of embedded" if "redis" in name else "1.00")
-            print(f"| {name} | {rps:,.0f} | {med(rows, lambda r: lat(r, key)['p50']):,.0f} | "
-                  f"{med(rows, lambda r: lat(r, key)['p99']):,.0f} | {med(rows, lambda r: lat(r, key)['p99_9']):,.0f} | {ratio} |")
+            out(f"| {name} | {rps:,.0f} | {med(rows, lambda r: lat(r, key)['p50']):,.0f} | "
+                f"{med(rows, lambda r: lat(r, key)['p99']):,.0f} | {med(rows, lambda r: lat(r, key)['p99_9']):,.0f} | {ratio} |")
             problems += sum(r["problems"] for r in rows)
-        print()
+        out()
+        if "2" not in sections:
+            variants = ()
+        else:
 
-        # 2. open loop at 25/50/90 % of the measured maximum.
-        print(f"### 2. Submit latency, open loop (from intended send time), {SECS} s x {ROUNDS} (medians)\n")
-        print("| server | load (of that broker's max) | rate req/s | achieved | p50 µs | p99 µs | p99.9 µs |")
-        print("|---|---|---|---|---|---|---|")
-        # The ceiling at the embedded broker's rates is the baseline: the generator's own timer
-        # lag and this machine's noise, measured alternately with the broker.
-        variants = (("ceiling (null responder)", null_server, None, "get", "broker, embedded"),
-                    ("embedded", memory, None, "submit", "broker, embedded"),
-                    ("redis", on_redis, redis, "submit", "broker, redis"))
+            # 2. open loop at 25/50/90 % of the measured maximum.
+            print(f"### 2. Submit latency, open loop (from intended send time), {SECS} s x {ROUNDS} (medians)\n")
+            print("Service = sent → answer (the server's share); lag = sent − intended (the generator's).\n")
+            print("| server | load (of that broker's max) | rate req/s | achieved | p50 µs | p99 µs | p99.9 µs | service p99 µs | lag p99 µs |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            # The ceiling at the embedded broker's rates is the baseline: the generator's own timer
+            # lag and this machine's noise, measured alternately with the broker.
+            variants = (("ceiling (null responder)", null_server, None, "get", "broker, embedded"),
+                        ("embedded", memory, None, "submit", "broker, embedded"),
+                        ("redis", on_redis, redis, "submit", "broker, redis"))
         for name, make, r_, scenario, of in variants:
             top = maxima[of]
             for share in (0.25, 0.5, 0.9):
                 rate = int(top * share)
                 rows = [measure(make, scenario, "--rate", str(rate), redis=r_) for _ in range(ROUNDS)]
                 problems += sum(r["problems"] for r in rows)
+                service = lambda r: (r.get("service_time_us", {}).get(scenario) or {}).get("p99", 0)
+                lag = lambda r: (r.get("send_lag_us") or {}).get("p99", 0)
                 print(f"| {name} | {int(share * 100)} % | {rate:,} | {med(rows, lambda r: r['throughput_rps']):,.0f} | "
                       f"{med(rows, lambda r: lat(r, scenario)['p50']):,.0f} | {med(rows, lambda r: lat(r, scenario)['p99']):,.0f} | "
-                      f"{med(rows, lambda r: lat(r, scenario)['p99_9']):,.0f} |")
-        print()
+                      f"{med(rows, lambda r: lat(r, scenario)['p99_9']):,.0f} | {med(rows, service):,.0f} | {med(rows, lag):,.0f} |")
+        if variants:
+            print()
 
         # 3. end to end.
+        if "3" not in sections:
+            return report(problems)
         print(f"### 3. End to end (submit, then poll until final), closed loop, {SECS} s x {ROUNDS} (medians)\n")
         print("| backend | completed/s | submit→complete p50 µs | p99 µs | p99.9 µs | lost |")
         print("|---|---|---|---|---|---|")
@@ -199,6 +213,8 @@ def main():
         print()
 
         # 4. status lookups: one shard (all local) vs two shards (about half cross the mesh).
+        if "4" not in sections:
+            return report(problems)
         print(f"### 4. Status lookups, embedded, {SECS} s x {ROUNDS} (medians)\n")
         print("| shards | lookups/s | p50 µs | p99 µs |")
         print("|---|---|---|---|")
@@ -212,10 +228,14 @@ def main():
             k = "status" if "status" in rows[0]["latency_us"] else next(iter(rows[0]["latency_us"]))
             print(f"| {note} | {med(rows, lambda r: r['throughput_rps']):,.0f} | {med(rows, lambda r: lat(r, k)['p50']):,.0f} | "
                   f"{med(rows, lambda r: lat(r, k)['p99']):,.0f} |")
-        print()
-        print(f"problems (non-2xx, transport errors, timeouts, lost or duplicate ids, bad bodies) over all runs: {problems} (each cell's on stderr)")
+        report(problems)
     finally:
         redis.stop()
+
+
+def report(problems):
+    print()
+    print(f"problems (non-2xx, transport errors, timeouts, lost or duplicate ids, bad bodies) over all runs: {problems} (each cell's on stderr)")
 
 
 if __name__ == "__main__":
