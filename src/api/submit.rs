@@ -254,6 +254,7 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
         let msg = match e {
             QueueError::Full => "queue is full; retry later",
             QueueError::Unavailable => "queue backend unavailable; retry later",
+            QueueError::Overloaded => "queue backend overloaded; retry later",
             QueueError::Closed => "shutting down; retry later",
         };
         return Err(Error::new(ErrorKind::QueueUnavailable, msg));

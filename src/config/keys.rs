@@ -117,6 +117,11 @@ pub const KEYS: &[Key] = &[
         Some("2"),
         "redis: deadline of one command (503 past it)",
     ),
+    key(
+        "queue.redis_max_in_flight",
+        Some("1024"),
+        "redis: submits waiting for Redis per shard before more get 503 at once",
+    ),
     key("worker.count", Some("64"), "worker slots per shard"),
     key(
         "worker.batch_size",
@@ -208,6 +213,9 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
         "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
         "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
+        "queue.redis_max_in_flight" => {
+            c.queue.redis_max_in_flight = int(name, v, 1, 1 << 20)? as usize
+        }
         "worker.count" => c.worker.count = int(name, v, 1, 1 << 20)? as usize,
         "worker.batch_size" => c.worker.batch_size = int(name, v, 1, 10_000)? as usize,
         "worker.timeout_seconds" => c.worker.timeout = secs(name, v)?,

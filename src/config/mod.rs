@@ -100,6 +100,8 @@ pub struct QueueConfig {
     pub max_depth: usize,
     /// Redis backend: deadline of one command (a submit past it answers 503).
     pub redis_timeout: Duration,
+    /// Redis backend: submits waiting for Redis per shard before more answer 503 at once.
+    pub redis_max_in_flight: usize,
 }
 
 /// `worker.*`: worker slots and retries.
@@ -181,6 +183,7 @@ impl Default for Config {
                 dlq_name: String::new(),
                 max_depth: 0,
                 redis_timeout: Duration::ZERO,
+                redis_max_in_flight: 0,
             },
             worker: WorkerConfig {
                 count: 0,

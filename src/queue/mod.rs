@@ -66,6 +66,8 @@ pub enum QueueError {
     Full,
     /// The backend is unreachable or past its deadline.
     Unavailable,
+    /// Too many submits are already waiting for the backend (admission control).
+    Overloaded,
     /// The shard is shutting down.
     Closed,
 }

@@ -69,6 +69,7 @@ impl ShardCtx {
                     // Validated when the configuration was loaded.
                     target: RedisTarget::parse(&q.redis_url).expect("validated redis url"),
                     deadline: q.redis_timeout,
+                    max_submits_in_flight: q.redis_max_in_flight,
                     ttl: config.cache.ttl,
                     max_deliveries: config.worker.max_retries + 2,
                     consumer: format!("{instance}:{shard}"),

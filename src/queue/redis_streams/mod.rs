@@ -59,6 +59,8 @@ pub struct RedisSettings {
     pub target: RedisTarget,
     /// Deadline of one command.
     pub deadline: Duration,
+    /// Submits waiting for Redis before more are refused at once.
+    pub max_submits_in_flight: usize,
     /// TTL of state hashes.
     pub ttl: Duration,
     /// Deliveries after which a crashing (never finishing) job is dead-lettered.
@@ -95,6 +97,18 @@ pub struct RedisQueue {
     /// Entries taken over from dead consumers, waiting to be fetched.
     reclaimed: RefCell<VecDeque<Delivery>>,
     depth: Cell<Depth>,
+    /// Submits waiting for their transaction, and the most allowed.
+    submits_in_flight: Rc<Cell<usize>>,
+    max_submits_in_flight: usize,
+}
+
+/// Counts one submit in flight for as long as it lives (also when the request is cancelled).
+struct InFlight(Rc<Cell<usize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl RedisQueue {
@@ -115,6 +129,8 @@ impl RedisQueue {
             in_flight: RefCell::default(),
             reclaimed: RefCell::default(),
             depth: Cell::new(Depth::default()),
+            submits_in_flight: Rc::default(),
+            max_submits_in_flight: settings.max_submits_in_flight.max(1),
         });
         monoio::spawn(move_retries(q.clone()));
         monoio::spawn(leases_and_reclaim(q.clone()));
@@ -151,6 +167,14 @@ impl RedisQueue {
     }
 
     pub(super) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        // Admission control: past the bound, Redis is already far behind; answering 503 now beats
+        // queueing more work in this process until the deadline.
+        let waiting = self.submits_in_flight.get();
+        if waiting >= self.max_submits_in_flight {
+            return Err(QueueError::Overloaded);
+        }
+        self.submits_in_flight.set(waiting + 1);
+        let _counted = InFlight(self.submits_in_flight.clone());
         let state_key = self.keys.state(&job.id);
         let state = state_fields(&RequestState::pending(job.submitted_at));
         let entry = job_fields(&job, 1);
