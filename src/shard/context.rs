@@ -70,6 +70,7 @@ impl ShardCtx {
                     target: RedisTarget::parse(&q.redis_url).expect("validated redis url"),
                     deadline: q.redis_timeout,
                     max_submits_in_flight: q.redis_max_in_flight,
+                    lease_held: crate::queue::redis_streams::LEASE_HELD,
                     ttl: config.cache.ttl,
                     max_deliveries: config.worker.max_retries + 2,
                     consumer: format!("{instance}:{shard}"),

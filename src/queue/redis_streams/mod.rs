@@ -50,7 +50,7 @@ const LEASE: Duration = Duration::from_secs(30);
 /// command was sent) is certainly still held: the 10 s below `LEASE` absorb scheduling delays and
 /// clock-rate differences. Past it, deliveries are settled by the owner-only scripts and no longer
 /// renewed (a renewal is a claim: it would take the entry back from a new owner).
-const LEASE_HELD: Duration = Duration::from_secs(20);
+pub const LEASE_HELD: Duration = Duration::from_secs(20);
 
 /// Settings the backend needs.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ pub struct RedisSettings {
     pub deadline: Duration,
     /// Submits waiting for Redis before more are refused at once.
     pub max_submits_in_flight: usize,
+    /// [`LEASE_HELD`]; shorter only in tests, which cannot wait 20 s for a lease to lapse.
+    pub lease_held: Duration,
     /// TTL of state hashes.
     pub ttl: Duration,
     /// Deliveries after which a crashing (never finishing) job is dead-lettered.
@@ -100,6 +102,7 @@ pub struct RedisQueue {
     /// Submits waiting for their transaction, and the most allowed.
     submits_in_flight: Rc<Cell<usize>>,
     max_submits_in_flight: usize,
+    lease_held: Duration,
 }
 
 /// Counts one submit in flight for as long as it lives (also when the request is cancelled).
@@ -131,6 +134,7 @@ impl RedisQueue {
             depth: Cell::new(Depth::default()),
             submits_in_flight: Rc::default(),
             max_submits_in_flight: settings.max_submits_in_flight.max(1),
+            lease_held: settings.lease_held.min(LEASE_HELD),
         });
         monoio::spawn(move_retries(q.clone()));
         monoio::spawn(leases_and_reclaim(q.clone()));
@@ -370,14 +374,14 @@ impl RedisQueue {
 
     /// Whether this consumer certainly still holds the lease on `d`'s entry: the last command
     /// that reset its idle time (the read that delivered it, a claim, a renewal) was sent less
-    /// than `LEASE_HELD` ago, so no other consumer can have taken it over (they take entries idle
+    /// than `lease_held` ago, so no other consumer can have taken it over (they take entries idle
     /// for `LEASE`).
     fn lease_held(&self, d: &Delivery) -> bool {
         d.entry_id.as_ref().is_some_and(|id| {
             self.in_flight
                 .borrow()
                 .get(id)
-                .is_some_and(|since| since.elapsed() < LEASE_HELD)
+                .is_some_and(|since| since.elapsed() < self.lease_held)
         })
     }
 
@@ -597,7 +601,7 @@ async fn renew_leases(q: &RedisQueue) {
         .in_flight
         .borrow()
         .iter()
-        .filter(|(_, since)| since.elapsed() < LEASE_HELD)
+        .filter(|(_, since)| since.elapsed() < q.lease_held)
         .map(|(id, _)| id.clone())
         .collect();
     if ids.is_empty() {
