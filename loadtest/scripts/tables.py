@@ -103,9 +103,9 @@ def null_server(port):
     return [LOADTEST, "null-server", "--port", str(port), "--cpu", "0"]
 
 
-def load(port, scenario, *extra):
+def load(port, scenario, *extra, cpus="1"):
     out = subprocess.run(
-        [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", scenario, "--cpus", "1",
+        [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", scenario, "--cpus", cpus,
          "--duration", f"{SECS}s", "--json", "--no-progress", *extra],
         capture_output=True, text=True, timeout=int(SECS) + 120)
     r = json.loads(out.stdout)
@@ -118,12 +118,12 @@ def load(port, scenario, *extra):
     return r
 
 
-def measure(make, scenario, *extra, redis=None):
+def measure(make, scenario, *extra, redis=None, cpus="1"):
     if redis:
         redis.flush()
     s = Server(make)
     try:
-        return load(s.port, scenario, *extra)
+        return load(s.port, scenario, *extra, cpus=cpus)
     finally:
         s.stop()
 
@@ -195,6 +195,19 @@ def main():
                       f"{med(rows, lambda r: lat(r, scenario)['p50']):,.0f} | {med(rows, lambda r: lat(r, scenario)['p99']):,.0f} | "
                       f"{med(rows, lambda r: lat(r, scenario)['p99_9']):,.0f} | {med(rows, service):,.0f} | {med(rows, lag):,.0f} |")
         if variants:
+            print()
+            # What one round trip costs when both sides must be woken: one connection, one
+            # request at a time, the generator on the other CPU (as above) or on the server's.
+            print(f"### 2b. One request at a time on one connection (round trip), {SECS} s x {ROUNDS} (medians)\n")
+            print("| server | generator on | req/s | p50 µs | p99 µs |")
+            print("|---|---|---|---|---|")
+            for name, make, scenario in (("ceiling (null responder)", null_server, "get"),
+                                         ("broker, embedded", memory, "submit")):
+                for cpus, where in (("1", "the other CPU (1)"), ("0", "the server's CPU (0)")):
+                    rows = [measure(make, scenario, "--connections", "1", cpus=cpus) for _ in range(ROUNDS)]
+                    problems += sum(r["problems"] for r in rows)
+                    print(f"| {name} | {where} | {med(rows, lambda r: r['throughput_rps']):,.0f} | "
+                          f"{med(rows, lambda r: lat(r, scenario)['p50']):,.0f} | {med(rows, lambda r: lat(r, scenario)['p99']):,.0f} |")
             print()
 
         # 3. end to end.
