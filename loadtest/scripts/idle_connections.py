@@ -3,7 +3,7 @@
 sent one request and then stayed connected.
 
     cargo build --release -p openhqm
-    python3 loadtest/scripts/idle_connections.py [N=2000]
+    python3 loadtest/scripts/idle_connections.py [N=2000] [BROKER=target/release/openhqm]
 """
 import os
 import resource
@@ -20,7 +20,8 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 port = s.getsockname()[1]
 s.close()
-broker = subprocess.Popen([os.path.join(ROOT, "target/release/openhqm"), "--host", "127.0.0.1", "--port", str(port),
+BINARY = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "target/release/openhqm")
+broker = subprocess.Popen([BINARY, "--host", "127.0.0.1", "--port", str(port),
                            "--shards", "1", "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
