@@ -1,5 +1,5 @@
-//! The Lua scripts of the queue: the conditional forms of the steps that end a delivery, and the
-//! mover of due retries.
+//! The Lua scripts of the queue: the conditional forms of the steps that end a delivery, the
+//! mover of due retries and the trimming of acknowledged entries (both every 100 ms per shard).
 //!
 //! A delivery is normally settled with a plain `MULTI/EXEC` (`mod.rs`): while this consumer's
 //! lease on the entry is certainly held, no other consumer can have taken it over. When the lease
