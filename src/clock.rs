@@ -3,6 +3,7 @@
 //! hot path allocates nothing and pulls in no date crate.
 
 use std::cell::Cell;
+use std::thread::LocalKey;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Microseconds since the Unix epoch, UTC. The one representation of a point in wall-clock time.
@@ -34,15 +35,7 @@ impl Timestamp {
     pub fn rfc3339(self) -> [u8; RFC3339_LEN] {
         let secs = self.0 / 1_000_000;
         let micros = (self.0 % 1_000_000) as u32;
-        let mut out = RFC3339_CACHE.with(|c| {
-            let (cached, text) = c.get();
-            if cached == secs {
-                return text;
-            }
-            let text = rfc3339_seconds(secs);
-            c.set((secs, text));
-            text
-        });
+        let mut out = per_second(&RFC3339_CACHE, secs, || rfc3339_seconds(secs));
         put_digits(&mut out[20..26], micros);
         out
     }
@@ -92,13 +85,21 @@ fn rfc3339_seconds(secs: u64) -> [u8; RFC3339_LEN] {
 /// The `Date` header value for now, formatted at most once per second per thread.
 pub fn http_date_now() -> [u8; HTTP_DATE_LEN] {
     let now = Timestamp::now();
-    let sec = now.0 / 1_000_000;
-    DATE_CACHE.with(|c| {
-        let (cached_sec, text) = c.get();
-        if cached_sec == sec {
+    per_second(&DATE_CACHE, now.0 / 1_000_000, || now.http_date())
+}
+
+/// The text `format` gives for second `sec`, from `cache` when it holds that second's.
+fn per_second<const N: usize>(
+    cache: &'static LocalKey<Cell<(u64, [u8; N])>>,
+    sec: u64,
+    format: impl FnOnce() -> [u8; N],
+) -> [u8; N] {
+    cache.with(|c| {
+        let (cached, text) = c.get();
+        if cached == sec {
             return text;
         }
-        let text = now.http_date();
+        let text = format();
         c.set((sec, text));
         text
     })

@@ -9,7 +9,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, assert_healthy, is_rfc3339_utc, is_uuid, wait_final, Broker, Client};
+use common::{
+    assert_error, assert_healthy, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final, Broker,
+    Client,
+};
 use serde_json::{json, Value};
 
 const SUBMIT: &str = "/api/v1/submit";
@@ -228,16 +231,7 @@ fn pending_response_is_202_with_nulls_and_full_queue_is_503() {
         let v = r.json();
         assert_eq!(v["correlation_id"], id.as_str());
         assert_eq!(v["status"], "PROCESSING");
-        for k in [
-            "result",
-            "headers",
-            "status_code",
-            "error",
-            "processing_time_ms",
-            "completed_at",
-        ] {
-            assert_eq!(v[k], Value::Null, "{k} should be null while not final: {v}");
-        }
+        assert_outcome_null(&v);
         assert_eq!(keys(&v).len(), 8, "always the full shape: {v}");
     }
     let r = c.post_json(SUBMIT, r#"{"payload":{"operation":"echo"}}"#);

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::redis::{await_final_all, random_uuid, RedisServer};
-use common::{assert_error, is_rfc3339_utc, is_uuid, wait_final, Broker, Client};
+use common::{
+    assert_error, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final, Broker, Client,
+};
 use serde_json::{json, Value};
 
 const SUBMIT: &str = "/api/v1/submit";
@@ -247,16 +249,7 @@ fn status_and_response_shapes(kind: Kind) {
     assert_eq!(keys(&v), RESPONSE_KEYS, "{v}");
     assert_eq!(v["correlation_id"], id.as_str());
     assert_eq!(v["status"], "PROCESSING");
-    for k in [
-        "result",
-        "headers",
-        "status_code",
-        "error",
-        "processing_time_ms",
-        "completed_at",
-    ] {
-        assert_eq!(v[k], Value::Null, "{k} should be null while not final: {v}");
-    }
+    assert_outcome_null(&v);
 }
 
 fn unknown_and_malformed_ids(kind: Kind) {

@@ -642,6 +642,25 @@ pub fn assert_error(r: &Resp, status: u16) -> serde_json::Value {
     v
 }
 
+/// A response body of a request that is not final: every outcome field null (its presence is
+/// checked with the body's keys).
+pub fn assert_outcome_null(v: &serde_json::Value) {
+    for k in [
+        "result",
+        "headers",
+        "status_code",
+        "error",
+        "processing_time_ms",
+        "completed_at",
+    ] {
+        assert_eq!(
+            v[k],
+            serde_json::Value::Null,
+            "{k} should be null while not final: {v}"
+        );
+    }
+}
+
 /// Whether `s` is an RFC 3339 UTC timestamp ending in `Z`: `YYYY-MM-DDTHH:MM:SS[.frac]Z`.
 pub fn is_rfc3339_utc(s: &str) -> bool {
     let b = s.as_bytes();

@@ -100,15 +100,15 @@ pub struct RedisQueue {
     reclaimed: RefCell<VecDeque<Delivery>>,
     depth: Cell<Depth>,
     /// Submits waiting for their transaction, and the most allowed.
-    submits_in_flight: Rc<Cell<usize>>,
+    submits_in_flight: Cell<usize>,
     max_submits_in_flight: usize,
     lease_held: Duration,
 }
 
 /// Counts one submit in flight for as long as it lives (also when the request is cancelled).
-struct InFlight(Rc<Cell<usize>>);
+struct InFlight<'a>(&'a Cell<usize>);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
     }
@@ -132,7 +132,7 @@ impl RedisQueue {
             in_flight: RefCell::default(),
             reclaimed: RefCell::default(),
             depth: Cell::new(Depth::default()),
-            submits_in_flight: Rc::default(),
+            submits_in_flight: Cell::new(0),
             max_submits_in_flight: settings.max_submits_in_flight.max(1),
             lease_held: settings.lease_held.min(LEASE_HELD),
         });
@@ -178,7 +178,7 @@ impl RedisQueue {
             return Err(QueueError::Overloaded);
         }
         self.submits_in_flight.set(waiting + 1);
-        let _counted = InFlight(self.submits_in_flight.clone());
+        let _counted = InFlight(&self.submits_in_flight);
         let state_key = self.keys.state(&job.id);
         let state = state_fields(&RequestState::pending(job.submitted_at));
         let entry = job_fields(&job, 1);
@@ -352,12 +352,15 @@ impl RedisQueue {
             }
             self.put_ack(out, &entry);
         };
-        let mut args: Vec<&[u8]> = Vec::with_capacity(4 + fields.len());
-        args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
-        args.extend(fields.iter().map(|b| &b[..]));
+        let args = || {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(4 + fields.len());
+            args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
+            args.extend(fields.iter().map(|b| &b[..]));
+            args
+        };
         let keys: [&[u8]; 2] = [&self.keys.stream, &key];
-        let owner_only = (&self.scripts.finish, &keys[..], &args[..]);
-        self.settle(&d, n, plain, owner_only, "cannot record completion")
+        let owner_only = (&self.scripts.finish, &keys[..]);
+        self.settle(&d, n, plain, owner_only, args, "cannot record completion")
             .await;
     }
 
@@ -386,22 +389,24 @@ impl RedisQueue {
     }
 
     /// Ends a delivery: `plain` (`n` commands in one `MULTI/EXEC`) while the lease is certainly
-    /// held, else `owner_only` (a script of `scripts.rs`), which writes nothing unless the entry
-    /// is still in this consumer's pending list. If the call fails the entry is still pending in
-    /// Redis, so the pending list is read again and the delivery finished then.
-    async fn settle(
+    /// held, else `owner_only` (a script of `scripts.rs` and its keys, with the arguments built
+    /// only then), which writes nothing unless the entry is still in this consumer's pending list.
+    /// If the call fails the entry is still pending in Redis, so the pending list is read again
+    /// and the delivery finished then.
+    async fn settle<'a>(
         &self,
         d: &Delivery,
         n: usize,
         plain: impl FnOnce(&mut BytesMut),
-        owner_only: (&Script, &[&[u8]], &[&[u8]]),
+        owner_only: (&Script, &[&[u8]]),
+        owner_only_args: impl FnOnce() -> Vec<&'a [u8]>,
         what: &str,
     ) {
         let r = if self.lease_held(d) {
             self.cmd.transaction(n, plain).await.map(|_| true)
         } else {
-            let (script, keys, args) = owner_only;
-            let r = self.cmd.eval(script, keys, args).await;
+            let (script, keys) = owner_only;
+            let r = self.cmd.eval(script, keys, &owner_only_args()).await;
             r.map(|f| f == Frame::Integer(1))
         };
         self.done(d);
@@ -442,20 +447,23 @@ impl RedisQueue {
             command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
             self.put_ack(out, &entry);
         };
-        let mut args: Vec<&[u8]> = Vec::with_capacity(7 + fields.len());
-        args.extend([
-            GROUP,
-            &self.consumer[..],
-            &entry[..],
-            &self.ttl_text[..],
-            &due[..dlen],
-            &id[..],
-            &now[..nlen],
-        ]);
-        args.extend(fields.iter().map(|b| &b[..]));
+        let args = || {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(7 + fields.len());
+            args.extend([
+                GROUP,
+                &self.consumer[..],
+                &entry[..],
+                &self.ttl_text[..],
+                &due[..dlen],
+                &id[..],
+                &now[..nlen],
+            ]);
+            args.extend(fields.iter().map(|b| &b[..]));
+            args
+        };
         let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.retries, &job_key, &state_key];
-        let owner_only = (&self.scripts.retry, &keys[..], &args[..]);
-        self.settle(&d, 5, plain, owner_only, "cannot schedule the retry")
+        let owner_only = (&self.scripts.retry, &keys[..]);
+        self.settle(&d, 5, plain, owner_only, args, "cannot schedule the retry")
             .await;
     }
 
@@ -477,19 +485,22 @@ impl RedisQueue {
             self.put_ack(out, &entry);
         };
         let (count, clen) = crate::resp::encode::decimal(dlq.len() as u64);
-        let mut args: Vec<&[u8]> = Vec::with_capacity(5 + dlq.len() + fields.len());
-        args.extend([
-            GROUP,
-            &self.consumer[..],
-            &entry[..],
-            &self.ttl_text[..],
-            &count[..clen],
-        ]);
-        args.extend(dlq.iter().map(|b| &b[..]));
-        args.extend(fields.iter().map(|b| &b[..]));
+        let args = || {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(5 + dlq.len() + fields.len());
+            args.extend([
+                GROUP,
+                &self.consumer[..],
+                &entry[..],
+                &self.ttl_text[..],
+                &count[..clen],
+            ]);
+            args.extend(dlq.iter().map(|b| &b[..]));
+            args.extend(fields.iter().map(|b| &b[..]));
+            args
+        };
         let keys: [&[u8]; 3] = [&self.keys.stream, &self.keys.dlq, &key];
-        let owner_only = (&self.scripts.dead_letter, &keys[..], &args[..]);
-        self.settle(&d, n, plain, owner_only, "cannot dead-letter")
+        let owner_only = (&self.scripts.dead_letter, &keys[..]);
+        self.settle(&d, n, plain, owner_only, args, "cannot dead-letter")
             .await;
     }
 
