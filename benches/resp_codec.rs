@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use openhqm::clock::Timestamp;
-use openhqm::queue::redis_streams::fields::{job_fields, state_fields};
+use openhqm::queue::redis_streams::fields::job_fields;
 use openhqm::queue::redis_streams::reads;
+use openhqm::queue::redis_streams::state_value;
 use openhqm::queue::{Job, Metadata};
 use openhqm::resp::{command, Frame};
 use openhqm::shard::id::IdMinter;
@@ -31,19 +32,16 @@ fn job(minter: &mut IdMinter) -> Job {
     }
 }
 
-/// MULTI, XADD, HSET, EXPIRE, EXEC for one job, as the submit path encodes it.
+/// MULTI, XADD, SET ... EX, EXEC for one job, as the submit path encodes it.
 fn encode_submit(out: &mut BytesMut, job: &Job) {
     let entry = job_fields(job, 1);
-    let state = state_fields(&RequestState::pending(job.submitted_at));
+    let state = state_value::encode(&RequestState::pending(job.submitted_at));
     let key = format!("openhqm-requests:{{0}}:state:{}", job.id);
     command(out, &[b"MULTI"]);
     let mut xadd: Vec<&[u8]> = vec![b"XADD", b"openhqm-requests:{0}", b"*"];
     xadd.extend(entry.iter().map(|b| &b[..]));
     command(out, &xadd);
-    let mut hset: Vec<&[u8]> = vec![b"HSET", key.as_bytes()];
-    hset.extend(state.iter().map(|b| &b[..]));
-    command(out, &hset);
-    command(out, &[b"EXPIRE", key.as_bytes(), b"3600"]);
+    command(out, &[b"SET", key.as_bytes(), &state, b"EX", b"3600"]);
     command(out, &[b"EXEC"]);
 }
 

@@ -12,6 +12,7 @@ use common::redis::{await_final_all, random_uuid, RedisServer};
 use common::{
     assert_error, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final, Broker, Client,
 };
+use openhqm::store::Status;
 use serde_json::{json, Value};
 
 const SUBMIT: &str = "/api/v1/submit";
@@ -54,15 +55,15 @@ impl Env {
         self.broker.client()
     }
 
-    /// On Redis: checks the request's state hash exists and no work-stream entry is left over
+    /// On Redis: checks the request's state exists and no work-stream entry is left over
     /// (completed entries are acknowledged, then trimmed).
     fn check_redis_after_completion(&self, ids: &[String]) {
         let Some(redis) = &self.redis else { return };
         for id in ids {
             let keys = redis.cli(&["KEYS", &format!("openhqm-requests:*:state:{id}")]);
-            assert_eq!(keys.lines().count(), 1, "state hash of {id}: {keys:?}");
-            let status = redis.cli(&["HGET", keys.trim(), "status"]);
-            assert_eq!(status, "COMPLETED", "{id}");
+            assert_eq!(keys.lines().count(), 1, "state of {id}: {keys:?}");
+            let state = redis.state(keys.trim());
+            assert_eq!(state.map(|s| s.status), Some(Status::Completed), "{id}");
         }
         // Acknowledged entries are trimmed every 100 ms.
         let streams = redis.cli(&["KEYS", "openhqm-requests:{*}"]);

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::redis::{await_final_all, try_get, try_submit, RedisServer, Submit};
 use common::{wait_final, Broker, Client};
+use openhqm::store::{RequestState, Status};
 use serde_json::{json, Value};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -203,27 +204,28 @@ fn assert_all_completed_in_redis(
                     .map(move |t| format!("openhqm-requests:{t}:state:{id}"))
             })
             .collect();
-        let hashes = redis.hgetall_many(&keys);
+        let states = redis.states(&keys);
         let mut still = Vec::new();
         let mut report = Vec::new();
         for (i, item) in pending.iter().enumerate() {
             let (id, data) = item;
-            let found: Vec<&HashMap<String, String>> = hashes[i * tags.len()..(i + 1) * tags.len()]
+            let found: Vec<&RequestState> = states[i * tags.len()..(i + 1) * tags.len()]
                 .iter()
-                .filter(|h| !h.is_empty())
+                .flatten()
                 .collect();
             let Some(h) = found.first() else {
                 still.push(*item);
-                report.push(format!("{id}: no state hash at all"));
+                report.push(format!("{id}: no state at all"));
                 continue;
             };
-            assert_eq!(found.len(), 1, "{id} has state hashes on several shards");
-            if h.get("status").map(String::as_str) != Some("COMPLETED") {
+            assert_eq!(found.len(), 1, "{id} has states on several shards");
+            if h.status != Status::Completed {
                 still.push(*item);
                 report.push(format!("{id}: {h:?}"));
                 continue;
             }
-            let result: Value = serde_json::from_str(h.get("result").map_or("", String::as_str))
+            let result = h.outcome.as_ref().and_then(|o| o.result.as_deref());
+            let result: Value = serde_json::from_slice(result.unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{id}: result is not JSON ({e}): {h:?}"));
             assert_eq!(result["output"], data.as_str(), "{id}: {h:?}");
         }
@@ -325,7 +327,9 @@ fn stuck_details(redis: &RedisServer) -> String {
             .collect();
         for (entry, fields) in xrange(redis, &stream).into_iter().take(20) {
             let id = fields.get("id").cloned().unwrap_or_default();
-            let state = redis.cli(&["HGET", &format!("{stream}:state:{id}"), "status"]);
+            let state = redis
+                .state(&format!("{stream}:state:{id}"))
+                .map(|s| s.status);
             out.push(format!(
                 "{stream} {entry} (attempt {}): request {id} state {state:?}, {}",
                 fields.get("attempt").map_or("?", String::as_str),
@@ -745,14 +749,12 @@ fn dlq_entries_of(redis: &RedisServer, id: &str) -> Vec<HashMap<String, String>>
 /// no retry left scheduled; returns the DLQ entry's fields.
 fn assert_dead_lettered(redis: &RedisServer, id: &str) -> HashMap<String, String> {
     let tag = shard_of(redis, id);
-    let state = redis.cli_json(&["HGETALL", &format!("openhqm-requests:{tag}:state:{id}")]);
-    let state: Vec<&str> = state
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let field = |k: &str| state.chunks(2).find(|kv| kv[0] == k).map(|kv| kv[1]);
-    assert_eq!(field("status"), Some("FAILED"), "{state:?}");
-    assert_eq!(field("error"), Some("Simulated error"), "{state:?}");
+    let state = redis
+        .state(&format!("openhqm-requests:{tag}:state:{id}"))
+        .unwrap_or_else(|| panic!("no state for {id}"));
+    assert_eq!(state.status, Status::Failed, "{state:?}");
+    let error = state.outcome.as_ref().and_then(|o| o.error.as_deref());
+    assert_eq!(error, Some("Simulated error"), "{state:?}");
     let mut entries = dlq_entries_of(redis, id);
     assert_eq!(
         entries.len(),
@@ -861,12 +863,12 @@ fn broker_crash_between_retries_still_dead_letters() {
         1,
         "the scheduled retry must survive the crash"
     );
-    let state = redis.cli(&[
-        "HGET",
-        &format!("openhqm-requests:{tag}:state:{id}"),
-        "status",
-    ]);
-    assert_eq!(state, "PROCESSING", "a request waiting for its retry");
+    let state = redis.state(&format!("openhqm-requests:{tag}:state:{id}"));
+    assert_eq!(
+        state.map(|s| s.status),
+        Some(Status::Processing),
+        "a request waiting for its retry"
+    );
     assert!(dlq_entries_of(&redis, &id).is_empty());
 
     let restarted = Instant::now();
@@ -911,10 +913,10 @@ fn retry_wait_is_processing_in_redis() {
     assert_eq!(api["status"], "PROCESSING", "{api}");
     // ...and what every other reader (another instance, this one after a restart) sees must
     // agree: the state machine never moves backwards.
-    let stored = redis.cli(&[
-        "HGET",
-        &format!("openhqm-requests:{tag}:state:{id}"),
-        "status",
-    ]);
-    assert_eq!(stored, "PROCESSING", "durable state during the retry wait");
+    let stored = redis.state(&format!("openhqm-requests:{tag}:state:{id}"));
+    assert_eq!(
+        stored.map(|s| s.status),
+        Some(Status::Processing),
+        "durable state during the retry wait"
+    );
 }

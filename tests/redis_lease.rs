@@ -77,6 +77,10 @@ fn state_key(id: &str) -> String {
     format!("{STREAM}:state:{id}")
 }
 
+fn status(redis: &RedisServer, id: &str) -> Option<Status> {
+    redis.state(&state_key(id)).map(|s| s.status)
+}
+
 /// Who holds `entry` in the group's pending list, if anyone.
 fn owner(redis: &RedisServer, entry: &[u8]) -> Option<String> {
     let entry = std::str::from_utf8(entry).unwrap();
@@ -112,7 +116,7 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
         let entry = d.entry_id.clone().unwrap();
         let state = completed(&d, b"\"mine\"");
         q.finish(d, Some(state)).await;
-        assert_eq!(redis.cli(&["HGET", &state_key(a), "status"]), "COMPLETED");
+        assert_eq!(status(&redis, a), Some(Status::Completed));
         assert_eq!(owner(&redis, &entry), None);
 
         // 2. Lease lapsed and the entry taken over by another consumer: nothing written, the
@@ -125,7 +129,7 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
         monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
         let state = completed(&d, b"\"late\"");
         q.finish(d, Some(state)).await;
-        assert_eq!(redis.cli(&["HGET", &state_key(b), "status"]), "PENDING");
+        assert_eq!(status(&redis, b), Some(Status::Pending));
         assert_eq!(owner(&redis, &entry).as_deref(), Some("other:0"));
 
         // 3. Lease lapsed but nobody took the entry: the owner-only path settles it.
@@ -135,11 +139,10 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
         monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
         let state = completed(&d, b"\"still mine\"");
         q.finish(d, Some(state)).await;
-        assert_eq!(redis.cli(&["HGET", &state_key(c), "status"]), "COMPLETED");
-        assert_eq!(
-            redis.cli(&["HGET", &state_key(c), "result"]),
-            "\"still mine\""
-        );
+        let state = redis.state(&state_key(c)).expect("a state");
+        assert_eq!(state.status, Status::Completed);
+        let result = state.outcome.and_then(|o| o.result);
+        assert_eq!(result.as_deref(), Some(&b"\"still mine\""[..]));
         assert_eq!(owner(&redis, &entry), None);
     });
 }

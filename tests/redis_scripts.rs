@@ -47,9 +47,6 @@ fn finish_writes_only_for_the_consumer_that_owns_the_entry() {
             consumer,
             &entry,
             "60",
-            "status",
-            "COMPLETED",
-            "result",
             result,
         ])
     };
@@ -62,14 +59,14 @@ fn finish_writes_only_for_the_consumer_that_owns_the_entry() {
 
     // The owner settles: acknowledged (trimmed later), state stored with its TTL.
     assert_eq!(finish("b", "owner"), 1);
-    assert_eq!(redis.cli(&["HGET", "st:{0}:x", "result"]), "owner");
+    assert_eq!(redis.cli(&["GET", "st:{0}:x"]), "owner");
     let ttl = redis.cli_int(&["TTL", "st:{0}:x"]);
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
     assert_eq!(owner_of(&redis, &entry), None);
 
     // Settling again (a lost reply, then a retry) writes nothing.
     assert_eq!(finish("b", "again"), 0);
-    assert_eq!(redis.cli(&["HGET", "st:{0}:x", "result"]), "owner");
+    assert_eq!(redis.cli(&["GET", "st:{0}:x"]), "owner");
 }
 
 #[test]
@@ -92,7 +89,7 @@ fn retry_and_dead_letter_are_owner_only_too() {
             "60",
             "12345",
             "x",
-            "999",
+            "PROCESSING 1 999",
             "id",
             "x",
             "attempt",
@@ -105,7 +102,9 @@ fn retry_and_dead_letter_are_owner_only_too() {
     assert_eq!(retry("b"), 1);
     assert_eq!(redis.cli(&["ZSCORE", "retries:{0}", "x"]), "12345");
     assert_eq!(redis.cli(&["HGET", "job:{0}:x", "attempt"]), "2");
-    assert_eq!(redis.cli(&["HGET", "st:{0}:x", "status"]), "PROCESSING");
+    assert_eq!(redis.cli(&["GET", "st:{0}:x"]), "PROCESSING 1 999");
+    let ttl = redis.cli_int(&["TTL", "st:{0}:x"]);
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
     assert_eq!(owner_of(&redis, &entry), None);
 
     // Dead-lettering a second entry.
@@ -129,15 +128,16 @@ fn retry_and_dead_letter_are_owner_only_too() {
             "y",
             "error",
             "boom",
-            "status",
-            "FAILED",
+            "FAILED 1 2 0 2 - e4:boom",
         ])
     };
     assert_eq!(dead_letter("a"), 0);
     assert_eq!(redis.cli_int(&["EXISTS", "dlq:{0}", "st:{0}:y"]), 0);
     assert_eq!(dead_letter("b"), 1);
     assert_eq!(redis.cli_int(&["XLEN", "dlq:{0}"]), 1);
-    assert_eq!(redis.cli(&["HGET", "st:{0}:y", "status"]), "FAILED");
+    assert_eq!(redis.cli(&["GET", "st:{0}:y"]), "FAILED 1 2 0 2 - e4:boom");
+    let ttl = redis.cli_int(&["TTL", "st:{0}:y"]);
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
     assert_eq!(owner_of(&redis, &entry), None);
 }
 

@@ -103,7 +103,7 @@ pub trait QueueBackend {
     /// [`QueueBackend::finish`]).
     async fn dead_letter(&self, delivery: Delivery, state: Option<RequestState>, reason: &str);
     /// A worker slot took the job (the backend records `PROCESSING` where it stores state).
-    async fn processing(&self, id: &CorrelationId, now: Timestamp);
+    async fn processing(&self, job: &Job, now: Timestamp);
     /// The state of a request this shard's table does not hold (submitted through another
     /// instance, or before a restart); `Ok(None)` when unknown or when the backend keeps none.
     async fn load_state(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError>;
@@ -162,10 +162,10 @@ impl QueueBackend for Backend {
             Backend::Redis(q) => Box::pin(q.dead_letter(delivery, state, reason)).await,
         }
     }
-    async fn processing(&self, id: &CorrelationId, now: Timestamp) {
+    async fn processing(&self, job: &Job, now: Timestamp) {
         match self {
             Backend::Memory(_) => {}
-            Backend::Redis(q) => Box::pin(q.processing(id, now)).await,
+            Backend::Redis(q) => Box::pin(q.processing(job, now)).await,
         }
     }
     async fn load_state(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {

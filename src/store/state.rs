@@ -101,6 +101,16 @@ impl RequestState {
         }
     }
 
+    /// A request submitted at `submitted_at` that a worker slot took at `now`.
+    pub fn processing(submitted_at: Timestamp, now: Timestamp) -> Self {
+        RequestState {
+            status: Status::Processing,
+            submitted_at,
+            updated_at: now,
+            outcome: None,
+        }
+    }
+
     /// A worker slot took the request.
     pub fn start(&mut self, now: Timestamp) -> Result<(), Refused> {
         self.advance(Status::Processing, now)?;

@@ -90,7 +90,7 @@ async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery
             // finishes on its first poll goes straight to its final write (a third less Redis work
             // per request).
             if ctx.backend.stores_state() {
-                ctx.backend.processing(&id, now).await;
+                ctx.backend.processing(&delivery.job, now).await;
             }
         },
     )

@@ -12,6 +12,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use openhqm::queue::redis_streams::state_value;
+use openhqm::store::RequestState;
+
 use super::{Broker, Client, ReadError, Resp};
 
 /// How long a starting (or AOF-loading) Redis may take to answer `PING`.
@@ -137,9 +141,15 @@ impl RedisServer {
             .unwrap_or_else(|_| panic!("redis-cli {args:?}: expected an integer, got {out:?}"))
     }
 
-    /// `HGETALL` of every key, pipelined on one raw connection (bounded by socket timeouts);
-    /// an empty map for a missing key. For checking thousands of state hashes quickly.
-    pub fn hgetall_many(&self, keys: &[String]) -> Vec<HashMap<String, String>> {
+    /// The request state stored under `key` (`GET`, decoded as the broker encodes it); `None`
+    /// for a missing key. Panics on a value the broker's decoder refuses.
+    pub fn state(&self, key: &str) -> Option<RequestState> {
+        self.states(&[key.to_owned()]).pop().flatten()
+    }
+
+    /// [`RedisServer::state`] of every key, pipelined on one raw connection (bounded by socket
+    /// timeouts). For checking thousands of states quickly.
+    pub fn states(&self, keys: &[String]) -> Vec<Option<RequestState>> {
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect redis");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -151,20 +161,16 @@ impl RedisServer {
             let mut req = Vec::new();
             for k in batch {
                 req.extend_from_slice(
-                    format!("*2\r\n$7\r\nHGETALL\r\n${}\r\n{k}\r\n", k.len()).as_bytes(),
+                    format!("*2\r\n$3\r\nGET\r\n${}\r\n{k}\r\n", k.len()).as_bytes(),
                 );
             }
             w.write_all(&req).expect("write to redis");
             for k in batch {
-                let items =
-                    read_string_array(&mut r).unwrap_or_else(|e| panic!("HGETALL {k}: {e}"));
-                out.push(
-                    items
-                        .chunks(2)
-                        .filter(|kv| kv.len() == 2)
-                        .map(|kv| (kv[0].clone(), kv[1].clone()))
-                        .collect(),
-                );
+                let value = read_bulk(&mut r).unwrap_or_else(|e| panic!("GET {k}: {e}"));
+                out.push(value.map(|v| {
+                    state_value::decode(&Bytes::from(v))
+                        .unwrap_or_else(|| panic!("GET {k}: not a state the broker writes"))
+                }));
             }
         }
         out
@@ -317,33 +323,21 @@ fn read_log(path: &Path) -> String {
 }
 
 /// Reads one RESP2 array of bulk strings (`*N` then N × `$len`).
-fn read_string_array(r: &mut impl BufRead) -> Result<Vec<String>, String> {
-    let line = |r: &mut dyn BufRead| -> Result<String, String> {
-        let mut l = String::new();
-        r.read_line(&mut l).map_err(|e| e.to_string())?;
-        if !l.ends_with("\r\n") {
-            return Err(format!("truncated reply line {l:?}"));
-        }
-        Ok(l.trim_end().to_owned())
+fn read_bulk(r: &mut impl BufRead) -> Result<Option<Vec<u8>>, String> {
+    let mut head = String::new();
+    r.read_line(&mut head).map_err(|e| e.to_string())?;
+    let len = head
+        .strip_suffix("\r\n")
+        .and_then(|h| h.strip_prefix('$'))
+        .and_then(|n| n.parse::<i64>().ok())
+        .ok_or_else(|| format!("expected a bulk string, got {head:?}"))?;
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(None);
     };
-    let head = line(r)?;
-    let n: usize = head
-        .strip_prefix('*')
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("expected an array, got {head:?}"))?;
-    let mut items = Vec::with_capacity(n);
-    for _ in 0..n {
-        let h = line(r)?;
-        let len: usize = h
-            .strip_prefix('$')
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("expected a bulk string, got {h:?}"))?;
-        let mut buf = vec![0u8; len + 2];
-        r.read_exact(&mut buf).map_err(|e| e.to_string())?;
-        buf.truncate(len);
-        items.push(String::from_utf8_lossy(&buf).into_owned());
-    }
-    Ok(items)
+    let mut buf = vec![0u8; len + 2];
+    r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    buf.truncate(len);
+    Ok(Some(buf))
 }
 
 /// Whether a Redis on `port` answers `PING` with `+PONG` (not `-LOADING`) within 500 ms.

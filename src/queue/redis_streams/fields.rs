@@ -1,6 +1,6 @@
-//! The Redis shapes of a job (stream-entry fields) and of a request state (hash fields), both
-//! ways. Numbers are decimal text; timestamps are microseconds since the epoch; the payload and
-//! headers are the bytes the client sent.
+//! The Redis shape of a job (stream-entry fields), both ways. Numbers are decimal text;
+//! timestamps are microseconds since the epoch; the payload and headers are the bytes the client
+//! sent. (A request state is one string: `state_value.rs`.)
 
 use std::time::Duration;
 
@@ -10,7 +10,6 @@ use crate::clock::Timestamp;
 use crate::queue::{Job, Metadata};
 use crate::resp::Frame;
 use crate::shard::id::CorrelationId;
-use crate::store::{Outcome, RequestState, Status};
 
 /// Argument bytes for one command.
 pub type Args = Vec<Bytes>;
@@ -78,71 +77,6 @@ pub fn job_from_fields(pairs: &[Frame]) -> Option<(Job, u32)> {
     Some((job, attempt))
 }
 
-/// `HSET` field/value pairs for a state.
-pub fn state_fields(s: &RequestState) -> Args {
-    let mut a: Args = Vec::with_capacity(18);
-    let mut pair = |k: &'static [u8], v: Bytes| {
-        a.push(Bytes::from_static(k));
-        a.push(v);
-    };
-    pair(b"status", Bytes::from_static(s.status.as_str().as_bytes()));
-    pair(b"submitted_at", num(s.submitted_at.0));
-    pair(b"updated_at", num(s.updated_at.0));
-    if let Some(o) = &s.outcome {
-        if let Some(r) = &o.result {
-            pair(b"result", r.clone());
-        }
-        if let Some(h) = &o.headers {
-            pair(b"headers", h.clone());
-        }
-        if let Some(c) = o.status_code {
-            pair(b"status_code", num(u64::from(c)));
-        }
-        if let Some(e) = &o.error {
-            pair(b"error", Bytes::copy_from_slice(e.as_bytes()));
-        }
-        pair(b"processing_time_ms", num(o.processing_time_ms));
-        pair(b"completed_at", num(o.completed_at.0));
-    }
-    a
-}
-
-fn status_of(b: &[u8]) -> Option<Status> {
-    Some(match b {
-        b"PENDING" => Status::Pending,
-        b"PROCESSING" => Status::Processing,
-        b"COMPLETED" => Status::Completed,
-        b"FAILED" => Status::Failed,
-        b"TIMEOUT" => Status::Timeout,
-        _ => return None,
-    })
-}
-
-/// A state from an `HGETALL` reply; `None` for an empty (missing or expired) hash.
-pub fn state_from_hash(pairs: &[Frame]) -> Option<RequestState> {
-    let status = status_of(field(pairs, b"status")?)?;
-    let submitted_at = Timestamp(parse_num(field(pairs, b"submitted_at"))?);
-    let updated_at = Timestamp(parse_num(field(pairs, b"updated_at")).unwrap_or(submitted_at.0));
-    let outcome = status.is_final().then(|| {
-        Box::new(Outcome {
-            result: field(pairs, b"result").cloned(),
-            headers: field(pairs, b"headers").cloned(),
-            status_code: parse_num(field(pairs, b"status_code")).map(|c| c as u16),
-            error: field(pairs, b"error").map(|e| String::from_utf8_lossy(e).into_owned()),
-            processing_time_ms: parse_num(field(pairs, b"processing_time_ms")).unwrap_or(0),
-            completed_at: Timestamp(
-                parse_num(field(pairs, b"completed_at")).unwrap_or(updated_at.0),
-            ),
-        })
-    });
-    Some(RequestState {
-        status,
-        submitted_at,
-        updated_at,
-        outcome,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,27 +102,5 @@ mod tests {
         };
         let (back, attempt) = job_from_fields(&as_frames(&job_fields(&job, 3))).unwrap();
         assert_eq!((back, attempt), (job, 3));
-    }
-
-    #[test]
-    fn states_round_trip() {
-        let mut s = RequestState::pending(Timestamp(10));
-        let back = state_from_hash(&as_frames(&state_fields(&s))).unwrap();
-        assert_eq!(back, s);
-        s.start(Timestamp(20)).unwrap();
-        s.finish(
-            Status::Failed,
-            Outcome {
-                result: None,
-                headers: None,
-                status_code: None,
-                error: Some("Simulated error".into()),
-                processing_time_ms: 7,
-                completed_at: Timestamp(30),
-            },
-        )
-        .unwrap();
-        assert_eq!(state_from_hash(&as_frames(&state_fields(&s))).unwrap(), s);
-        assert_eq!(state_from_hash(&[]), None);
     }
 }

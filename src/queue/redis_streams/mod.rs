@@ -1,9 +1,9 @@
 //! The Redis Streams backend (`queue.type = redis`): durable, at-least-once.
 //!
 //! Per shard: a work stream (`openhqm-requests:{s}`) read by the consumer group
-//! `openhqm-workers`, request-state hashes, a sorted set of delayed retries and a dead-letter
+//! `openhqm-workers`, request states (strings, `state_value.rs`), a sorted set of delayed retries and a dead-letter
 //! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
-//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `EXPIRE` + `XACK`; retry = job
+//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `XACK`; retry = job
 //! hash + `ZADD` + `XACK`; dead letter = `XADD dlq` + state + `XACK`. When this consumer's lease on
 //! an entry may have lapsed, the last three run as owner-only Lua scripts instead (`scripts.rs`).
 //! Acknowledged entries are trimmed every 100 ms up to the oldest pending one (`XTRIM MINID`);
@@ -18,6 +18,7 @@ pub mod fields;
 pub mod keys;
 pub mod reads;
 pub mod scripts;
+pub mod state_value;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -32,7 +33,7 @@ use crate::clock::Timestamp;
 use crate::resp::{command, Client, Frame, RedisError, RedisTarget, Script};
 use crate::shard::id::CorrelationId;
 use crate::store::RequestState;
-use fields::{job_fields, state_fields, state_from_hash, Args};
+use fields::{job_fields, Args};
 pub use keys::{Keys, GROUP};
 use reads::Entry;
 use scripts::Scripts;
@@ -180,14 +181,13 @@ impl RedisQueue {
         self.submits_in_flight.set(waiting + 1);
         let _counted = InFlight(&self.submits_in_flight);
         let state_key = self.keys.state(&job.id);
-        let state = state_fields(&RequestState::pending(job.submitted_at));
+        let state = state_value::encode(&RequestState::pending(job.submitted_at));
         let entry = job_fields(&job, 1);
         let r = self
             .cmd
-            .transaction(3, |out| {
+            .transaction(2, |out| {
                 cmd_with(out, &[b"XADD", &self.keys.stream, b"*"], &entry);
-                cmd_with(out, &[b"HSET", &state_key], &state);
-                command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
+                self.put_state(out, &state_key, &state);
             })
             .await;
         r.map(drop).map_err(|e| {
@@ -314,48 +314,30 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn processing(&self, id: &CorrelationId, now: Timestamp) {
-        let key = self.keys.state(id);
-        let (at, len) = crate::resp::encode::decimal(now.0);
-        // With its EXPIRE: an HSET on an expired state would otherwise leave a key that never
-        // expires.
-        let r = self
-            .cmd
-            .transaction(2, |out| {
-                command(
-                    out,
-                    &[
-                        b"HSET",
-                        &key,
-                        b"status",
-                        b"PROCESSING",
-                        b"updated_at",
-                        &at[..len],
-                    ],
-                );
-                command(out, &[b"EXPIRE", &key, &self.ttl_text]);
-            })
-            .await;
-        if let Err(e) = r {
-            warn!(correlation_id = %id, error = %e, "cannot record PROCESSING");
+    pub(super) async fn processing(&self, job: &Job, now: Timestamp) {
+        let key = self.keys.state(&job.id);
+        let state = state_value::encode(&RequestState::processing(job.submitted_at, now));
+        let set: &[&[u8]] = &[b"SET", &key, &state, b"EX", &self.ttl_text];
+        if let Err(e) = self.cmd.call(set).await {
+            warn!(correlation_id = %job.id, error = %e, "cannot record PROCESSING");
         }
     }
 
     pub(super) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
-        let fields = state.as_ref().map(state_fields).unwrap_or_default();
-        let n = if fields.is_empty() { 1 } else { 3 };
+        let value = state.as_ref().map(state_value::encode);
+        let n = if value.is_none() { 1 } else { 2 };
         let plain = |out: &mut BytesMut| {
-            if !fields.is_empty() {
-                self.put_state(out, &key, &fields);
+            if let Some(v) = &value {
+                self.put_state(out, &key, v);
             }
             self.put_ack(out, &entry);
         };
         let args = || {
-            let mut args: Vec<&[u8]> = Vec::with_capacity(4 + fields.len());
+            let mut args: Vec<&[u8]> = Vec::with_capacity(5);
             args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
-            args.extend(fields.iter().map(|b| &b[..]));
+            args.extend(value.as_deref());
             args
         };
         let keys: [&[u8]; 2] = [&self.keys.stream, &key];
@@ -364,10 +346,9 @@ impl RedisQueue {
             .await;
     }
 
-    /// Appends `HSET key fields` and its `EXPIRE` (two commands).
-    fn put_state(&self, out: &mut BytesMut, key: &[u8], fields: &Args) {
-        cmd_with(out, &[b"HSET", key], fields);
-        command(out, &[b"EXPIRE", key, &self.ttl_text]);
+    /// Appends `SET key value EX ttl` (one command; `state_value.rs` encodes the value).
+    fn put_state(&self, out: &mut BytesMut, key: &[u8], value: &[u8]) {
+        command(out, &[b"SET", key, value, b"EX", &self.ttl_text]);
     }
 
     /// Appends `XACK` of `entry` (one command); `trim_acknowledged` deletes it later.
@@ -430,21 +411,13 @@ impl RedisQueue {
         let (due, dlen) = crate::resp::encode::decimal(due);
         let id = d.job.id.to_text();
         let state_key = self.keys.state(&d.job.id);
-        let (now, nlen) = crate::resp::encode::decimal(Timestamp::now().0);
+        // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
+        let waiting = RequestState::processing(d.job.submitted_at, Timestamp::now());
+        let state = state_value::encode(&waiting);
         let plain = |out: &mut BytesMut| {
             cmd_with(out, &[b"HSET", &job_key], &fields);
             command(out, &[b"ZADD", &self.keys.retries, &due[..dlen], &id]);
-            // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
-            let status: &[&[u8]] = &[
-                b"HSET",
-                &state_key,
-                b"status",
-                b"PROCESSING",
-                b"updated_at",
-                &now[..nlen],
-            ];
-            command(out, status);
-            command(out, &[b"EXPIRE", &state_key, &self.ttl_text]);
+            self.put_state(out, &state_key, &state);
             self.put_ack(out, &entry);
         };
         let args = || {
@@ -456,14 +429,14 @@ impl RedisQueue {
                 &self.ttl_text[..],
                 &due[..dlen],
                 &id[..],
-                &now[..nlen],
+                &state[..],
             ]);
             args.extend(fields.iter().map(|b| &b[..]));
             args
         };
         let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.retries, &job_key, &state_key];
         let owner_only = (&self.scripts.retry, &keys[..]);
-        self.settle(&d, 5, plain, owner_only, args, "cannot schedule the retry")
+        self.settle(&d, 4, plain, owner_only, args, "cannot schedule the retry")
             .await;
     }
 
@@ -475,18 +448,18 @@ impl RedisQueue {
         dlq.push(Bytes::copy_from_slice(reason.as_bytes()));
         dlq.push(Bytes::from_static(b"failed_at"));
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
-        let fields = state.as_ref().map(state_fields).unwrap_or_default();
-        let n = if fields.is_empty() { 2 } else { 4 };
+        let value = state.as_ref().map(state_value::encode);
+        let n = if value.is_none() { 2 } else { 3 };
         let plain = |out: &mut BytesMut| {
             cmd_with(out, &[b"XADD", &self.keys.dlq, b"*"], &dlq);
-            if !fields.is_empty() {
-                self.put_state(out, &key, &fields);
+            if let Some(v) = &value {
+                self.put_state(out, &key, v);
             }
             self.put_ack(out, &entry);
         };
         let (count, clen) = crate::resp::encode::decimal(dlq.len() as u64);
         let args = || {
-            let mut args: Vec<&[u8]> = Vec::with_capacity(5 + dlq.len() + fields.len());
+            let mut args: Vec<&[u8]> = Vec::with_capacity(6 + dlq.len());
             args.extend([
                 GROUP,
                 &self.consumer[..],
@@ -495,7 +468,7 @@ impl RedisQueue {
                 &count[..clen],
             ]);
             args.extend(dlq.iter().map(|b| &b[..]));
-            args.extend(fields.iter().map(|b| &b[..]));
+            args.extend(value.as_deref());
             args
         };
         let keys: [&[u8]; 3] = [&self.keys.stream, &self.keys.dlq, &key];
@@ -537,10 +510,19 @@ impl RedisQueue {
         let key = keys::state_key(&self.requests_prefix, owner, id);
         let reply = self
             .cmd
-            .call(&[b"HGETALL", &key])
+            .call(&[b"GET", &key])
             .await
             .map_err(|_| QueueError::Unavailable)?;
-        Ok(reply.as_array().and_then(state_from_hash))
+        let Some(value) = reply.as_bytes() else {
+            return Ok(None);
+        };
+        match state_value::decode(value) {
+            Some(state) => Ok(Some(state)),
+            None => {
+                error!(correlation_id = %id, "unreadable request state in Redis");
+                Err(QueueError::Unavailable)
+            }
+        }
     }
 }
 

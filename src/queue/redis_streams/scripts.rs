@@ -10,8 +10,8 @@
 //! Scripts are not the hot path because each `EVALSHA` costs Redis ~10 µs more CPU than the
 //! same commands in `MULTI/EXEC` (7.0, `INFO commandstats`; PERFORMANCE.md).
 //!
-//! Every key is passed in `KEYS` and carries the shard's hash tag. State fields are built by
-//! `fields.rs`; the scripts only name `status` and `updated_at`.
+//! Every key is passed in `KEYS` and carries the shard's hash tag. State values are encoded by
+//! `state_value.rs`, job fields by `fields.rs`; the scripts pass both through unread.
 
 use crate::resp::Script;
 
@@ -32,35 +32,27 @@ return 1"
 }
 
 /// Finish: store the final state. KEYS: stream, state. ARGV: group, consumer, entry id, ttl, then
-/// the state's field/value args (none: only acknowledge).
-const FINISH: &[u8] = owner_only!(
-    "if #ARGV > 4 then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end"
-);
+/// the state's value (none: only acknowledge).
+const FINISH: &[u8] =
+    owner_only!("if #ARGV > 4 then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4]) end");
 
 /// Retry later: park the job (a hash) in the retry set, due at a time, and record `PROCESSING` (a
 /// waiting retry never moves back to `PENDING`). KEYS: stream, retry set, job hash, state.
-/// ARGV: group, consumer, entry id, ttl, due (ms), correlation id, updated_at, then the job's
-/// field/value args.
+/// ARGV: group, consumer, entry id, ttl, due (ms), correlation id, the `PROCESSING` state's
+/// value, then the job's field/value args.
 const RETRY: &[u8] = owner_only!(
     "redis.call('HSET', KEYS[3], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-redis.call('HSET', KEYS[4], 'status', 'PROCESSING', 'updated_at', ARGV[7])
-redis.call('EXPIRE', KEYS[4], ARGV[4])"
+redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[4])"
 );
 
 /// Dead-letter: append the job to the dead-letter stream and store the final state.
 /// KEYS: stream, dead-letter stream, state. ARGV: group, consumer, entry id, ttl, n, n
-/// dead-letter field/value args, then the state's.
+/// dead-letter field/value args, then the state's value (none: no state write).
 const DEAD_LETTER: &[u8] = owner_only!(
     "local n = tonumber(ARGV[5])
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6, 5 + n))
-if #ARGV > 5 + n then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 6 + n))
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
-end"
+if #ARGV > 5 + n then redis.call('SET', KEYS[3], ARGV[6 + n], 'EX', ARGV[4]) end"
 );
 
 /// Moves due retries (ids in the sorted set, job fields in a hash) back onto the stream.
