@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
             out.clear();
             Response::json(202, b"{\"correlation_id\":\"...\"}".to_vec()).encode(false, &mut out);
             // Process.
-            let d = now(queue.fetch(1)).pop().unwrap();
+            let d = now(queue.fetch(1, 1)).pop().unwrap();
             table.start(&d.job.id, Timestamp::now()).unwrap();
             let o = builtin::run(&d.job.payload).unwrap();
             let outcome = Outcome {

@@ -9,51 +9,17 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::in_process::{backend, connected, job};
 use common::redis::RedisServer;
 use openhqm::clock::Timestamp;
 use openhqm::config::IoDriver;
-use openhqm::queue::redis_streams::{Keys, RedisSettings};
-use openhqm::queue::{Backend, Delivery, Job, Metadata, QueueBackend, RedisQueue};
-use openhqm::resp::RedisTarget;
-use openhqm::shard::id::CorrelationId;
+use openhqm::queue::{Backend, Delivery, QueueBackend};
 use openhqm::shard::runtime;
 use openhqm::store::{Outcome, RequestState, Status};
 
 const STREAM: &str = "openhqm-requests:{0}";
 const GROUP: &str = "openhqm-workers";
 const LEASE_HELD: Duration = Duration::from_millis(300);
-
-fn backend(redis: &RedisServer) -> Backend {
-    let settings = RedisSettings {
-        target: RedisTarget::parse(&redis.url()).expect("redis url"),
-        deadline: Duration::from_secs(2),
-        max_submits_in_flight: 16,
-        lease_held: LEASE_HELD,
-        ttl: Duration::from_secs(3600),
-        max_deliveries: 5,
-        consumer: "test:0".into(),
-        nr_shards: 1,
-        requests_prefix: "openhqm-requests".into(),
-    };
-    let keys = Keys::new("openhqm-requests", "openhqm-responses", "openhqm-dlq", 0);
-    Backend::Redis(RedisQueue::start(settings, keys))
-}
-
-fn job(id: &str) -> Job {
-    Job {
-        id: CorrelationId::parse(id.as_bytes()).expect("uuid"),
-        payload: Bytes::from_static(br#"{"operation":"echo","data":"x"}"#),
-        headers: None,
-        metadata: Metadata {
-            priority: 0,
-            timeout: Duration::from_secs(30),
-            retry_count: 0,
-            endpoint: None,
-            method: None,
-        },
-        submitted_at: Timestamp::now(),
-    }
-}
 
 fn completed(d: &Delivery, result: &'static [u8]) -> RequestState {
     let mut s = RequestState::pending(d.job.submitted_at);
@@ -90,7 +56,7 @@ fn owner(redis: &RedisServer, entry: &[u8]) -> Option<String> {
 
 async fn submit_and_take(q: &Backend, id: &str) -> Delivery {
     q.enqueue(job(id)).await.expect("enqueue");
-    let mut got = q.fetch(1).await;
+    let mut got = q.fetch(1, 1).await;
     assert_eq!(got.len(), 1);
     let d = got.pop().unwrap();
     assert_eq!(d.job.id.to_text(), id.as_bytes());
@@ -102,13 +68,8 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
     let redis = RedisServer::start();
     let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
     rt.block_on(async {
-        let q = backend(&redis);
-        for _ in 0..100 {
-            if q.check().await.is_ok() {
-                break;
-            }
-            monoio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let q = backend(&redis, LEASE_HELD);
+        connected(&q).await;
 
         // 1. Lease held: the plain transaction stores the outcome and acknowledges.
         let a = "11111111-1111-4111-8111-111111111111";

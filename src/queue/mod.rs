@@ -89,8 +89,9 @@ pub struct Depth {
 pub trait QueueBackend {
     /// Queues `job`; returns once the queue has accepted it (the 202 may then be sent).
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
-    /// Waits for at least one job and returns at most `max`.
-    async fn fetch(&self, max: usize) -> Vec<Delivery>;
+    /// Waits for at least one job and returns at most `free`, taken from the queue at most
+    /// `per_read` at a time (`worker.batch_size`).
+    async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery>;
     /// Whether `finish` and `dead_letter` store the state themselves (Redis) or the shard's table
     /// is the only copy (embedded); callers skip copying the state when it is not needed.
     fn stores_state(&self) -> bool;
@@ -138,10 +139,11 @@ impl QueueBackend for Backend {
             Backend::Redis(q) => Box::pin(q.enqueue(job)).await,
         }
     }
-    async fn fetch(&self, max: usize) -> Vec<Delivery> {
+    async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         match self {
-            Backend::Memory(q) => q.fetch(max).await,
-            Backend::Redis(q) => Box::pin(q.fetch(max)).await,
+            // In process there is no round trip to amortise: one batch at a time.
+            Backend::Memory(q) => q.fetch(free.min(per_read)).await,
+            Backend::Redis(q) => Box::pin(q.fetch(free, per_read)).await,
         }
     }
     async fn finish(&self, delivery: Delivery, state: Option<RequestState>) {

@@ -1,5 +1,6 @@
 //! The worker slots of one shard. A dispatcher fetches at most as many jobs as there are free
-//! slots (`COUNT` = free slots, as `XREADGROUP` will) and runs each in its own task; a slot moves
+//! slots, at most `worker.batch_size` per read (with Redis, several reads in one write when
+//! there is room for more than one batch), and runs each job; a slot moves
 //! the state `PROCESSING → COMPLETED | FAILED | TIMEOUT`, retries retryable failures with
 //! backoff and dead-letters the rest.
 
@@ -39,7 +40,7 @@ pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
             continue;
         }
         let deliveries = monoio::select! {
-            d = ctx.backend.fetch(free.min(batch)) => d,
+            d = ctx.backend.fetch(free, batch) => d,
             _ = ctx.shutdown.wait() => return,
         };
         for delivery in deliveries {

@@ -6,6 +6,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod redis;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -40,6 +40,8 @@ use scripts::Scripts;
 
 /// How long one `XREADGROUP` blocks before it is re-issued.
 const BLOCK_MS: u64 = 1000;
+/// Most `XREADGROUP`s sent together (each of at most `worker.batch_size` entries).
+const MAX_READS_PER_WRITE: usize = 16;
 /// How often due retries are moved back to the stream.
 const RETRY_TICK: Duration = Duration::from_millis(100);
 /// How often leases are renewed and dead consumers' entries looked for.
@@ -196,11 +198,17 @@ impl RedisQueue {
         })
     }
 
-    pub(super) async fn fetch(&self, max: usize) -> Vec<Delivery> {
+    /// Waits for jobs and returns at most `free`, read at most `per_read` per `XREADGROUP`. With
+    /// room for several reads they go out together in one write, only the first blocking: one
+    /// read in flight at a time capped processing at `per_read` jobs per round trip, which with
+    /// `appendfsync always` (every read is a write, answered after an fsync) was the end-to-end
+    /// limit (PERFORMANCE.md, section 8).
+    pub(super) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
+        let per_read = per_read.max(1);
         loop {
             let reclaimed: Vec<Delivery> = {
                 let mut r = self.reclaimed.borrow_mut();
-                let n = r.len().min(max);
+                let n = r.len().min(free.max(1));
                 r.drain(..n).collect()
             };
             if !reclaimed.is_empty() {
@@ -211,19 +219,27 @@ impl RedisQueue {
                 *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
             }
             let cursor = self.pel_cursor.borrow().clone();
+            // Our own pending list is paged through one read at a time (each starts after the
+            // last entry of the one before).
+            let reads = match cursor {
+                Some(_) => 1,
+                None => free.div_ceil(per_read).clamp(1, MAX_READS_PER_WRITE),
+            };
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
-            let (count, len) = crate::resp::encode::decimal(max.max(1) as u64);
+            let want = free.max(1);
             let (block_ms, blen) = crate::resp::encode::decimal(BLOCK_MS);
             let read_at = Instant::now();
             let reply = self
                 .block
                 .pipeline_within(
                     Duration::from_millis(BLOCK_MS) + Duration::from_secs(2),
-                    1,
+                    reads,
                     |out| {
-                        command(
-                            out,
-                            &[
+                        for i in 0..reads {
+                            // Together never more than `want`: the last read takes the rest.
+                            let n = per_read.min(want - i * per_read);
+                            let (count, len) = crate::resp::encode::decimal(n as u64);
+                            let mut args: [&[u8]; 11] = [
                                 b"XREADGROUP",
                                 b"GROUP",
                                 GROUP,
@@ -235,13 +251,20 @@ impl RedisQueue {
                                 b"STREAMS",
                                 &self.keys.stream,
                                 start,
-                            ],
-                        )
+                            ];
+                            if i == 0 {
+                                command(out, &args);
+                            } else {
+                                // Only the first read blocks: the others return at once.
+                                args.copy_within(8.., 6);
+                                command(out, &args[..9]);
+                            }
+                        }
                     },
                 )
                 .await;
-            let frame = match reply {
-                Ok(mut frames) => frames.pop().unwrap_or(Frame::Array(None)),
+            let frames = match reply {
+                Ok(frames) => frames,
                 Err(_) => {
                     // Down, or a reply lost with the connection: entries it delivered are in our
                     // pending list, so read that again once Redis is back.
@@ -250,46 +273,54 @@ impl RedisQueue {
                     continue;
                 }
             };
-            if let Some(e) = frame.error_text() {
-                if e.starts_with(b"NOGROUP") {
-                    self.create_group().await;
-                } else {
-                    warn!(error = %String::from_utf8_lossy(e), "XREADGROUP failed");
-                    monoio::time::sleep(Duration::from_millis(100)).await;
-                }
-                continue;
-            }
-            let entries = match reads::xreadgroup(&frame) {
-                Ok(e) => e,
-                Err(why) => {
-                    error!(why, "unexpected XREADGROUP reply");
-                    continue;
-                }
-            };
-            if cursor.is_some() {
-                // Re-reading our own pending list: page on, or switch to new entries when done.
-                let last = entries.last().map(|e| match e {
-                    Entry::Job(d) => d.entry_id.clone().unwrap_or_default(),
-                    Entry::Unreadable(id) => id.clone(),
-                });
-                *self.pel_cursor.borrow_mut() = last;
-            }
-            let mut out = Vec::with_capacity(entries.len());
-            for e in entries {
-                match e {
-                    Entry::Job(d) => out.push(d),
-                    Entry::Unreadable(id) => {
-                        error!(entry = %String::from_utf8_lossy(&id), "stream entry without a readable job (deleted while pending?); acknowledging it");
-                        let _ = self
-                            .cmd
-                            .call(&[b"XACK", &self.keys.stream, GROUP, &id])
-                            .await;
-                    }
-                }
+            let mut out = Vec::new();
+            for frame in &frames {
+                self.take_read(frame, cursor.is_some(), &mut out).await;
             }
             let out = self.hand_out(out, read_at);
             if !out.is_empty() {
                 return out;
+            }
+        }
+    }
+
+    /// The deliveries of one `XREADGROUP` reply, appended to `out`. Errors are logged (a missing
+    /// group is created again); entries without a readable job are acknowledged.
+    async fn take_read(&self, frame: &Frame, paging: bool, out: &mut Vec<Delivery>) {
+        if let Some(e) = frame.error_text() {
+            if e.starts_with(b"NOGROUP") {
+                self.create_group().await;
+            } else {
+                warn!(error = %String::from_utf8_lossy(e), "XREADGROUP failed");
+                monoio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return;
+        }
+        let entries = match reads::xreadgroup(frame) {
+            Ok(e) => e,
+            Err(why) => {
+                error!(why, "unexpected XREADGROUP reply");
+                return;
+            }
+        };
+        if paging {
+            // Re-reading our own pending list: page on, or switch to new entries when done.
+            let last = entries.last().map(|e| match e {
+                Entry::Job(d) => d.entry_id.clone().unwrap_or_default(),
+                Entry::Unreadable(id) => id.clone(),
+            });
+            *self.pel_cursor.borrow_mut() = last;
+        }
+        for e in entries {
+            match e {
+                Entry::Job(d) => out.push(d),
+                Entry::Unreadable(id) => {
+                    error!(entry = %String::from_utf8_lossy(&id), "stream entry without a readable job (deleted while pending?); acknowledging it");
+                    let _ = self
+                        .cmd
+                        .call(&[b"XACK", &self.keys.stream, GROUP, &id])
+                        .await;
+                }
             }
         }
     }

@@ -1,0 +1,59 @@
+//! The Redis backend driven in process (no broker, no HTTP), for tests of its own behaviour on a
+//! real Redis.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use openhqm::clock::Timestamp;
+use openhqm::queue::redis_streams::{Keys, RedisSettings};
+use openhqm::queue::{Backend, Job, Metadata, QueueBackend, RedisQueue};
+use openhqm::resp::RedisTarget;
+use openhqm::shard::id::CorrelationId;
+
+use super::redis::RedisServer;
+
+/// The Redis backend of shard 0 (consumer `test:0`) on `redis`, with `lease_held` as the bound
+/// under which a lease counts as certainly held (20 s in the broker).
+pub fn backend(redis: &RedisServer, lease_held: Duration) -> Backend {
+    let settings = RedisSettings {
+        target: RedisTarget::parse(&redis.url()).expect("redis url"),
+        deadline: Duration::from_secs(2),
+        max_submits_in_flight: 16,
+        lease_held,
+        ttl: Duration::from_secs(3600),
+        max_deliveries: 5,
+        consumer: "test:0".into(),
+        nr_shards: 1,
+        requests_prefix: "openhqm-requests".into(),
+    };
+    let keys = Keys::new("openhqm-requests", "openhqm-responses", "openhqm-dlq", 0);
+    Backend::Redis(RedisQueue::start(settings, keys))
+}
+
+/// A job with correlation id `id` (a UUID).
+pub fn job(id: &str) -> Job {
+    Job {
+        id: CorrelationId::parse(id.as_bytes()).expect("uuid"),
+        payload: Bytes::from_static(br#"{"operation":"echo","data":"x"}"#),
+        headers: None,
+        metadata: Metadata {
+            priority: 0,
+            timeout: Duration::from_secs(30),
+            retry_count: 0,
+            endpoint: None,
+            method: None,
+        },
+        submitted_at: Timestamp::now(),
+    }
+}
+
+/// Waits (bounded) until the backend's connection answers.
+pub async fn connected(q: &Backend) {
+    for _ in 0..250 {
+        if q.check().await.is_ok() {
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the backend did not connect to Redis within 5 s");
+}

@@ -1,0 +1,73 @@
+//! How the Redis backend takes work: with room for more than one batch, several `XREADGROUP`s of
+//! at most `worker.batch_size` entries go out in one write (only the first may block), together
+//! never more entries than there are free slots. One read per round trip capped processing at a
+//! batch per fsync with `appendfsync always` (PERFORMANCE.md, section 8).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::in_process::{backend, connected, job};
+use common::redis::RedisServer;
+use openhqm::config::IoDriver;
+use openhqm::queue::QueueBackend;
+use openhqm::shard::runtime;
+
+fn uuid(i: u32) -> String {
+    format!("{i:08x}-0000-4000-8000-{i:012x}")
+}
+
+fn xreadgroup_calls(redis: &RedisServer) -> i64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("calls"))
+}
+
+#[test]
+fn reads_fill_the_free_slots_one_batch_per_read() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = backend(&redis, Duration::from_secs(20));
+        connected(&q).await;
+        for i in 0..25 {
+            q.enqueue(job(&uuid(i))).await.expect("enqueue");
+        }
+        redis.cli(&["CONFIG", "RESETSTAT"]);
+
+        // Room for 15 with batches of 10: after a start, first the consumer's own pending list
+        // (empty here, one read), then two reads together (10, then 5), never more than 15.
+        let first = q.fetch(15, 10).await;
+        assert_eq!(first.len(), 15);
+        assert_eq!(xreadgroup_calls(&redis), 1 + 2);
+
+        // Room for 64: seven reads; the 10 left come back, and the six reads that find nothing
+        // do not block (a blocking one would hold the reply for its full second).
+        let started = Instant::now();
+        let second = q.fetch(64, 10).await;
+        let took = started.elapsed();
+        assert_eq!(second.len(), 10);
+        assert_eq!(xreadgroup_calls(&redis), 3 + 7);
+        assert!(took < Duration::from_millis(800), "took {took:?}");
+
+        // Every entry once, all of them this consumer's to process.
+        let ids: HashSet<Vec<u8>> = first
+            .iter()
+            .chain(&second)
+            .map(|d| d.job.id.to_text().to_vec())
+            .collect();
+        assert_eq!(ids.len(), 25);
+        let pending = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
+        assert_eq!(pending[0], 25, "{pending}");
+
+        // With one free slot, one read of one entry.
+        q.enqueue(job(&uuid(99))).await.expect("enqueue");
+        q.enqueue(job(&uuid(100))).await.expect("enqueue");
+        assert_eq!(q.fetch(1, 10).await.len(), 1);
+        assert_eq!(xreadgroup_calls(&redis), 3 + 7 + 1);
+    });
+}
