@@ -2,6 +2,7 @@
 //! with the payload captured raw) against simd-json parsing the same body to a tape (which needs
 //! a mutable copy of the body, counted here), for payloads of 100 B, 1 KiB and 64 KiB.
 //! This is the measurement behind using serde_json rather than simd-json (PERFORMANCE.md).
+//! Group `submit_parse`: the one-pass fast path for plain bodies against the full parse.
 //!
 //! `cargo bench --bench json_validate`
 
@@ -53,6 +54,30 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+    }
+    g.finish();
+
+    // The body nearly every client sends: the one-pass fast path (`submit_plain.rs`) against the
+    // full parse it stands in for, and a body the fast path gives up on only at its end (its
+    // worst case: both passes).
+    let mut g = c.benchmark_group("submit_parse");
+    for (name, body) in [
+        (
+            "typical",
+            &br#"{"payload":{"operation":"uppercase","data":"hello"}}"#[..],
+        ),
+        (
+            "metadata_last",
+            &br#"{"payload":{"operation":"uppercase","data":"hello"},"metadata":{"priority":5}}"#[..],
+        ),
+    ] {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("parse", name), body, |b, body| {
+            b.iter(|| submit::parse(black_box(body), Duration::from_secs(300)).is_ok())
+        });
+        g.bench_with_input(BenchmarkId::new("parse_full", name), body, |b, body| {
+            b.iter(|| submit::parse_full(black_box(body), Duration::from_secs(300)).is_ok())
+        });
     }
     g.finish();
 }

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod response;
 pub mod status;
 pub mod submit;
+pub mod submit_plain;
 
 use crate::error::{Detail, Error, ErrorKind};
 use crate::http::route::{route, NoRoute};

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use tracing::debug;
 
 use super::json::{scan, ScanError};
+use super::submit_plain::plain_members;
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::http::{Request, RequestHead, Response};
@@ -95,8 +96,27 @@ pub fn precheck(head: &RequestHead) -> Result<(), Error> {
     }
 }
 
-/// Validates a submit body (400 for bad JSON, 422 for a wrong shape).
+/// Validates a submit body (400 for bad JSON, 422 for a wrong shape): the plain shape nearly
+/// every client sends in one pass (`submit_plain.rs`), anything else with [`parse_full`].
 pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error> {
+    let Some(m) = plain_members(body) else {
+        return parse_full(body, default_timeout);
+    };
+    // The fast path accepts ASCII only: these are text.
+    let text = |r: &Range<usize>| std::str::from_utf8(&body[r.clone()]).unwrap_or("");
+    let headers = m.headers.map(|r| (text(&r), r));
+    let metadata = m.metadata.as_ref().map(text);
+    check_members(
+        Vec::new(),
+        Some(m.payload),
+        headers,
+        metadata,
+        default_timeout,
+    )
+}
+
+/// The full validation of a submit body, with the precise error for each way it can be wrong.
+pub fn parse_full(body: &[u8], default_timeout: Duration) -> Result<Submission, Error> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Error::new(ErrorKind::MalformedJson, "request body is not valid UTF-8"))?;
     scan(body).map_err(|e| match e {
@@ -131,10 +151,24 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
         }
         Some(p) => Some(range_in(text, p.get())),
     };
-    let headers = match parsed.headers {
-        Some(h) if h.get() != "null" => {
-            match serde_json::from_str::<HashMap<Cow<'_, str>, Cow<'_, str>>>(h.get()) {
-                Ok(_) => Some(range_in(text, h.get())),
+    let headers = parsed.headers.map(|h| (h.get(), range_in(text, h.get())));
+    let metadata = parsed.metadata.map(RawValue::get);
+    check_members(errors, payload, headers, metadata, default_timeout)
+}
+
+/// The rest of a submit body's validation, from its members' JSON text (already valid JSON):
+/// `payload` (its range, if it is an object), `headers` (text and range) and `metadata`.
+fn check_members(
+    mut errors: Vec<FieldError>,
+    payload: Option<Range<usize>>,
+    headers: Option<(&str, Range<usize>)>,
+    metadata: Option<&str>,
+    default_timeout: Duration,
+) -> Result<Submission, Error> {
+    let headers = match headers {
+        Some((h, range)) if h != "null" => {
+            match serde_json::from_str::<HashMap<Cow<'_, str>, Cow<'_, str>>>(h) {
+                Ok(_) => Some(range),
                 Err(_) => {
                     errors.push(field(
                         &["headers"],
@@ -147,8 +181,8 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
         }
         _ => None,
     };
-    let meta: MetadataIn<'_> = match parsed.metadata {
-        Some(m) if !m.get().starts_with('{') && m.get() != "null" => {
+    let meta: MetadataIn<'_> = match metadata {
+        Some(m) if !m.starts_with('{') && m != "null" => {
             errors.push(field(
                 &["metadata"],
                 "value is not a valid dict",
@@ -156,7 +190,7 @@ pub fn parse(body: &[u8], default_timeout: Duration) -> Result<Submission, Error
             ));
             MetadataIn::default()
         }
-        Some(m) if m.get() != "null" => serde_json::from_str(m.get()).unwrap_or_else(|e| {
+        Some(m) if m != "null" => serde_json::from_str(m).unwrap_or_else(|e| {
             errors.push(field(
                 &["metadata"],
                 &format!("invalid metadata: {e}"),
