@@ -38,6 +38,7 @@ pub mod error;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod plain_json;
 pub mod queue;
 pub mod resp;
 pub mod server;

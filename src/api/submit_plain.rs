@@ -1,24 +1,16 @@
-//! The submit body's fast path: one pass over the plain shape nearly every client sends, which
-//! validates it and finds the payload, instead of three (UTF-8, the structural scan of `json.rs`,
-//! serde_json). Sans-IO; the fuzz target `submit_body` holds it to the full parse.
-//!
-//! Accepted here, and only here: a top-level object whose member names have no escapes, with a
-//! `payload` member that is an object and each of `payload`, `headers`, `metadata` at most once;
-//! ASCII text, strings without `\u` escapes, numbers without an exponent and of at most 15
-//! digits, nesting at most 32 deep, JSON's grammar (RFC 8259) everywhere. It returns where the
-//! three members are; `submit.rs` checks `headers` and `metadata` as the full parse does. Anything
-//! else, every syntax error included, returns `None` and the full parse (`submit::parse_full`)
-//! decides and explains, so the fast path changes no answer: what it accepts the full parse
-//! accepts with the same result.
+//! The submit body's fast path: the plain body nearly every client sends (`plain_json.rs`: ASCII,
+//! no `\u` escapes, no exponents) read in one pass, which validates it and finds its members,
+//! instead of three (UTF-8, the structural scan of `json.rs`, serde_json). `submit.rs` then checks
+//! `headers` and `metadata` (when present) exactly as the full parse does. Anything else, every
+//! syntax error included, returns `None` and the full parse (`submit::parse_full`) decides and
+//! explains, so the fast path changes no answer: what it accepts the full parse accepts with the
+//! same result. The fuzz target `submit_body` holds the two to that.
 
 use std::ops::Range;
 
-/// Deepest nesting the fast path follows (the full parse allows `json::MAX_DEPTH`).
-const MAX_DEPTH: usize = 32;
-/// Longest number (in digits) the fast path accepts: far inside an `f64`'s exact range.
-const MAX_DIGITS: usize = 15;
+use crate::plain_json;
 
-/// Where the members of a plain submit body are (see the module doc).
+/// Where the members of a plain submit body are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Members {
     /// The `payload` object.
@@ -29,211 +21,16 @@ pub struct Members {
     pub metadata: Option<Range<usize>>,
 }
 
-/// The members of `body` when it is a plain submit body (see the module doc).
+/// The members of `body` when it is a plain submit body whose `payload` is an object.
 pub fn plain_members(body: &[u8]) -> Option<Members> {
-    let mut p = Cursor { b: body, i: 0 };
-    p.ws();
-    p.eat(b'{')?;
-    let mut payload = None;
-    let mut headers = None;
-    let mut metadata = None;
-    p.ws();
-    if p.peek()? != b'}' {
-        loop {
-            p.ws();
-            let name = p.string()?;
-            if body[name.clone()].contains(&b'\\') {
-                return None;
-            }
-            p.ws();
-            p.eat(b':')?;
-            p.ws();
-            match &body[name] {
-                b"payload" => {
-                    if payload.is_some() || p.peek()? != b'{' {
-                        return None;
-                    }
-                    let start = p.i;
-                    p.value(1)?;
-                    payload = Some(start..p.i);
-                }
-                b"headers" => p.member(&mut headers)?,
-                b"metadata" => p.member(&mut metadata)?,
-                _ => p.value(1)?,
-            }
-            p.ws();
-            match p.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
-            }
-        }
-    } else {
-        p.i += 1;
-    }
-    p.ws();
-    (p.i == body.len()).then_some(Members {
-        payload: payload?,
+    let [payload, headers, metadata] =
+        plain_json::members(body, [b"payload", b"headers", b"metadata"])?;
+    let payload = payload.filter(|r| body[r.start] == b'{')?;
+    Some(Members {
+        payload,
         headers,
         metadata,
     })
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek()?;
-        self.i += 1;
-        Some(c)
-    }
-
-    fn eat(&mut self, want: u8) -> Option<()> {
-        (self.next()? == want).then_some(())
-    }
-
-    /// A top-level member's value, recorded in `slot`; `None` for a second one (a duplicate
-    /// field to the full parse).
-    fn member(&mut self, slot: &mut Option<Range<usize>>) -> Option<()> {
-        if slot.is_some() {
-            return None;
-        }
-        let start = self.i;
-        self.value(1)?;
-        *slot = Some(start..self.i);
-        Some(())
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    /// A value starting at the cursor (no leading whitespace), `depth` containers deep.
-    fn value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
-            b'"' => self.string().map(drop),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
-        }
-    }
-
-    fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            self.value(depth)?;
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            self.value(depth)?;
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    /// A string; returns the range of its contents (between the quotes, escapes as written).
-    fn string(&mut self) -> Option<Range<usize>> {
-        self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match self.next()? {
-                b'"' => return Some(start..self.i - 1),
-                b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    // `\u` (surrogate rules) and anything invalid: the full parse.
-                    _ => return None,
-                },
-                // Control characters must be escaped; non-ASCII needs UTF-8 validation.
-                0..=0x1f | 0x80..=0xff => return None,
-                _ => {}
-            }
-        }
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let end = self.i.checked_add(word.len())?;
-        (self.b.get(self.i..end)? == word).then(|| self.i = end)
-    }
-
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)?`, no exponent, at most `MAX_DIGITS` digits.
-    fn number(&mut self) -> Option<()> {
-        if self.peek()? == b'-' {
-            self.i += 1;
-        }
-        let mut digits = match self.next()? {
-            b'0' => 1,
-            b'1'..=b'9' => 1 + self.digits(),
-            _ => return None,
-        };
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            let fraction = self.digits();
-            if fraction == 0 {
-                return None;
-            }
-            digits += fraction;
-        }
-        if matches!(self.peek(), Some(b'e' | b'E' | b'0'..=b'9')) || digits > MAX_DIGITS {
-            return None;
-        }
-        Some(())
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
-        self.i - start
-    }
 }
 
 #[cfg(test)]
@@ -242,6 +39,8 @@ mod tests {
 
     use super::*;
     use crate::api::submit::{parse, parse_full};
+
+    const MAX_DEPTH: usize = 32;
 
     const TIMEOUT: Duration = Duration::from_secs(300);
 
