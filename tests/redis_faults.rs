@@ -820,8 +820,10 @@ fn retries_back_off_and_end_in_the_dlq() {
     assert!((50..100).contains(&d2), "second delay {d2} ms");
     assert!(d2 > d1, "delays must grow: {d1} then {d2} ms");
     // And they were really waited for: submitted → dead-lettered took at least their sum.
-    let micros = |k: &str| -> u64 { e[k].parse().unwrap_or_else(|_| panic!("{k}: {e:?}")) };
-    let took_ms = (micros("failed_at") - micros("submitted_at")) / 1000;
+    let micros = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| panic!("{v:?}: {e:?}")) };
+    // `meta` is `<priority> <timeout_ms> <retry_count> <submitted_at>`.
+    let submitted_at = e["meta"].split(' ').nth(3).unwrap_or_default();
+    let took_ms = (micros(&e["failed_at"]) - micros(submitted_at)) / 1000;
     assert!(
         took_ms >= d1 + d2,
         "dead-lettered after {took_ms} ms, before the delays ({d1} + {d2} ms) passed"

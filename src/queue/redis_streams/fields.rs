@@ -1,6 +1,11 @@
-//! The Redis shape of a job (stream-entry fields), both ways. Numbers are decimal text;
-//! timestamps are microseconds since the epoch; the payload and headers are the bytes the client
-//! sent. (A request state is one string: `state_value.rs`.)
+//! The Redis shape of a job (stream-entry fields), both ways: `id`, `payload` (the bytes the client
+//! sent), `attempt`, `meta` = `<priority> <timeout_ms> <retry_count> <submitted_at>` (decimal;
+//! `submitted_at` in µs since the epoch), and `headers`, `endpoint`, `method` when present.
+//! The four numbers share one field: every field costs Redis on each `XADD` and on each entry an
+//! `XREADGROUP` delivers (seven pairs against four: 1.4 against 1.2 µs per `XADD`, 3.5 against
+//! 2.8 µs per delivered entry, `INFO commandstats`). Entries written by builds before that change
+//! (`priority`, `timeout_ms`, `retry_count`, `submitted_at` as fields of their own) are still read.
+//! (A request state is one string: `state_value.rs`.)
 
 use std::time::Duration;
 
@@ -27,21 +32,47 @@ pub fn job_fields(job: &Job, attempt: u32) -> Args {
     };
     pair(b"id", Bytes::copy_from_slice(&job.id.to_text()));
     pair(b"payload", job.payload.clone());
+    pair(b"attempt", num(u64::from(attempt)));
+    let meta = format!(
+        "{} {} {} {}",
+        job.metadata.priority,
+        job.metadata.timeout.as_millis(),
+        job.metadata.retry_count,
+        job.submitted_at.0
+    );
+    pair(b"meta", Bytes::from(meta));
     if let Some(h) = &job.headers {
         pair(b"headers", h.clone());
     }
-    pair(b"priority", num(u64::from(job.metadata.priority)));
-    pair(b"timeout_ms", num(job.metadata.timeout.as_millis() as u64));
-    pair(b"retry_count", num(u64::from(job.metadata.retry_count)));
     if let Some(e) = &job.metadata.endpoint {
         pair(b"endpoint", Bytes::copy_from_slice(e.as_bytes()));
     }
     if let Some(m) = &job.metadata.method {
         pair(b"method", Bytes::copy_from_slice(m.as_bytes()));
     }
-    pair(b"submitted_at", num(job.submitted_at.0));
-    pair(b"attempt", num(u64::from(attempt)));
     a
+}
+
+/// `priority`, `timeout_ms`, `retry_count`, `submitted_at` of an entry: from `meta`, or from the
+/// separate fields of entries written before `meta`.
+fn numbers(pairs: &[Frame]) -> Option<[u64; 4]> {
+    if let Some(meta) = field(pairs, b"meta") {
+        let text = std::str::from_utf8(meta).ok()?;
+        let mut parts = text.split(' ').map(|p| p.parse::<u64>().ok());
+        let n = [
+            parts.next()??,
+            parts.next()??,
+            parts.next()??,
+            parts.next()??,
+        ];
+        return parts.next().is_none().then_some(n);
+    }
+    Some([
+        parse_num(field(pairs, b"priority")).unwrap_or(0),
+        parse_num(field(pairs, b"timeout_ms"))?,
+        parse_num(field(pairs, b"retry_count")).unwrap_or(0),
+        parse_num(field(pairs, b"submitted_at"))?,
+    ])
 }
 
 fn field<'a>(pairs: &'a [Frame], name: &[u8]) -> Option<&'a Bytes> {
@@ -60,18 +91,19 @@ fn parse_num(b: Option<&Bytes>) -> Option<u64> {
 pub fn job_from_fields(pairs: &[Frame]) -> Option<(Job, u32)> {
     let id = CorrelationId::parse(field(pairs, b"id")?)?;
     let text = |k: &[u8]| field(pairs, k).map(|b| String::from_utf8_lossy(b).into_owned());
+    let [priority, timeout_ms, retry_count, submitted_at] = numbers(pairs)?;
     let job = Job {
         id,
         payload: field(pairs, b"payload")?.clone(),
         headers: field(pairs, b"headers").cloned(),
         metadata: Metadata {
-            priority: parse_num(field(pairs, b"priority")).unwrap_or(0).min(9) as u8,
-            timeout: Duration::from_millis(parse_num(field(pairs, b"timeout_ms"))?),
-            retry_count: parse_num(field(pairs, b"retry_count")).unwrap_or(0) as u32,
+            priority: priority.min(9) as u8,
+            timeout: Duration::from_millis(timeout_ms),
+            retry_count: retry_count.min(u64::from(u32::MAX)) as u32,
             endpoint: text(b"endpoint"),
             method: text(b"method"),
         },
-        submitted_at: Timestamp(parse_num(field(pairs, b"submitted_at"))?),
+        submitted_at: Timestamp(submitted_at),
     };
     let attempt = parse_num(field(pairs, b"attempt")).unwrap_or(1) as u32;
     Some((job, attempt))
@@ -100,7 +132,54 @@ mod tests {
             },
             submitted_at: Timestamp(1_795_689_000_123_456),
         };
-        let (back, attempt) = job_from_fields(&as_frames(&job_fields(&job, 3))).unwrap();
-        assert_eq!((back, attempt), (job, 3));
+        let fields = job_fields(&job, 3);
+        let (back, attempt) = job_from_fields(&as_frames(&fields)).unwrap();
+        assert_eq!((back, attempt), (job.clone(), 3));
+        let meta = fields.iter().position(|f| &f[..] == b"meta").unwrap();
+        assert_eq!(&fields[meta + 1][..], b"5 1500 2 1795689000123456");
+
+        // An entry of a build before `meta`.
+        let old: Vec<Frame> = [
+            "id",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "payload",
+            r#"{"operation":"echo","data":"x"}"#,
+            "headers",
+            r#"{"X-T":"a"}"#,
+            "priority",
+            "5",
+            "timeout_ms",
+            "1500",
+            "retry_count",
+            "2",
+            "endpoint",
+            "billing",
+            "submitted_at",
+            "1795689000123456",
+            "attempt",
+            "3",
+        ]
+        .iter()
+        .map(|s| Frame::Bulk(Some(Bytes::copy_from_slice(s.as_bytes()))))
+        .collect();
+        assert_eq!(job_from_fields(&old), Some((job, 3)));
+    }
+
+    #[test]
+    fn malformed_meta_is_refused() {
+        for meta in ["", "1 2 3", "1 2 3 4 5", "1 x 3 4", "1  2 3 4", "-1 2 3 4"] {
+            let pairs: Vec<Frame> = [
+                "id",
+                "550e8400-e29b-41d4-a716-446655440000",
+                "payload",
+                "{}",
+                "meta",
+                meta,
+            ]
+            .iter()
+            .map(|s| Frame::Bulk(Some(Bytes::copy_from_slice(s.as_bytes()))))
+            .collect();
+            assert_eq!(job_from_fields(&pairs), None, "{meta:?}");
+        }
     }
 }
