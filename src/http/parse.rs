@@ -283,8 +283,7 @@ impl Fields {
             let name = h.name.as_bytes();
             // httparse refuses NUL (and other controls but HTAB) in values: see the tests.
             let value = trim(h.value);
-            // The names acted on all differ in length: one comparison per field.
-            let is = |want: &[u8]| name.len() == want.len() && name.eq_ignore_ascii_case(want);
+            let is = |want: &[u8]| name.eq_ignore_ascii_case(want);
             if is(b"host") {
                 f.hosts += 1;
                 if !value.iter().all(|&b| is_host_byte(b)) {
