@@ -10,7 +10,7 @@
 //! d. Two broker instances on one Redis.
 //! e. Retries with growing delays ending in the DLQ stream, and a broker crash between retries.
 //!
-//! Completion is checked both through the API and in Redis itself (the state hashes a restarted
+//! Completion is checked both through the API and in Redis itself (the states a restarted
 //! or second instance reads), and the work streams must drain (nothing left pending).
 //!
 //! The tests take a shared lock, so their timing bounds are measured one at a time on a small
@@ -183,7 +183,7 @@ fn assert_all_completed(addr: SocketAddr, accepted: &[(String, String)], within:
     );
 }
 
-/// Every accepted request's state hash (the durable record, read straight from Redis) reaches
+/// Every accepted request's state (the durable record, read straight from Redis) reaches
 /// COMPLETED with its own data as output before `within` passes. Independent of which broker
 /// shard or instance answers API reads.
 fn assert_all_completed_in_redis(
@@ -264,13 +264,13 @@ fn shard_tags(redis: &RedisServer) -> Vec<String> {
     tags
 }
 
-/// The shard tag of a request, from its state hash's key.
+/// The shard tag of a request, from its state's key.
 fn shard_of(redis: &RedisServer, id: &str) -> String {
     let keys = redis.cli(&["KEYS", &format!("openhqm-requests:*:state:{id}")]);
     let key = keys
         .lines()
         .next()
-        .unwrap_or_else(|| panic!("no state hash for {id}"));
+        .unwrap_or_else(|| panic!("no state for {id}"));
     key.strip_prefix("openhqm-requests:")
         .and_then(|k| k.split(":state:").next())
         .unwrap_or_else(|| panic!("unexpected state key {key:?}"))
@@ -745,7 +745,7 @@ fn dlq_entries_of(redis: &RedisServer, id: &str) -> Vec<HashMap<String, String>>
         .collect()
 }
 
-/// Asserts `id` is FAILED in its state hash, with exactly one DLQ entry after 3 attempts, and
+/// Asserts `id` is FAILED in its state, with exactly one DLQ entry after 3 attempts, and
 /// no retry left scheduled; returns the DLQ entry's fields.
 fn assert_dead_lettered(redis: &RedisServer, id: &str) -> HashMap<String, String> {
     let tag = shard_of(redis, id);

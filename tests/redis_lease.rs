@@ -21,22 +21,32 @@ const STREAM: &str = "openhqm-requests:{0}";
 const GROUP: &str = "openhqm-workers";
 const LEASE_HELD: Duration = Duration::from_millis(300);
 
-fn completed(d: &Delivery, result: &'static [u8]) -> RequestState {
+/// `d`'s state once final with `status`, a result and an error.
+fn finished(
+    d: &Delivery,
+    status: Status,
+    result: Option<Bytes>,
+    error: Option<&str>,
+) -> RequestState {
     let mut s = RequestState::pending(d.job.submitted_at);
     s.start(Timestamp::now()).expect("start");
     s.finish(
-        Status::Completed,
+        status,
         Outcome {
-            result: Some(Bytes::from_static(result)),
+            status_code: result.is_some().then_some(200),
+            result,
             headers: None,
-            status_code: Some(200),
-            error: None,
+            error: error.map(str::to_owned),
             processing_time_ms: 1,
             completed_at: Timestamp::now(),
         },
     )
     .expect("finish");
     s
+}
+
+fn completed(d: &Delivery, result: &'static [u8]) -> RequestState {
+    finished(d, Status::Completed, Some(Bytes::from_static(result)), None)
 }
 
 fn state_key(id: &str) -> String {
@@ -105,5 +115,81 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
         let result = state.outcome.and_then(|o| o.result);
         assert_eq!(result.as_deref(), Some(&b"\"still mine\""[..]));
         assert_eq!(owner(&redis, &entry), None);
+    });
+}
+
+fn failed(d: &Delivery) -> RequestState {
+    finished(d, Status::Failed, None, Some("boom"))
+}
+
+/// The owner-only retry and dead-letter scripts, driven with the arguments the backend builds.
+#[test]
+fn a_lapsed_lease_retries_and_dead_letters_only_what_is_still_owned() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = backend(&redis, LEASE_HELD);
+        connected(&q).await;
+        let retry_job = |id: &str| format!("{STREAM}:retry:{id}");
+        let retries = format!("{STREAM}:retries");
+        let dlq = "openhqm-dlq:{0}";
+
+        // Retry, lease lapsed, entry still ours: parked for later with its next attempt number,
+        // PROCESSING, acknowledged.
+        let a = "44444444-4444-4444-8444-444444444444";
+        let d = submit_and_take(&q, a).await;
+        let entry = d.entry_id.clone().unwrap();
+        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        q.retry(d, Duration::from_secs(60)).await;
+        assert_eq!(status(&redis, a), Some(Status::Processing));
+        assert_eq!(redis.cli(&["HGET", &retry_job(a), "attempt"]), "2");
+        assert!(redis.cli_int(&["ZSCORE", &retries, a]) > 0);
+        assert_eq!(owner(&redis, &entry), None);
+
+        // Retry, lease lapsed, entry taken over: nothing written.
+        let b = "55555555-5555-4555-8555-555555555555";
+        let d = submit_and_take(&q, b).await;
+        let entry = d.entry_id.clone().unwrap();
+        let e = std::str::from_utf8(&entry).unwrap().to_owned();
+        redis.cli_json(&["XCLAIM", STREAM, GROUP, "other:0", "0", &e, "JUSTID"]);
+        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        q.retry(d, Duration::from_secs(60)).await;
+        assert_eq!(status(&redis, b), Some(Status::Pending));
+        assert_eq!(redis.cli_int(&["EXISTS", &retry_job(b)]), 0);
+        assert_eq!(owner(&redis, &entry).as_deref(), Some("other:0"));
+
+        // Dead letter, lease lapsed, entry still ours: in the dead-letter stream with its reason,
+        // FAILED, acknowledged.
+        let c = "66666666-6666-4666-8666-666666666666";
+        let d = submit_and_take(&q, c).await;
+        let entry = d.entry_id.clone().unwrap();
+        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        let state = failed(&d);
+        q.dead_letter(d, Some(state), "boom").await;
+        let got = redis.state(&state_key(c)).expect("a state");
+        assert_eq!(got.status, Status::Failed);
+        assert_eq!(got.outcome.and_then(|o| o.error).as_deref(), Some("boom"));
+        assert_eq!(redis.cli_int(&["XLEN", dlq]), 1);
+        let dead = redis.cli_json(&["XRANGE", dlq, "-", "+"]);
+        let fields = dead[0][1].as_array().expect("fields").clone();
+        let at = fields
+            .iter()
+            .position(|f| f == "error")
+            .expect("error field");
+        assert_eq!(fields[at + 1], "boom");
+        assert_eq!(owner(&redis, &entry), None);
+
+        // Dead letter, lease lapsed, entry taken over: nothing written.
+        let d2 = "77777777-7777-4777-8777-777777777777";
+        let d = submit_and_take(&q, d2).await;
+        let entry = d.entry_id.clone().unwrap();
+        let e = std::str::from_utf8(&entry).unwrap().to_owned();
+        redis.cli_json(&["XCLAIM", STREAM, GROUP, "other:0", "0", &e, "JUSTID"]);
+        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        let state = failed(&d);
+        q.dead_letter(d, Some(state), "boom").await;
+        assert_eq!(status(&redis, d2), Some(Status::Pending));
+        assert_eq!(redis.cli_int(&["XLEN", dlq]), 1);
+        assert_eq!(owner(&redis, &entry).as_deref(), Some("other:0"));
     });
 }

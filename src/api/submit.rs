@@ -273,7 +273,7 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
         metadata: sub.metadata,
         submitted_at: now,
     };
-    // Embedded: the table is the only copy. Redis: the state hash is; a local PENDING copy could
+    // Embedded: the table is the only copy. Redis: the state key is; a local PENDING copy could
     // go stale when another instance processes the request, so lookups read Redis until a worker
     // here records the final state.
     let local = !ctx.backend.stores_state();

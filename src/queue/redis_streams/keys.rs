@@ -17,7 +17,7 @@ pub struct Keys {
     pub retries: Vec<u8>,
     /// Prefix of the hashes holding jobs waiting for a retry.
     pub retry_job_prefix: Vec<u8>,
-    /// Prefix of the request-state hashes.
+    /// Prefix of the request-state keys.
     pub state_prefix: Vec<u8>,
 }
 
@@ -35,7 +35,7 @@ impl Keys {
         }
     }
 
-    /// The state hash of `id` (an id this shard owns).
+    /// The state key of `id` (an id this shard owns).
     pub fn state(&self, id: &CorrelationId) -> Vec<u8> {
         let mut k = self.state_prefix.clone();
         k.extend_from_slice(&id.to_text());
@@ -50,7 +50,7 @@ impl Keys {
     }
 }
 
-/// The state hash of `id` owned by shard `owner`, from any shard.
+/// The state key of `id` owned by shard `owner`, from any shard.
 pub fn state_key(requests_prefix: &str, owner: ShardId, id: &CorrelationId) -> Vec<u8> {
     let mut k = format!("{requests_prefix}:{{{owner}}}:state:").into_bytes();
     k.extend_from_slice(&id.to_text());

@@ -66,7 +66,7 @@ pub struct RedisSettings {
     pub max_submits_in_flight: usize,
     /// [`LEASE_HELD`]; shorter only in tests, which cannot wait 20 s for a lease to lapse.
     pub lease_held: Duration,
-    /// TTL of state hashes.
+    /// TTL of request states.
     pub ttl: Duration,
     /// Deliveries after which a crashing (never finishing) job is dead-lettered.
     pub max_deliveries: u32,
@@ -274,32 +274,43 @@ impl RedisQueue {
                 }
             };
             let mut out = Vec::new();
+            // The reads of one write usually fail together (`LOADING`, `NOGROUP`): the first
+            // error is handled once, after what the others delivered is handed out.
+            let mut failed: Option<&[u8]> = None;
             for frame in &frames {
-                self.take_read(frame, cursor.is_some(), &mut out).await;
+                match frame.error_text() {
+                    Some(e) => {
+                        failed.get_or_insert(e);
+                    }
+                    None => self.take_read(frame, cursor.is_some(), &mut out).await,
+                }
             }
             let out = self.hand_out(out, read_at);
+            if let Some(e) = failed {
+                if e.starts_with(b"NOGROUP") {
+                    self.create_group().await;
+                } else {
+                    warn!(error = %String::from_utf8_lossy(e), "XREADGROUP failed");
+                    if out.is_empty() {
+                        monoio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
             if !out.is_empty() {
                 return out;
             }
         }
     }
 
-    /// The deliveries of one `XREADGROUP` reply, appended to `out`. Errors are logged (a missing
-    /// group is created again); entries without a readable job are acknowledged.
+    /// The deliveries of one (non-error) `XREADGROUP` reply, appended to `out`; entries without a
+    /// readable job are acknowledged.
     async fn take_read(&self, frame: &Frame, paging: bool, out: &mut Vec<Delivery>) {
-        if let Some(e) = frame.error_text() {
-            if e.starts_with(b"NOGROUP") {
-                self.create_group().await;
-            } else {
-                warn!(error = %String::from_utf8_lossy(e), "XREADGROUP failed");
-                monoio::time::sleep(Duration::from_millis(100)).await;
-            }
-            return;
-        }
         let entries = match reads::xreadgroup(frame) {
             Ok(e) => e,
             Err(why) => {
+                // Whatever it delivered is in our pending list: read that again.
                 error!(why, "unexpected XREADGROUP reply");
+                self.reread.set(true);
                 return;
             }
         };
