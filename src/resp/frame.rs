@@ -101,14 +101,46 @@ impl Frame {
 /// Reads the line starting at `*pos` (without CRLF) and moves past it.
 fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let rest = &buf[*pos..];
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    *pos += end + 2;
-    Some(&rest[..end])
+    let mut from = 0;
+    loop {
+        let cr = from + rest[from..].iter().position(|&b| b == b'\r')?;
+        match rest.get(cr + 1) {
+            Some(b'\n') => {
+                *pos += cr + 2;
+                return Some(&rest[..cr]);
+            }
+            Some(_) => from = cr + 1,
+            None => return None,
+        }
+    }
 }
 
+/// A decimal integer as `i64::from_str` reads it (optional sign, digits, no overflow), without
+/// the UTF-8 check and `str` machinery: every array and bulk header goes through here.
 fn number(text: &[u8]) -> Result<i64, ProtocolError> {
-    let s = std::str::from_utf8(text).map_err(|_| ProtocolError::BadNumber)?;
-    s.parse().map_err(|_| ProtocolError::BadNumber)
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return Err(ProtocolError::BadNumber);
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(ProtocolError::BadNumber);
+        }
+        let d = i64::from(d - b'0');
+        v = v.checked_mul(10).ok_or(ProtocolError::BadNumber)?;
+        v = if negative {
+            v.checked_sub(d)
+        } else {
+            v.checked_add(d)
+        }
+        .ok_or(ProtocolError::BadNumber)?;
+    }
+    Ok(v)
 }
 
 fn decode_at(buf: &Bytes, pos: &mut usize, depth: usize) -> Result<Option<Frame>, ProtocolError> {
@@ -209,6 +241,48 @@ mod tests {
                 "{wire:?}"
             );
         }
+    }
+
+    #[test]
+    fn numbers_read_as_i64_from_str_reads_them() {
+        for text in [
+            "0",
+            "-0",
+            "+0",
+            "7",
+            "-7",
+            "+7",
+            "42",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "",
+            "-",
+            "+",
+            "1a",
+            " 1",
+            "1 ",
+            "--1",
+            "+-1",
+            "00012",
+            "99999999999999999999",
+        ] {
+            let want = text.parse::<i64>().map_err(|_| ProtocolError::BadNumber);
+            assert_eq!(number(text.as_bytes()), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn lines_end_at_the_first_crlf_only() {
+        let buf = b"a\rb\r\nc\r\n";
+        let mut pos = 0;
+        assert_eq!(line(buf, &mut pos), Some(&b"a\rb"[..]));
+        assert_eq!(line(buf, &mut pos), Some(&b"c"[..]));
+        let mut pos = 0;
+        assert_eq!(line(b"ab\r", &mut pos), None);
+        assert_eq!(line(b"a\rb", &mut pos), None);
+        assert_eq!(pos, 0);
     }
 
     #[test]

@@ -61,7 +61,10 @@ impl CorrelationId {
         // Any invalid digit sets the high bit of `bad` (its table entry is 0x80).
         let mut bad = 0u8;
         for (byte, &at) in out.iter_mut().zip(DIGIT_AT.iter()) {
-            let (hi, lo) = (HEX_VALUE[text[at] as usize], HEX_VALUE[text[at + 1] as usize]);
+            let (hi, lo) = (
+                HEX_VALUE[text[at] as usize],
+                HEX_VALUE[text[at + 1] as usize],
+            );
             bad |= hi | lo;
             *byte = (hi << 4) | (lo & 0x0f);
         }
