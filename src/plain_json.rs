@@ -218,6 +218,23 @@ impl Cursor<'_> {
     }
 }
 
+/// `text` with each byte in turn replaced by each of the bytes that matter to JSON (and a few
+/// that must be refused): the mutation tests of this reader and of the paths built on it.
+#[cfg(test)]
+pub(crate) fn one_byte_changes(text: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    const BYTES: [u8; 20] = [
+        b' ', b'{', b'}', b'[', b']', b'"', b'\\', b',', b':', b'0', b'1', b'-', b'.', b'e', b'a',
+        b'n', b'u', b'\n', 0, 0xc3,
+    ];
+    (0..text.len()).flat_map(move |i| {
+        BYTES.iter().map(move |&b| {
+            let mut m = text.to_vec();
+            m[i] = b;
+            m
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,18 +306,11 @@ y"}"#,
     fn plain_is_a_subset_of_json() {
         let text = br#"{"a":[1,-2.5,true,null,"x\n"],"b":{},"c":0}"#;
         let mut accepted = 0;
-        for i in 0..text.len() {
-            for b in [
-                b' ', b'{', b'}', b'[', b']', b'"', b'\\', b',', b':', b'0', b'1', b'-', b'.',
-                b'e', b'a', b'n', b'u', b'\n', 0, 0xc3,
-            ] {
-                let mut m = text.to_vec();
-                m[i] = b;
-                if members(&m, [b"a"]).is_some() {
-                    accepted += 1;
-                    let v: Result<serde_json::Value, _> = serde_json::from_slice(&m);
-                    assert!(v.is_ok(), "{:?}", String::from_utf8_lossy(&m));
-                }
+        for m in one_byte_changes(text) {
+            if members(&m, [b"a"]).is_some() {
+                accepted += 1;
+                let v: Result<serde_json::Value, _> = serde_json::from_slice(&m);
+                assert!(v.is_ok(), "{:?}", String::from_utf8_lossy(&m));
             }
         }
         assert!(accepted > 50, "only {accepted} mutations accepted");

@@ -151,18 +151,11 @@ y"}}"#,
         let body =
             br#"{"payload":{"a":[1,-2.5,true,null,"x\n"],"b":{}},"metadata":{"priority":1}}"#;
         let mut fast = 0;
-        for i in 0..body.len() {
-            for b in [
-                b' ', b'{', b'}', b'[', b']', b'"', b'\\', b',', b':', b'0', b'1', b'-', b'.',
-                b'e', b'a', b'n', b'u', b'\n', 0, 0xc3,
-            ] {
-                let mut m = body.to_vec();
-                m[i] = b;
-                if plain_members(&m).is_some() {
-                    fast += 1;
-                    let text = String::from_utf8(m).expect("the fast path takes ASCII only");
-                    agrees(&text);
-                }
+        for m in plain_json::one_byte_changes(body) {
+            if plain_members(&m).is_some() {
+                fast += 1;
+                let text = String::from_utf8(m).expect("the fast path takes ASCII only");
+                agrees(&text);
             }
         }
         assert!(fast > 50, "only {fast} mutations took the fast path");
