@@ -98,7 +98,7 @@ pub struct Client {
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often calls past their deadline are answered with `Timeout`: a deadline fires up to this
 /// late.
-const DEADLINE_TICK: Duration = Duration::from_millis(50);
+const DEADLINE_TICK: Duration = Duration::from_millis(100);
 
 impl Client {
     /// Starts the connection's driver on the current shard. `label` names it in logs; with
