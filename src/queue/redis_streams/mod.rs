@@ -3,7 +3,8 @@
 //! Per shard: a work stream (`openhqm-requests:{s}`) read by the consumer group
 //! `openhqm-workers`, request states (strings, `state_value.rs`), a sorted set of delayed retries and a dead-letter
 //! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
-//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `XACK`; retry = job
+//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `XACK` (the completions of one turn
+//! together, `completions.rs`); retry = job
 //! hash + `ZADD` + `XACK`; dead letter = `XADD dlq` + state + `XACK`. When this consumer's lease on
 //! an entry may have lapsed, the last three run as owner-only Lua scripts instead (`scripts.rs`).
 //! Acknowledged entries are trimmed every 100 ms up to the oldest pending one (`XTRIM MINID`);
@@ -14,6 +15,7 @@
 //! processed (`XCLAIM ... JUSTID`), take over entries of dead consumers (`XPENDING` + `XCLAIM`)
 //! and refresh the depth gauges. See docs/redis.md.
 
+mod completions;
 pub mod fields;
 pub mod keys;
 pub mod reads;
@@ -32,6 +34,7 @@ use super::{Delivery, Depth, Job, QueueError};
 use crate::clock::Timestamp;
 use crate::resp::{command, Client, Frame, RedisError, RedisTarget, Script};
 use crate::shard::id::CorrelationId;
+use crate::shard::notify::Notify;
 use crate::store::RequestState;
 use fields::{job_fields, Args};
 pub use keys::{Keys, GROUP};
@@ -106,6 +109,10 @@ pub struct RedisQueue {
     submits_in_flight: Cell<usize>,
     max_submits_in_flight: usize,
     lease_held: Duration,
+    /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
+    /// wake-up.
+    completions: RefCell<completions::Completions>,
+    completions_ready: Notify,
 }
 
 /// Counts one submit in flight for as long as it lives (also when the request is cancelled).
@@ -138,7 +145,10 @@ impl RedisQueue {
             submits_in_flight: Cell::new(0),
             max_submits_in_flight: settings.max_submits_in_flight.max(1),
             lease_held: settings.lease_held.min(LEASE_HELD),
+            completions: RefCell::default(),
+            completions_ready: Notify::new(),
         });
+        monoio::spawn(completions::flush_completions(q.clone()));
         monoio::spawn(move_retries(q.clone()));
         monoio::spawn(leases_and_reclaim(q.clone()));
         q
@@ -369,6 +379,17 @@ impl RedisQueue {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let value = state.as_ref().map(state_value::encode);
+        if self.lease_held(&d) {
+            // The everyday path: together with the other completions of this turn.
+            let state = value.as_deref().map(|v| (&key[..], v));
+            let r = self.commit_completion(entry, state).await;
+            self.done(&d);
+            if let Err(e) = r {
+                warn!(correlation_id = %d.job.id, error = %e, "cannot record completion; will redeliver");
+                self.reread.set(true);
+            }
+            return;
+        }
         let n = if value.is_none() { 1 } else { 2 };
         let plain = |out: &mut BytesMut| {
             if let Some(v) = &value {

@@ -1,0 +1,84 @@
+//! Group commit of completions: the deliveries finished while a shard's lease is certainly held
+//! go to Redis together, as one `MULTI`, each one's `SET` of its final state, one `XACK` of all
+//! their entries, `EXEC`, instead of a transaction each. The batch holds whatever finished
+//! before the flusher task ran (the worker slots of one read finish in the same event-loop turn),
+//! and a batch is sent without waiting for the one before. All-or-nothing, as each transaction
+//! was: if it fails, every delivery in it is read again from the pending list.
+//!
+//! Per completion this saves Redis a `MULTI`, an `EXEC` and an `XACK` call (PERFORMANCE.md,
+//! section 8). Deliveries whose lease may have lapsed still settle one by one through the
+//! owner-only script (`scripts.rs`).
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{RedisQueue, GROUP};
+use crate::resp::{command, RedisError};
+use crate::shard::oneshot;
+
+/// Completions waiting for the flusher.
+#[derive(Default)]
+pub(super) struct Completions {
+    /// The encoded `SET`s.
+    sets: BytesMut,
+    /// How many `SET`s.
+    n: usize,
+    /// The entries to acknowledge.
+    entries: Vec<Bytes>,
+    /// One per completion, answered with the transaction's outcome.
+    waiters: Vec<oneshot::Sender<Result<(), RedisError>>>,
+}
+
+impl RedisQueue {
+    /// Queues the completion of `entry` (with its state's `SET`, if any) for the next group
+    /// commit and waits for it.
+    pub(super) async fn commit_completion(
+        &self,
+        entry: Bytes,
+        state: Option<(&[u8], &[u8])>,
+    ) -> Result<(), RedisError> {
+        let rx = {
+            let mut c = self.completions.borrow_mut();
+            if let Some((key, value)) = state {
+                self.put_state(&mut c.sets, key, value);
+                c.n += 1;
+            }
+            c.entries.push(entry);
+            let (tx, rx) = oneshot::channel();
+            c.waiters.push(tx);
+            rx
+        };
+        self.completions_ready.notify();
+        rx.await.unwrap_or(Err(RedisError::Unavailable))
+    }
+}
+
+/// The shard's flusher: on each wake-up, sends what has gathered (in a task of its own, so the
+/// next batch gathers meanwhile).
+pub(super) async fn flush_completions(q: Rc<RedisQueue>) {
+    loop {
+        q.completions_ready.notified().await;
+        let batch = std::mem::take(&mut *q.completions.borrow_mut());
+        if !batch.waiters.is_empty() {
+            monoio::spawn(send(q.clone(), batch));
+        }
+    }
+}
+
+async fn send(q: Rc<RedisQueue>, batch: Completions) {
+    let r = q
+        .cmd
+        .transaction(batch.n + 1, |out| {
+            out.extend_from_slice(&batch.sets);
+            let mut xack: Vec<&[u8]> = Vec::with_capacity(3 + batch.entries.len());
+            xack.extend([&b"XACK"[..], &q.keys.stream, GROUP]);
+            xack.extend(batch.entries.iter().map(|e| &e[..]));
+            command(out, &xack);
+        })
+        .await
+        .map(drop);
+    for tx in batch.waiters {
+        let _ = tx.send(r.clone());
+    }
+}

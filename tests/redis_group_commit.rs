@@ -1,0 +1,83 @@
+//! Group commit of completions: deliveries finished in the same event-loop turn (while the lease
+//! is held) reach Redis as one transaction (`MULTI`, their `SET`s, one `XACK`, `EXEC`), and each
+//! one's state is stored and its entry acknowledged.
+
+mod common;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::in_process::{backend, connected, job};
+use common::redis::RedisServer;
+use openhqm::clock::Timestamp;
+use openhqm::config::IoDriver;
+use openhqm::queue::QueueBackend;
+use openhqm::shard::runtime;
+use openhqm::store::{Outcome, RequestState, Status};
+
+fn calls(redis: &RedisServer, command: &str) -> i64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("calls"))
+}
+
+#[test]
+fn completions_of_one_turn_go_out_as_one_transaction() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = Rc::new(backend(&redis, Duration::from_secs(20)));
+        connected(&q).await;
+        let ids: Vec<String> = (0..5u32)
+            .map(|i| format!("{i:08x}-0000-4000-8000-{i:012x}"))
+            .collect();
+        for id in &ids {
+            q.enqueue(job(id)).await.expect("enqueue");
+        }
+        let deliveries = q.fetch(5, 10).await;
+        assert_eq!(deliveries.len(), 5);
+        redis.cli(&["CONFIG", "RESETSTAT"]);
+
+        // Five slots finishing in the same turn.
+        let handles: Vec<_> = deliveries
+            .into_iter()
+            .map(|d| {
+                let q = q.clone();
+                monoio::spawn(async move {
+                    let mut s = RequestState::pending(d.job.submitted_at);
+                    s.start(Timestamp::now()).expect("start");
+                    let outcome = Outcome {
+                        result: Some(Bytes::from_static(b"\"done\"")),
+                        headers: None,
+                        status_code: Some(200),
+                        error: None,
+                        processing_time_ms: 0,
+                        completed_at: Timestamp::now(),
+                    };
+                    s.finish(Status::Completed, outcome).expect("finish");
+                    q.finish(d, Some(s)).await;
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await;
+        }
+
+        assert_eq!(calls(&redis, "exec"), 1, "one transaction for the five");
+        assert_eq!(calls(&redis, "xack"), 1, "one XACK for the five");
+        assert_eq!(calls(&redis, "set"), 5);
+        for id in &ids {
+            let state = redis
+                .state(&format!("openhqm-requests:{{0}}:state:{id}"))
+                .expect("a state");
+            assert_eq!(state.status, Status::Completed, "{id}");
+        }
+        let pending = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
+        assert_eq!(pending[0], 0, "{pending}");
+    });
+}
