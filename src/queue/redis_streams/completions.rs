@@ -58,11 +58,13 @@ impl RedisQueue {
 /// next batch gathers meanwhile).
 pub(super) async fn flush_completions(q: Rc<RedisQueue>) {
     loop {
-        q.completions_ready.notified().await;
+        // Looking before waiting: nothing added before this task first ran is left behind (a
+        // wake-up only reaches a task already waiting).
         let batch = std::mem::take(&mut *q.completions.borrow_mut());
         if !batch.waiters.is_empty() {
             monoio::spawn(send(q.clone(), batch));
         }
+        q.completions_ready.notified().await;
     }
 }
 
