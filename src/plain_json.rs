@@ -26,37 +26,19 @@ pub fn members<const N: usize>(
     if p.peek()? != b'{' {
         return None;
     }
-    p.i += 1;
-    p.ws();
-    if p.peek()? == b'}' {
-        p.i += 1;
-    } else {
-        loop {
-            p.ws();
-            let name = p.string()?;
-            let name = &text[name];
-            if name.contains(&b'\\') {
+    p.object(1, |name, value| {
+        let name = &text[name];
+        if name.contains(&b'\\') {
+            return None;
+        }
+        if let Some(at) = names.iter().position(|n| *n == name) {
+            if found[at].is_some() {
                 return None;
             }
-            p.ws();
-            p.eat(b':')?;
-            p.ws();
-            let start = p.i;
-            p.value(1)?;
-            if let Some(at) = names.iter().position(|n| *n == name) {
-                if found[at].is_some() {
-                    return None;
-                }
-                found[at] = Some(start..p.i);
-            }
-            p.ws();
-            match p.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
-            }
+            found[at] = Some(value);
         }
-    }
+        Some(())
+    })?;
     p.ws();
     (p.i == text.len()).then_some(found)
 }
@@ -96,7 +78,7 @@ impl Cursor<'_> {
     /// A value starting at the cursor (no leading whitespace), `depth` containers deep.
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'{' => self.object(depth + 1),
+            b'{' => self.object(depth + 1, |_, _| Some(())),
             b'[' => self.array(depth + 1),
             b'"' => self.string().map(drop),
             b't' => self.literal(b"true"),
@@ -107,49 +89,52 @@ impl Cursor<'_> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            self.value(depth)?;
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+    /// An object `depth` containers deep (the cursor at its `{`); `member` sees each member's
+    /// name (the string's contents) and value ranges.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(Range<usize>, Range<usize>) -> Option<()>,
+    ) -> Option<()> {
+        self.items(depth, b'}', |p| {
+            let name = p.string()?;
+            p.ws();
+            p.eat(b':')?;
+            p.ws();
+            let start = p.i;
+            p.value(depth)?;
+            member(name, start..p.i)
+        })
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
+        self.items(depth, b']', |p| p.value(depth))
+    }
+
+    /// The comma-separated `item`s of a container `depth` deep, from its opening byte (at the
+    /// cursor) to `close`.
+    fn items(
+        &mut self,
+        depth: usize,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.i += 1;
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
             return Some(());
         }
         loop {
             self.ws();
-            self.value(depth)?;
+            item(self)?;
             self.ws();
             match self.next()? {
                 b',' => continue,
-                b']' => return Some(()),
+                c if c == close => return Some(()),
                 _ => return None,
             }
         }

@@ -16,16 +16,6 @@ use openhqm::queue::QueueBackend;
 use openhqm::shard::runtime;
 use openhqm::store::{Outcome, RequestState, Status};
 
-fn calls(redis: &RedisServer, command: &str) -> i64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("calls"))
-}
-
 #[test]
 fn completions_of_one_turn_go_out_as_one_transaction() {
     let redis = RedisServer::start();
@@ -68,9 +58,9 @@ fn completions_of_one_turn_go_out_as_one_transaction() {
             h.await;
         }
 
-        assert_eq!(calls(&redis, "exec"), 1, "one transaction for the five");
-        assert_eq!(calls(&redis, "xack"), 1, "one XACK for the five");
-        assert_eq!(calls(&redis, "set"), 5);
+        assert_eq!(redis.calls("exec"), 1, "one transaction for the five");
+        assert_eq!(redis.calls("xack"), 1, "one XACK for the five");
+        assert_eq!(redis.calls("set"), 5);
         for id in &ids {
             let state = redis
                 .state(&format!("openhqm-requests:{{0}}:state:{id}"))

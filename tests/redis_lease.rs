@@ -64,6 +64,17 @@ fn owner(redis: &RedisServer, entry: &[u8]) -> Option<String> {
     p.as_array()?.first()?.get(1)?.as_str().map(str::to_owned)
 }
 
+/// Another consumer (`other:0`) takes `entry` over, as a live instance does with a dead one's.
+fn take_over(redis: &RedisServer, entry: &[u8]) {
+    let e = std::str::from_utf8(entry).unwrap();
+    redis.cli_json(&["XCLAIM", STREAM, GROUP, "other:0", "0", e, "JUSTID"]);
+}
+
+/// Waits past the bound under which this consumer's lease counts as certainly held.
+async fn let_the_lease_lapse() {
+    monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+}
+
 async fn submit_and_take(q: &Backend, id: &str) -> Delivery {
     q.enqueue(job(id)).await.expect("enqueue");
     let mut got = q.fetch(1, 1).await;
@@ -95,9 +106,8 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
         let b = "22222222-2222-4222-8222-222222222222";
         let d = submit_and_take(&q, b).await;
         let entry = d.entry_id.clone().unwrap();
-        let e = std::str::from_utf8(&entry).unwrap().to_owned();
-        redis.cli_json(&["XCLAIM", STREAM, GROUP, "other:0", "0", &e, "JUSTID"]);
-        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        take_over(&redis, &entry);
+        let_the_lease_lapse().await;
         let state = completed(&d, b"\"late\"");
         q.finish(d, Some(state)).await;
         assert_eq!(status(&redis, b), Some(Status::Pending));
@@ -107,7 +117,7 @@ fn a_lapsed_lease_settles_only_what_this_consumer_still_owns() {
         let c = "33333333-3333-4333-8333-333333333333";
         let d = submit_and_take(&q, c).await;
         let entry = d.entry_id.clone().unwrap();
-        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        let_the_lease_lapse().await;
         let state = completed(&d, b"\"still mine\"");
         q.finish(d, Some(state)).await;
         let state = redis.state(&state_key(c)).expect("a state");
@@ -139,7 +149,7 @@ fn a_lapsed_lease_retries_and_dead_letters_only_what_is_still_owned() {
         let a = "44444444-4444-4444-8444-444444444444";
         let d = submit_and_take(&q, a).await;
         let entry = d.entry_id.clone().unwrap();
-        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        let_the_lease_lapse().await;
         q.retry(d, Duration::from_secs(60)).await;
         assert_eq!(status(&redis, a), Some(Status::Processing));
         assert_eq!(redis.cli(&["HGET", &retry_job(a), "attempt"]), "2");
@@ -150,9 +160,8 @@ fn a_lapsed_lease_retries_and_dead_letters_only_what_is_still_owned() {
         let b = "55555555-5555-4555-8555-555555555555";
         let d = submit_and_take(&q, b).await;
         let entry = d.entry_id.clone().unwrap();
-        let e = std::str::from_utf8(&entry).unwrap().to_owned();
-        redis.cli_json(&["XCLAIM", STREAM, GROUP, "other:0", "0", &e, "JUSTID"]);
-        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        take_over(&redis, &entry);
+        let_the_lease_lapse().await;
         q.retry(d, Duration::from_secs(60)).await;
         assert_eq!(status(&redis, b), Some(Status::Pending));
         assert_eq!(redis.cli_int(&["EXISTS", &retry_job(b)]), 0);
@@ -163,7 +172,7 @@ fn a_lapsed_lease_retries_and_dead_letters_only_what_is_still_owned() {
         let c = "66666666-6666-4666-8666-666666666666";
         let d = submit_and_take(&q, c).await;
         let entry = d.entry_id.clone().unwrap();
-        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        let_the_lease_lapse().await;
         let state = failed(&d);
         q.dead_letter(d, Some(state), "boom").await;
         let got = redis.state(&state_key(c)).expect("a state");
@@ -183,9 +192,8 @@ fn a_lapsed_lease_retries_and_dead_letters_only_what_is_still_owned() {
         let d2 = "77777777-7777-4777-8777-777777777777";
         let d = submit_and_take(&q, d2).await;
         let entry = d.entry_id.clone().unwrap();
-        let e = std::str::from_utf8(&entry).unwrap().to_owned();
-        redis.cli_json(&["XCLAIM", STREAM, GROUP, "other:0", "0", &e, "JUSTID"]);
-        monoio::time::sleep(LEASE_HELD + Duration::from_millis(100)).await;
+        take_over(&redis, &entry);
+        let_the_lease_lapse().await;
         let state = failed(&d);
         q.dead_letter(d, Some(state), "boom").await;
         assert_eq!(status(&redis, d2), Some(Status::Pending));

@@ -18,15 +18,6 @@ fn uuid(i: u32) -> String {
     format!("{i:08x}-0000-4000-8000-{i:012x}")
 }
 
-fn xreadgroup_calls(redis: &RedisServer) -> i64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("calls"))
-}
-
 #[test]
 fn reads_fill_the_free_slots_one_batch_per_read() {
     let redis = RedisServer::start();
@@ -43,7 +34,7 @@ fn reads_fill_the_free_slots_one_batch_per_read() {
         // (empty here, one read), then two reads together (10, then 5), never more than 15.
         let first = q.fetch(15, 10).await;
         assert_eq!(first.len(), 15);
-        assert_eq!(xreadgroup_calls(&redis), 1 + 2);
+        assert_eq!(redis.calls("xreadgroup"), 1 + 2);
 
         // Room for 64: seven reads; the 10 left come back, and the six reads that find nothing
         // do not block (a blocking one would hold the reply for its full second).
@@ -51,7 +42,7 @@ fn reads_fill_the_free_slots_one_batch_per_read() {
         let second = q.fetch(64, 10).await;
         let took = started.elapsed();
         assert_eq!(second.len(), 10);
-        assert_eq!(xreadgroup_calls(&redis), 3 + 7);
+        assert_eq!(redis.calls("xreadgroup"), 3 + 7);
         assert!(took < Duration::from_millis(800), "took {took:?}");
 
         // Every entry once, all of them this consumer's to process.
@@ -68,6 +59,6 @@ fn reads_fill_the_free_slots_one_batch_per_read() {
         q.enqueue(job(&uuid(99))).await.expect("enqueue");
         q.enqueue(job(&uuid(100))).await.expect("enqueue");
         assert_eq!(q.fetch(1, 10).await.len(), 1);
-        assert_eq!(xreadgroup_calls(&redis), 3 + 7 + 1);
+        assert_eq!(redis.calls("xreadgroup"), 3 + 7 + 1);
     });
 }

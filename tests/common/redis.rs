@@ -134,6 +134,17 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("redis-cli {args:?}: not JSON ({e}): {out:?}"))
     }
 
+    /// How often Redis ran `command` since the last `CONFIG RESETSTAT` (`INFO commandstats`).
+    pub fn calls(&self, command: &str) -> i64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("calls"))
+    }
+
     /// `cli(args)` parsed as an integer reply; panics with the output otherwise.
     pub fn cli_int(&self, args: &[&str]) -> i64 {
         let out = self.cli(args);

@@ -24,6 +24,7 @@ pub mod state_value;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -379,24 +380,8 @@ impl RedisQueue {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let value = state.as_ref().map(state_value::encode);
-        if self.lease_held(&d) {
-            // The everyday path: together with the other completions of this turn.
-            let state = value.as_deref().map(|v| (&key[..], v));
-            let r = self.commit_completion(entry, state).await;
-            self.done(&d);
-            if let Err(e) = r {
-                warn!(correlation_id = %d.job.id, error = %e, "cannot record completion; will redeliver");
-                self.reread.set(true);
-            }
-            return;
-        }
-        let n = if value.is_none() { 1 } else { 2 };
-        let plain = |out: &mut BytesMut| {
-            if let Some(v) = &value {
-                self.put_state(out, &key, v);
-            }
-            self.put_ack(out, &entry);
-        };
+        // The everyday path: together with the other completions of this turn.
+        let held = self.commit_completion(entry.clone(), value.as_deref().map(|v| (&key[..], v)));
         let args = || {
             let mut args: Vec<&[u8]> = Vec::with_capacity(5);
             args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
@@ -405,7 +390,7 @@ impl RedisQueue {
         };
         let keys: [&[u8]; 2] = [&self.keys.stream, &key];
         let owner_only = (&self.scripts.finish, &keys[..]);
-        self.settle(&d, n, plain, owner_only, args, "cannot record completion")
+        self.settle(&d, held, owner_only, args, "cannot record completion")
             .await;
     }
 
@@ -432,22 +417,22 @@ impl RedisQueue {
         })
     }
 
-    /// Ends a delivery: `plain` (`n` commands in one `MULTI/EXEC`) while the lease is certainly
-    /// held, else `owner_only` (a script of `scripts.rs` and its keys, with the arguments built
-    /// only then), which writes nothing unless the entry is still in this consumer's pending list.
+    /// Ends a delivery: `held` (its transaction, not yet started: a future runs only when awaited)
+    /// while the lease is certainly held, else `owner_only` (a script of `scripts.rs` and its keys,
+    /// with the arguments built only then), which writes nothing unless the entry is still in this
+    /// consumer's pending list.
     /// If the call fails the entry is still pending in Redis, so the pending list is read again
     /// and the delivery finished then.
     async fn settle<'a>(
         &self,
         d: &Delivery,
-        n: usize,
-        plain: impl FnOnce(&mut BytesMut),
+        held: impl Future<Output = Result<(), RedisError>>,
         owner_only: (&Script, &[&[u8]]),
         owner_only_args: impl FnOnce() -> Vec<&'a [u8]>,
         what: &str,
     ) {
         let r = if self.lease_held(d) {
-            self.cmd.transaction(n, plain).await.map(|_| true)
+            held.await.map(|()| true)
         } else {
             let (script, keys) = owner_only;
             let r = self.cmd.eval(script, keys, &owner_only_args()).await;
@@ -499,7 +484,8 @@ impl RedisQueue {
         };
         let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.retries, &job_key, &state_key];
         let owner_only = (&self.scripts.retry, &keys[..]);
-        self.settle(&d, 4, plain, owner_only, args, "cannot schedule the retry")
+        let held = async { self.cmd.transaction(4, plain).await.map(drop) };
+        self.settle(&d, held, owner_only, args, "cannot schedule the retry")
             .await;
     }
 
@@ -536,7 +522,8 @@ impl RedisQueue {
         };
         let keys: [&[u8]; 3] = [&self.keys.stream, &self.keys.dlq, &key];
         let owner_only = (&self.scripts.dead_letter, &keys[..]);
-        self.settle(&d, n, plain, owner_only, args, "cannot dead-letter")
+        let held = async { self.cmd.transaction(n, plain).await.map(drop) };
+        self.settle(&d, held, owner_only, args, "cannot dead-letter")
             .await;
     }
 
