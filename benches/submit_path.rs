@@ -48,9 +48,8 @@ fn bench(c: &mut Criterion) {
                 panic!("no request")
             };
             let sub = submit::parse(&req.body, Duration::from_secs(300)).unwrap();
-            let id = minter.mint();
             let at = Timestamp::now();
-            table.insert_pending(id, at);
+            let id = table.insert_pending(minter.mint(), at);
             let job = Job {
                 id,
                 payload: Bytes::copy_from_slice(&req.body[sub.payload]),

@@ -32,8 +32,7 @@ fn main() {
     let before = rss_bytes();
     let started = Instant::now();
     for _ in 0..n {
-        let id = minter.mint();
-        table.insert_pending(id, Timestamp::now());
+        let id = table.insert_pending(minter.mint(), Timestamp::now());
         table.start(&id, Timestamp::now()).expect("pending");
         let out = builtin::run(payload).expect("uppercase");
         let outcome = Outcome {

@@ -263,8 +263,17 @@ fn range_in(outer: &str, inner: &str) -> Range<usize> {
 /// Handles one submit.
 pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
     let sub = parse(&req.body, ctx.config.worker.timeout)?;
-    let id = ctx.minter.borrow_mut().mint();
+    let minted = ctx.minter.borrow_mut().mint();
     let now = Timestamp::now();
+    // Embedded: the table is the only copy, and the id names the slot of its state. Redis: the
+    // state key is; a local PENDING copy could go stale when another instance processes the
+    // request, so lookups read Redis until a worker here records the final state.
+    let local = !ctx.backend.stores_state();
+    let id = if local {
+        ctx.table.borrow_mut().insert_pending(minted, now)
+    } else {
+        minted
+    };
     // Copies: a slice would pin the connection's whole read buffer while the job waits.
     let job = Job {
         id,
@@ -273,13 +282,6 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
         metadata: sub.metadata,
         submitted_at: now,
     };
-    // Embedded: the table is the only copy. Redis: the state key is; a local PENDING copy could
-    // go stale when another instance processes the request, so lookups read Redis until a worker
-    // here records the final state.
-    let local = !ctx.backend.stores_state();
-    if local {
-        ctx.table.borrow_mut().insert_pending(id, now);
-    }
     if let Err(e) = ctx.backend.enqueue(job).await {
         if local {
             ctx.table.borrow_mut().remove(&id);

@@ -5,14 +5,18 @@
 //! (deadline, id): the TTL is one constant, so deadlines are pushed in order and a sweep only looks
 //! at the front.
 //!
-//! The table is split into [`SEGMENTS`] maps by one random byte of the id. A hash map that grows
-//! rehashes everything at once; at millions of states that stalls the shard for tens of
-//! milliseconds. Segments make each rehash 1/64th as large (the same total work, in small steps).
+//! The requests this shard accepts live in [`Slots`], found by the slot their id carries. States
+//! of ids minted elsewhere (Redis mode, another instance, an earlier run) go to a hash map split
+//! into [`SEGMENTS`] maps by one random byte of the id: a hash map that grows rehashes everything
+//! at once, which at millions of states stalls the shard for tens of milliseconds; segments make
+//! each rehash 1/64th as large (the same total work, in small steps). The expiry queues are
+//! segmented the same way, so no growth copies one large queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
+use super::slots::Slots;
 use super::state::{Outcome, Refused, RequestState, Status};
 use crate::clock::Timestamp;
 use crate::shard::id::CorrelationId;
@@ -59,6 +63,7 @@ struct Segment {
 
 /// The request states one shard owns.
 pub struct StateTable {
+    slots: Slots,
     segments: Box<[Segment]>,
     len: usize,
     ttl: Duration,
@@ -68,7 +73,11 @@ impl StateTable {
     /// An empty table whose final states live for `ttl`.
     pub fn new(ttl: Duration) -> Self {
         let segments = (0..SEGMENTS).map(|_| Segment::default()).collect();
+        let mut key = [0u8; 4];
+        // Only hides the slot numbers in ids (see `slots.rs`); a zero key would still be correct.
+        let _ = getrandom::getrandom(&mut key);
         StateTable {
+            slots: Slots::new(u32::from_ne_bytes(key)),
             segments,
             len: 0,
             ttl,
@@ -93,15 +102,17 @@ impl StateTable {
         self.len == 0
     }
 
-    /// Records a newly accepted request.
-    pub fn insert_pending(&mut self, id: CorrelationId, now: Timestamp) {
-        if self
-            .segment_mut(&id)
-            .map
-            .insert(id, RequestState::pending(now))
-            .is_none()
-        {
-            self.len += 1;
+    /// Records a newly accepted request: `minted` (a fresh id this shard owns) with the slot its
+    /// state takes written into it. Returns the id to hand out.
+    pub fn insert_pending(&mut self, minted: CorrelationId, now: Timestamp) -> CorrelationId {
+        self.len += 1;
+        match self.slots.insert(minted, RequestState::pending(now)) {
+            Ok(id) => id,
+            Err(state) => {
+                // Every slot number taken (2^32 states): keep the id as minted.
+                self.segment_mut(&minted).map.insert(minted, state);
+                minted
+            }
         }
     }
 
@@ -110,8 +121,9 @@ impl StateTable {
     pub fn insert(&mut self, id: CorrelationId, state: RequestState, at: Instant) {
         let deadline = at + self.ttl;
         let is_final = state.status.is_final();
-        let segment = self.segment_mut(&id);
-        if segment.map.insert(id, state).is_none() {
+        if let Some(held) = self.slots.get_mut(&id) {
+            *held = state;
+        } else if self.segment_mut(&id).map.insert(id, state).is_none() {
             self.len += 1;
         }
         if is_final {
@@ -121,23 +133,26 @@ impl StateTable {
 
     /// Forgets a request (its enqueue failed, so it was never accepted).
     pub fn remove(&mut self, id: &CorrelationId) {
-        if self.segment_mut(id).map.remove(id).is_some() {
+        if self.slots.remove(id).is_some() || self.segment_mut(id).map.remove(id).is_some() {
             self.len -= 1;
         }
     }
 
     /// The state of `id`, if held.
     pub fn get(&self, id: &CorrelationId) -> Option<&RequestState> {
-        self.segment(id).map.get(id)
+        self.slots.get(id).or_else(|| self.segment(id).map.get(id))
+    }
+
+    fn get_mut(&mut self, id: &CorrelationId) -> Option<&mut RequestState> {
+        if self.slots.get(id).is_some() {
+            return self.slots.get_mut(id);
+        }
+        self.segment_mut(id).map.get_mut(id)
     }
 
     /// A worker slot took the request.
     pub fn start(&mut self, id: &CorrelationId, now: Timestamp) -> Result<(), UpdateError> {
-        let state = self
-            .segment_mut(id)
-            .map
-            .get_mut(id)
-            .ok_or(UpdateError::Unknown)?;
+        let state = self.get_mut(id).ok_or(UpdateError::Unknown)?;
         state.start(now).map_err(UpdateError::Refused)
     }
 
@@ -150,23 +165,26 @@ impl StateTable {
         at: Instant,
     ) -> Result<(), UpdateError> {
         let deadline = at + self.ttl;
-        let segment = self.segment_mut(id);
-        let state = segment.map.get_mut(id).ok_or(UpdateError::Unknown)?;
+        let state = self.get_mut(id).ok_or(UpdateError::Unknown)?;
         state.finish(to, outcome).map_err(UpdateError::Refused)?;
-        segment.expiry.push_back((deadline, *id));
+        self.segment_mut(id).expiry.push_back((deadline, *id));
         Ok(())
     }
 
     /// Drops final states whose TTL ran out by `now`; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut removed = 0;
+        let slots = &mut self.slots;
         for segment in self.segments.iter_mut() {
             while let Some(&(deadline, id)) = segment.expiry.front() {
                 if deadline > now {
                     break;
                 }
                 segment.expiry.pop_front();
-                if segment.map.get(&id).is_some_and(|s| s.status.is_final()) {
+                if slots.get(&id).is_some_and(|s| s.status.is_final()) {
+                    slots.remove(&id);
+                    removed += 1;
+                } else if segment.map.get(&id).is_some_and(|s| s.status.is_final()) {
                     segment.map.remove(&id);
                     removed += 1;
                 }
@@ -200,8 +218,8 @@ mod tests {
         let mut m = IdMinter::new(0, 1);
         let (a, b) = (m.mint(), m.mint());
         let t0 = Instant::now();
-        t.insert_pending(a, Timestamp(1));
-        t.insert_pending(b, Timestamp(1));
+        let a = t.insert_pending(a, Timestamp(1));
+        let b = t.insert_pending(b, Timestamp(1));
         assert_eq!(t.start(&a, Timestamp(2)), Ok(()));
         assert_eq!(t.finish(&a, Status::Failed, outcome(), t0), Ok(()));
         assert_eq!(t.get(&a).unwrap().status, Status::Failed);
@@ -211,6 +229,12 @@ mod tests {
         assert!(t.get(&a).is_none());
         assert_eq!(t.get(&b).unwrap().status, Status::Pending);
         assert_eq!(t.len(), 1);
+        // The expired state's slot is the next one handed out; its old id stays unknown.
+        let c = t.insert_pending(m.mint(), Timestamp(3));
+        assert_eq!(a.as_bytes()[12..], c.as_bytes()[12..]);
+        assert!(t.get(&a).is_none());
+        assert_eq!(t.get(&c).unwrap().status, Status::Pending);
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
@@ -219,7 +243,7 @@ mod tests {
         let mut m = IdMinter::new(0, 1);
         let a = m.mint();
         assert_eq!(t.start(&a, Timestamp(1)), Err(UpdateError::Unknown));
-        t.insert_pending(a, Timestamp(1));
+        let a = t.insert_pending(a, Timestamp(1));
         t.finish(&a, Status::Completed, outcome(), Instant::now())
             .unwrap();
         assert!(matches!(
