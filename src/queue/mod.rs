@@ -95,6 +95,8 @@ pub trait QueueBackend {
     /// Whether `finish` and `dead_letter` store the state themselves (Redis) or the shard's table
     /// is the only copy (embedded); callers skip copying the state when it is not needed.
     fn stores_state(&self) -> bool;
+    /// Whether every call finishes on its first poll (the embedded queue: memory only).
+    fn never_waits(&self) -> bool;
     /// The delivery is finished for good with `state` (completed, failed, timed out). `state` is
     /// `Some` exactly when [`QueueBackend::stores_state`].
     async fn finish(&self, delivery: Delivery, state: Option<RequestState>);
@@ -132,6 +134,9 @@ impl QueueBackend for Backend {
             Backend::Memory(_) => false,
             Backend::Redis(_) => true,
         }
+    }
+    fn never_waits(&self) -> bool {
+        matches!(self, Backend::Memory(_))
     }
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         match self {

@@ -32,6 +32,10 @@ impl Processor for Builtin {
     async fn process(&self, job: &Job) -> Result<Output, ProcessError> {
         run(&job.payload)
     }
+
+    fn never_waits(&self) -> bool {
+        true
+    }
 }
 
 /// Runs one operation on a payload (the submit path validated it as a JSON object).

@@ -37,4 +37,11 @@ pub struct ProcessError {
 pub trait Processor {
     /// Processes one job.
     async fn process(&self, job: &Job) -> Result<Output, ProcessError>;
+
+    /// True when `process` always finishes on its first poll (it never waits for I/O or time):
+    /// then a job, with a queue that never waits either, runs in the dispatcher without a future
+    /// of its own. False unless a processor knows it.
+    fn never_waits(&self) -> bool {
+        false
+    }
 }

@@ -26,6 +26,7 @@ use crate::store::{Outcome, RequestState, Status, UpdateError};
 pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
     let slots = ctx.config.worker.count;
     let batch = ctx.config.worker.batch_size;
+    let inline = processor.never_waits() && ctx.backend.never_waits();
     loop {
         if ctx.shutdown.is_set() {
             return;
@@ -46,10 +47,17 @@ pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
         for delivery in deliveries {
             ctx.workers_active.set(ctx.workers_active.get() + 1);
             ctx.metrics.borrow_mut().consumed += 1;
-            // Run the slot here first: a job whose processor and queue answer at once (the
-            // built-in operations on the embedded queue) finishes without a task of its own.
-            // Only one still waiting becomes a task; spawning every job cost a copy of its
-            // future three times over (PERFORMANCE.md section 8).
+            if inline {
+                // Neither the processor nor the queue ever waits (the built-in operations on the
+                // embedded queue): the job runs to its end right here, in place, without a
+                // future of its own to allocate and copy (PERFORMANCE.md section 8).
+                process(&ctx, &*processor, delivery).await;
+                release(&ctx);
+                continue;
+            }
+            // Run the slot here first: a job whose processor and queue answer at once finishes
+            // without a task of its own. Only one still waiting becomes a task; spawning every
+            // job cost a copy of its future three times over (PERFORMANCE.md section 8).
             let mut slot = Box::pin(run_slot(ctx.clone(), processor.clone(), delivery));
             let first = std::future::poll_fn(|cx| Poll::Ready(slot.as_mut().poll(cx))).await;
             if first.is_pending() {
@@ -61,6 +69,11 @@ pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
 
 async fn run_slot<P: Processor>(ctx: Rc<ShardCtx>, processor: Rc<P>, delivery: Delivery) {
     process(&ctx, &*processor, delivery).await;
+    release(&ctx);
+}
+
+/// A slot is free again.
+fn release(ctx: &ShardCtx) {
     ctx.workers_active.set(ctx.workers_active.get() - 1);
     ctx.slot_freed.notify();
 }
