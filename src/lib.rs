@@ -30,6 +30,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod alloc;
 pub mod api;
 pub mod clock;
 pub mod config;

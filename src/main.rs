@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 /// fragments the heap to about 1 KiB of RSS per stored state; mimalloc keeps it near the 340
 /// bytes the data needs (`examples/state_memory.rs`, PERFORMANCE.md).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: openhqm::alloc::MiMalloc = openhqm::alloc::MiMalloc;
 
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
