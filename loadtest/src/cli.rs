@@ -38,6 +38,10 @@ loadtest run: drive load and report throughput, latency percentiles and correctn
                         intended send time; latency counts from the intended time, so a
                         server that falls behind shows growing latency (no coordinated
                         omission). Without --rate: closed loop, as fast as answers come.
+  --pacer               open loop: wake for send times every 100 us from a helper thread
+                        on the same CPU instead of the runtime's 1 ms timer (which sends
+                        each millisecond's requests at once, up to 1 ms late); costs the
+                        generator CPU, so near its own limit the timer keeps up better
   --threads T           worker threads (default: the number of --cpus, else 1)
   --cpus LIST           pin worker threads to these CPUs, e.g. 1,3 or 2-3 (thread i on the
                         i-th CPU, wrapping), to keep the generator off the server's cores
@@ -108,6 +112,8 @@ pub struct RunOptions {
     pub fail_on_errors: bool,
     /// Not `--no-progress`.
     pub progress: bool,
+    /// `--pacer`.
+    pub pacer: bool,
 }
 
 /// What the command line asked for.
@@ -139,6 +145,7 @@ impl RunOptions {
         let mut deadline = Duration::from_secs(30);
         let mut verify = 0u64;
         let (mut json, mut fail_on_errors, mut progress) = (false, false, true);
+        let mut pacer = false;
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -151,6 +158,7 @@ impl RunOptions {
                 "--json" => json = true,
                 "--fail-on-errors" => fail_on_errors = true,
                 "--no-progress" => progress = false,
+                "--pacer" => pacer = true,
                 _ => {
                     let value = match inline {
                         Some(v) => v,
@@ -218,6 +226,9 @@ impl RunOptions {
                 "--threads {threads} > --connections {connections}: each thread needs one"
             ));
         }
+        if pacer && rate.is_none() {
+            return Err("--pacer paces an open loop: give --rate too".into());
+        }
         if verify > 0 && scenario != Scenario::Submit {
             return Err("--verify is for --scenario submit (e2e checks every id)".into());
         }
@@ -242,6 +253,7 @@ impl RunOptions {
             json,
             fail_on_errors,
             progress,
+            pacer,
         })))
     }
 }
@@ -303,7 +315,7 @@ mod tests {
             "--url=http://127.0.0.1:1/b --scenario e2e --connections 8 --pipeline 4 --requests 100 \
              --rate 2.5e3 --cpus 1,3 --payload-bytes 200 --operation uppercase --pool 10 \
              --submit-percent 30 --poll-interval 5ms --deadline 2m --json --fail-on-errors \
-             --no-progress",
+             --no-progress --pacer",
         )
         .unwrap();
         assert_eq!(o.scenario, Scenario::E2e);
@@ -314,7 +326,7 @@ mod tests {
         assert_eq!((o.pool, o.submit_percent), (10, 30));
         assert_eq!(o.poll_interval, Duration::from_millis(5));
         assert_eq!(o.deadline, Duration::from_secs(120));
-        assert!(o.json && o.fail_on_errors && !o.progress);
+        assert!(o.json && o.fail_on_errors && !o.progress && o.pacer);
         assert_eq!(o.target.path, "/b");
     }
 
@@ -327,6 +339,7 @@ mod tests {
             "--url http://127.0.0.1:1 --connections 0",
             "--url http://127.0.0.1:1 --rate 0",
             "--url http://127.0.0.1:1 --rate -5",
+            "--url http://127.0.0.1:1 --pacer",
             "--url http://127.0.0.1:1 --threads 3 --connections 2",
             "--url http://127.0.0.1:1 --scenario nope",
             "--url http://127.0.0.1:1 --scenario e2e --verify 5",

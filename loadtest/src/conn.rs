@@ -32,6 +32,7 @@ use monoio::net::TcpStream;
 
 use crate::http;
 use crate::notify::Notify;
+use crate::pacer::SendTimes;
 use crate::progress::Live;
 use crate::report::Stats;
 use crate::rng::Rng;
@@ -53,6 +54,8 @@ pub struct Worker {
     pub depth: usize,
     /// Open loop: record service times and send lag too.
     pub open: bool,
+    /// Open loop: the sub-millisecond wake-ups for send times (`pacer.rs`).
+    pub send_times: Option<Rc<SendTimes>>,
     /// `--submit-percent`.
     pub submit_percent: u32,
     /// `--poll-interval`.
@@ -532,7 +535,10 @@ async fn write_loop(
         }
         match wake_at {
             None => wake_writer.notified().await,
-            Some(t) => race(wake_writer.notified(), monoio::time::sleep_until(t.into())).await,
+            Some(t) => match &w.send_times {
+                Some(times) => race(wake_writer.notified(), times.sleep_until(t)).await,
+                None => race(wake_writer.notified(), monoio::time::sleep_until(t.into())).await,
+            },
         }
     }
 }

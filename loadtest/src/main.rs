@@ -25,6 +25,7 @@ mod http;
 mod ids;
 mod notify;
 mod null_server;
+mod pacer;
 mod progress;
 mod report;
 mod rng;

@@ -146,6 +146,8 @@ pub struct RunInfo {
     pub scenario: &'static str,
     /// `--rate`, when open loop.
     pub rate: Option<f64>,
+    /// `--pacer`.
+    pub pacer: bool,
     /// Total connections.
     pub connections: usize,
     /// Requests in flight per connection.
@@ -285,6 +287,7 @@ impl Summary {
             "scenario": self.info.scenario,
             "mode": if open { "open" } else { "closed" },
             "rate_requested": self.info.rate,
+            "pacing": if !open { None } else if self.info.pacer { Some("pacer") } else { Some("timer") },
             "threads": self.info.threads,
             "cpus": self.info.cpus,
             "connections": self.info.connections,
@@ -324,7 +327,15 @@ impl Summary {
         let i = &self.info;
         let mut o = String::new();
         let mode = match i.rate {
-            Some(r) => format!("open loop at {} req/s", group(r.round() as u64)),
+            Some(r) => format!(
+                "open loop at {} req/s ({})",
+                group(r.round() as u64),
+                if i.pacer {
+                    "100 us pacer"
+                } else {
+                    "1 ms timer"
+                }
+            ),
             None => "closed loop".into(),
         };
         let cpus = i
@@ -475,6 +486,7 @@ mod tests {
             url: "http://x".into(),
             scenario: "submit",
             rate: None,
+            pacer: false,
             connections: 1,
             pipeline: 1,
             threads: 2,

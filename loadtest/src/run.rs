@@ -35,6 +35,7 @@ use openhqm::shard::runtime;
 
 use crate::cli::RunOptions;
 use crate::conn::{Conn, Due, Flow, Phase, Worker};
+use crate::pacer::{SendTimes, Ticker};
 use crate::progress::{self, Live};
 use crate::report::{RunInfo, Stats, Summary};
 use crate::rng::Rng;
@@ -124,6 +125,7 @@ pub fn run(opts: RunOptions) -> Result<u8, String> {
         url: opts.url.clone(),
         scenario: opts.scenario.name(),
         rate: opts.rate,
+        pacer: opts.pacer,
         connections: opts.connections,
         pipeline: opts.pipeline,
         threads,
@@ -184,11 +186,58 @@ async fn phases(
         .map(|t| share(opts.connections as u64, threads, t) as usize)
         .sum();
     let n = share(opts.connections as u64, threads, index) as usize;
+    // `--pacer`: send times to the tick of a helper thread, not the runtime's 1 ms timer. (No
+    // early return here: every thread must reach the barrier.)
+    let pacing = match opts.pacer {
+        true => match Ticker::start(opts.cpus.as_ref().map(|c| c[index % c.len()])) {
+            Ok(ticker) => {
+                let ticker = Rc::new(ticker);
+                let times = Rc::new(SendTimes::default());
+                monoio::spawn(times.clone().relay(ticker.clone()));
+                Some((ticker, times))
+            }
+            Err(e) => {
+                eprintln!("loadtest: no pacer thread ({e}): send times to the 1 ms timer");
+                None
+            }
+        },
+        false => None,
+    };
+    let result = run_phases(
+        index,
+        opts,
+        barrier,
+        pool,
+        live,
+        first,
+        n,
+        pacing.as_ref().map(|p| p.1.clone()),
+    )
+    .await;
+    if let Some((ticker, _)) = pacing {
+        ticker.stop();
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_phases(
+    index: usize,
+    opts: &RunOptions,
+    barrier: &Barrier,
+    pool: &Mutex<Vec<u128>>,
+    live: Arc<Live>,
+    first: usize,
+    n: usize,
+    send_times: Option<Rc<SendTimes>>,
+) -> Result<ThreadOut, String> {
+    let threads = opts.threads;
     let w = Rc::new(Worker {
         addr: opts.target.addr,
         requests: Requests::new(&opts.target, &opts.operation, opts.payload_bytes),
         depth: opts.pipeline,
         open: opts.rate.is_some(),
+        send_times,
         submit_percent: opts.submit_percent,
         poll_interval: opts.poll_interval,
         deadline: opts.deadline,

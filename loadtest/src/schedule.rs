@@ -10,7 +10,7 @@
 //!
 //! The wait until an intended time uses monoio's timer, whose resolution is one millisecond
 //! (deadlines round up to the next tick), so a request may leave up to ~1 ms after its intended
-//! time even on an idle server. That slack is charged to latency (it is the honest direction) and
+//! time even on an idle server; with `--pacer`, a helper thread's 100 µs ticks (`pacer.rs`). That slack is charged to latency (it is the honest direction) and
 //! reported separately as the send lag (`sent − intended`), next to the service time
 //! (`received − sent`), so a reader can tell the generator's share from the server's.
 
