@@ -94,7 +94,38 @@ mod tests {
                     let z = a.alloc_zeroed(layout);
                     assert_eq!(z as usize % align, 0);
                     assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
-                    a.dealloc(z, layout);
+                    // Shrinking keeps the alignment and the bytes that stay.
+                    z.write_bytes(0xcd, size);
+                    let small = size.div_ceil(2);
+                    let y = a.realloc(z, layout, small);
+                    assert_eq!(
+                        y as usize % align,
+                        0,
+                        "shrink {size}->{small} align {align}"
+                    );
+                    assert!(std::slice::from_raw_parts(y, small)
+                        .iter()
+                        .all(|&b| b == 0xcd));
+                    a.dealloc(y, Layout::from_size_align(small, align).unwrap());
+                }
+            }
+        }
+    }
+
+    /// Not only the first block of a page: 64 blocks of each size and alignment held at once.
+    #[test]
+    fn every_block_of_a_page_is_aligned() {
+        let a = MiMalloc;
+        for size in (1..=512).chain((520..=4096).step_by(24)) {
+            for align in [8, 16, 32, 64] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                let held: Vec<*mut u8> = (0..64).map(|_| unsafe { a.alloc(layout) }).collect();
+                for &p in &held {
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % align, 0, "size {size} align {align}");
+                }
+                for p in held {
+                    unsafe { a.dealloc(p, layout) };
                 }
             }
         }

@@ -10,8 +10,9 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 /// mimalloc: with glibc malloc, the mix of per-request and long-lived (state) allocations
-/// fragments the heap to about 1 KiB of RSS per stored state; mimalloc keeps it near the 340
-/// bytes the data needs (`examples/state_memory.rs`, PERFORMANCE.md).
+/// fragments the heap to about 1 KiB of RSS per stored state; mimalloc keeps it near what the
+/// data needs (~290 bytes, `examples/state_memory.rs`, PERFORMANCE.md). `alloc.rs` says why the
+/// calls go to mimalloc directly.
 #[global_allocator]
 static ALLOC: openhqm::alloc::MiMalloc = openhqm::alloc::MiMalloc;
 

@@ -65,23 +65,42 @@ impl Ticker {
         })
     }
 
-    /// Stops the thread and waits for it (before the runtime it wakes goes away).
+    /// Stops the thread and waits for it, and drops the relay's waker (which would otherwise keep
+    /// the relay task alive): call before the runtime it wakes goes away; dropping the ticker
+    /// does it too.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.borrow_mut().take() {
             let _ = t.join();
         }
+        self.shared
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
+    /// What the relay task needs: it holds this, not the ticker, so the one owner of the ticker
+    /// (the worker's phases) stops it, also when unwinding.
+    pub fn ticks(&self) -> Ticks {
+        Ticks(self.shared.clone())
+    }
+}
+
+/// The relay's side of a [`Ticker`].
+pub struct Ticks(Arc<Shared>);
+
+impl Ticks {
     /// Resolves at the next tick.
-    fn tick(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|cx| {
-            if self.shared.fired.swap(false, Ordering::Acquire) {
+    fn next(&self) -> impl Future<Output = ()> + '_ {
+        let shared = &self.0;
+        std::future::poll_fn(move |cx| {
+            if shared.fired.swap(false, Ordering::Acquire) {
                 return Poll::Ready(());
             }
-            *self.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            *shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
             // A tick between the check and the store would otherwise be missed.
-            if self.shared.fired.swap(false, Ordering::Acquire) {
+            if shared.fired.swap(false, Ordering::Acquire) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -133,9 +152,9 @@ impl SendTimes {
 
     /// Wakes every connection whose time has come, at each tick, for ever (the caller drops it
     /// when the worker is done).
-    pub async fn relay(self: Rc<Self>, ticker: Rc<Ticker>) {
+    pub async fn relay(self: Rc<Self>, ticks: Ticks) {
         loop {
-            ticker.tick().await;
+            ticks.next().await;
             let now = Instant::now();
             let mut due = self.due.borrow_mut();
             while due.peek().is_some_and(|Reverse(e)| e.0 <= now) {

@@ -191,9 +191,8 @@ async fn phases(
     let pacing = match opts.pacer {
         true => match Ticker::start(opts.cpus.as_ref().map(|c| c[index % c.len()])) {
             Ok(ticker) => {
-                let ticker = Rc::new(ticker);
                 let times = Rc::new(SendTimes::default());
-                monoio::spawn(times.clone().relay(ticker.clone()));
+                monoio::spawn(times.clone().relay(ticker.ticks()));
                 Some((ticker, times))
             }
             Err(e) => {
@@ -214,6 +213,7 @@ async fn phases(
         pacing.as_ref().map(|p| p.1.clone()),
     )
     .await;
+    // Stopped here, before the runtime goes; on a panic, by the ticker's drop while unwinding.
     if let Some((ticker, _)) = pacing {
         ticker.stop();
     }

@@ -3,8 +3,9 @@
 //! Ids are random UUIDv4s (122 random bits, drawn from the kernel CSPRNG) in the canonical 36-char
 //! form. `shard_for` maps the id's first 32 bits onto `0..nr_shards` by multiply-shift, so a shard
 //! can mint an id it owns in O(1): it draws those 32 bits uniformly from its own sub-range. The
-//! other 90 random bits are untouched, so ids stay unguessable. The state table writes the slot of
-//! a new state into the last 32 of them (`store/slots.rs`), which leaves at least 84 random bits.
+//! other 90 random bits are untouched, so ids stay unguessable. With the embedded queue the state
+//! table writes the slot of a new state into the last 32 of them, masked by a keyed function of
+//! other bytes of the id (`store/slots.rs`), which leaves at least 80 random bits (1,024 shards).
 
 use std::fmt;
 

@@ -73,11 +73,8 @@ impl StateTable {
     /// An empty table whose final states live for `ttl`.
     pub fn new(ttl: Duration) -> Self {
         let segments = (0..SEGMENTS).map(|_| Segment::default()).collect();
-        let mut key = [0u8; 4];
-        // Only hides the slot numbers in ids (see `slots.rs`); a zero key would still be correct.
-        let _ = getrandom::getrandom(&mut key);
         StateTable {
-            slots: Slots::new(u32::from_ne_bytes(key)),
+            slots: Slots::new(),
             segments,
             len: 0,
             ttl,
@@ -144,8 +141,8 @@ impl StateTable {
     }
 
     fn get_mut(&mut self, id: &CorrelationId) -> Option<&mut RequestState> {
-        if self.slots.get(id).is_some() {
-            return self.slots.get_mut(id);
+        if let Some(at) = self.slots.find(id) {
+            return self.slots.state_mut(at);
         }
         self.segment_mut(id).map.get_mut(id)
     }
@@ -171,6 +168,30 @@ impl StateTable {
         Ok(())
     }
 
+    /// The request is final with `outcome`: in the state the table holds, or, when it holds none
+    /// (submitted before a restart, taken over from another consumer), in a new one submitted at
+    /// `submitted_at`. Its expiry clock starts at `at`. One lookup: this runs once per request.
+    pub fn finish_or_insert(
+        &mut self,
+        id: &CorrelationId,
+        to: Status,
+        outcome: Outcome,
+        submitted_at: Timestamp,
+        at: Instant,
+    ) -> Result<(), Refused> {
+        let deadline = at + self.ttl;
+        if let Some(state) = self.get_mut(id) {
+            state.finish(to, outcome)?;
+        } else {
+            let mut state = RequestState::pending(submitted_at);
+            state.finish(to, outcome)?;
+            self.segment_mut(id).map.insert(*id, state);
+            self.len += 1;
+        }
+        self.segment_mut(id).expiry.push_back((deadline, *id));
+        Ok(())
+    }
+
     /// Drops final states whose TTL ran out by `now`; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut removed = 0;
@@ -181,8 +202,7 @@ impl StateTable {
                     break;
                 }
                 segment.expiry.pop_front();
-                if slots.get(&id).is_some_and(|s| s.status.is_final()) {
-                    slots.remove(&id);
+                if slots.remove_if(&id, |s| s.status.is_final()).is_some() {
                     removed += 1;
                 } else if segment.map.get(&id).is_some_and(|s| s.status.is_final()) {
                     segment.map.remove(&id);
@@ -231,10 +251,33 @@ mod tests {
         assert_eq!(t.len(), 1);
         // The expired state's slot is the next one handed out; its old id stays unknown.
         let c = t.insert_pending(m.mint(), Timestamp(3));
-        assert_eq!(a.as_bytes()[12..], c.as_bytes()[12..]);
+        assert_eq!(t.slots.slot_of(&a), t.slots.slot_of(&c));
+        assert_ne!(a.as_bytes()[12..], c.as_bytes()[12..]);
         assert!(t.get(&a).is_none());
         assert_eq!(t.get(&c).unwrap().status, Status::Pending);
         assert_eq!(t.len(), 2);
+    }
+
+    /// `insert` of a state for an id a slot holds replaces it there (no second copy in the map,
+    /// no change in the count); for any other id it goes to the map.
+    #[test]
+    fn insert_replaces_in_the_slot_or_adds_to_the_map() {
+        let ttl = Duration::from_secs(10);
+        let mut t = StateTable::new(ttl);
+        let mut m = IdMinter::new(0, 1);
+        let own = t.insert_pending(m.mint(), Timestamp(1));
+        let mut done = RequestState::pending(Timestamp(1));
+        done.finish(Status::Failed, outcome()).unwrap();
+        let now = Instant::now();
+        t.insert(own, done.clone(), now);
+        assert_eq!((t.len(), t.get(&own).unwrap().status), (1, Status::Failed));
+        assert!(!t.segment(&own).map.contains_key(&own));
+        let foreign = m.mint();
+        t.insert(foreign, done, now);
+        assert_eq!(t.len(), 2);
+        assert!(t.segment(&foreign).map.contains_key(&foreign));
+        assert_eq!(t.expire(now + ttl), 2);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub trait Processor {
 
     /// True when `process` always finishes on its first poll (it never waits for I/O or time):
     /// then a job, with a queue that never waits either, runs in the dispatcher without a future
-    /// of its own. False unless a processor knows it.
+    /// of its own. False unless a processor knows it: one that says true and then waits still
+    /// works, but the dispatcher waits with it, one job at a time.
     fn never_waits(&self) -> bool {
         false
     }

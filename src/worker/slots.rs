@@ -256,19 +256,15 @@ fn record(
         .borrow_mut()
         .processed(to, elapsed.as_secs_f64());
     let id = delivery.job.id;
-    let mut table = ctx.table.borrow_mut();
-    if table.get(&id).is_none() {
-        // Not in this process's table (submitted before a restart, or taken over from a dead
-        // consumer): the final state starts here.
-        let mut state = RequestState::pending(delivery.job.submitted_at);
-        let _ = state.finish(to, o);
-        table.insert(id, state, ended);
-        return true;
-    }
-    match table.finish(&id, to, o, ended) {
+    // A state this process's table does not hold (submitted before a restart, or taken over
+    // from a dead consumer) starts here, final.
+    let settled =
+        ctx.table
+            .borrow_mut()
+            .finish_or_insert(&id, to, o, delivery.job.submitted_at, ended);
+    match settled {
         Ok(()) => true,
-        Err(UpdateError::Unknown) => false,
-        Err(UpdateError::Refused(r)) => {
+        Err(r) => {
             debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
             false
         }
