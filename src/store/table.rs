@@ -113,24 +113,18 @@ impl StateTable {
         }
     }
 
-    /// Records a state that did not start here (a job submitted before a restart, or taken over
-    /// from another consumer); a final one gets its expiry clock started at `at`.
-    pub fn insert(&mut self, id: CorrelationId, state: RequestState, at: Instant) {
-        let deadline = at + self.ttl;
-        let is_final = state.status.is_final();
-        if let Some(held) = self.slots.get_mut(&id) {
-            *held = state;
-        } else if self.segment_mut(&id).map.insert(id, state).is_none() {
-            self.len += 1;
-        }
-        if is_final {
-            self.segment_mut(&id).expiry.push_back((deadline, id));
-        }
-    }
-
-    /// Forgets a request (its enqueue failed, so it was never accepted).
+    /// Forgets a request that was never accepted (its enqueue failed). Only a state that is not
+    /// final goes: a final one leaves by expiry alone, so it has exactly one expiry entry for as
+    /// long as it is held, and no entry can drop a later state of the same id early.
     pub fn remove(&mut self, id: &CorrelationId) {
-        if self.slots.remove(id).is_some() || self.segment_mut(id).map.remove(id).is_some() {
+        let not_final = |s: &RequestState| !s.status.is_final();
+        if self.slots.remove_if(id, not_final).is_some() {
+            self.len -= 1;
+            return;
+        }
+        let map = &mut self.segment_mut(id).map;
+        if map.get(id).is_some_and(not_final) {
+            map.remove(id);
             self.len -= 1;
         }
     }
@@ -258,24 +252,30 @@ mod tests {
         assert_eq!(t.len(), 2);
     }
 
-    /// `insert` of a state for an id a slot holds replaces it there (no second copy in the map,
-    /// no change in the count); for any other id it goes to the map.
+    /// `finish_or_insert` finishes a state a slot holds in place (no second copy in the map, no
+    /// change in the count); for any other id it adds a final state to the map. A final state is
+    /// not removed.
     #[test]
-    fn insert_replaces_in_the_slot_or_adds_to_the_map() {
+    fn finish_or_insert_uses_the_slot_or_the_map() {
         let ttl = Duration::from_secs(10);
         let mut t = StateTable::new(ttl);
         let mut m = IdMinter::new(0, 1);
         let own = t.insert_pending(m.mint(), Timestamp(1));
-        let mut done = RequestState::pending(Timestamp(1));
-        done.finish(Status::Failed, outcome()).unwrap();
         let now = Instant::now();
-        t.insert(own, done.clone(), now);
+        let fin = |t: &mut StateTable, id| {
+            t.finish_or_insert(&id, Status::Failed, outcome(), Timestamp(1), now)
+        };
+        fin(&mut t, own).unwrap();
         assert_eq!((t.len(), t.get(&own).unwrap().status), (1, Status::Failed));
         assert!(!t.segment(&own).map.contains_key(&own));
         let foreign = m.mint();
-        t.insert(foreign, done, now);
+        fin(&mut t, foreign).unwrap();
         assert_eq!(t.len(), 2);
         assert!(t.segment(&foreign).map.contains_key(&foreign));
+        assert!(fin(&mut t, foreign).is_err(), "a final state is never left");
+        t.remove(&own);
+        t.remove(&foreign);
+        assert_eq!(t.len(), 2, "final states leave by expiry only");
         assert_eq!(t.expire(now + ttl), 2);
         assert!(t.is_empty());
     }
@@ -316,5 +316,128 @@ mod hash_tests {
         let distinct: std::collections::HashSet<_> = hs.iter().collect();
         println!("first hashes: {:x?}", &hs[..4]);
         assert_eq!(distinct.len(), 1000);
+    }
+}
+
+/// The table against a plain model (a map of id → (status, when it became final)) under long
+/// random sequences of every operation, with ids of its own, ids from elsewhere and ids it has
+/// dropped: the slots, the map, the free list and the expiry queues must agree with it at every
+/// step.
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use crate::shard::id::IdMinter;
+    use std::collections::HashMap;
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn outcome() -> Outcome {
+        Outcome {
+            result: None,
+            headers: None,
+            status_code: Some(200),
+            error: None,
+            processing_time_ms: 0,
+            completed_at: Timestamp(9),
+        }
+    }
+
+    #[test]
+    fn random_operations_agree_with_a_model() {
+        let ttl = Duration::from_secs(5);
+        let t0 = Instant::now();
+        for seed in 1..=20u64 {
+            let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut t = StateTable::new(ttl);
+            let mut minter = IdMinter::new(0, 1);
+            // id → (final?, at which second it became final)
+            let mut model: HashMap<CorrelationId, (Status, u64)> = HashMap::new();
+            let mut known: Vec<CorrelationId> = Vec::new();
+            let mut now_s = 0u64;
+            for _ in 0..3_000 {
+                let pick = |rng: &mut Rng, known: &[CorrelationId]| known[rng.below(known.len())];
+                match rng.below(8) {
+                    0 | 1 => {
+                        let id = t.insert_pending(minter.mint(), Timestamp(now_s));
+                        assert!(model.insert(id, (Status::Pending, 0)).is_none());
+                        known.push(id);
+                    }
+                    2 if !known.is_empty() => {
+                        let id = pick(&mut rng, &known);
+                        let r = t.start(&id, Timestamp(now_s));
+                        match model.get_mut(&id) {
+                            None => assert_eq!(r, Err(UpdateError::Unknown)),
+                            Some((s, _)) if s.is_final() => {
+                                assert!(matches!(r, Err(UpdateError::Refused(_))))
+                            }
+                            Some((s, _)) => {
+                                assert_eq!(r, Ok(()));
+                                *s = Status::Processing;
+                            }
+                        }
+                    }
+                    3 if !known.is_empty() => {
+                        let id = pick(&mut rng, &known);
+                        let at = t0 + Duration::from_secs(now_s);
+                        let r =
+                            t.finish_or_insert(&id, Status::Completed, outcome(), Timestamp(0), at);
+                        match model.get(&id) {
+                            Some((s, _)) if s.is_final() => assert!(r.is_err()),
+                            _ => {
+                                assert_eq!(r, Ok(()));
+                                model.insert(id, (Status::Completed, now_s));
+                            }
+                        }
+                    }
+                    4 => {
+                        // A state from elsewhere (restart, takeover), final at once.
+                        let id = minter.mint();
+                        let at = t0 + Duration::from_secs(now_s);
+                        let r =
+                            t.finish_or_insert(&id, Status::Failed, outcome(), Timestamp(0), at);
+                        assert_eq!(r, Ok(()));
+                        model.insert(id, (Status::Failed, now_s));
+                        known.push(id);
+                    }
+                    5 if !known.is_empty() => {
+                        let id = pick(&mut rng, &known);
+                        t.remove(&id);
+                        if model.get(&id).is_some_and(|(s, _)| !s.is_final()) {
+                            model.remove(&id);
+                        }
+                    }
+                    6 => {
+                        now_s += 1;
+                        let n = t.expire(t0 + Duration::from_secs(now_s));
+                        let due: Vec<_> = model
+                            .iter()
+                            .filter(|(_, (s, at))| s.is_final() && at + ttl.as_secs() <= now_s)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        assert_eq!(n, due.len(), "seed {seed}");
+                        for id in due {
+                            model.remove(&id);
+                        }
+                    }
+                    _ => {}
+                }
+                assert_eq!(t.len(), model.len(), "seed {seed}");
+            }
+            for id in &known {
+                assert_eq!(
+                    t.get(id).map(|s| s.status),
+                    model.get(id).map(|(s, _)| *s),
+                    "seed {seed}"
+                );
+            }
+        }
     }
 }
