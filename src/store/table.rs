@@ -355,7 +355,7 @@ mod model_tests {
         let ttl = Duration::from_secs(5);
         let t0 = Instant::now();
         for seed in 1..=20u64 {
-            let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut t = StateTable::new(ttl);
             let mut minter = IdMinter::new(0, 1);
             // id → (final?, at which second it became final)
