@@ -2,7 +2,8 @@
 //! with the payload captured raw) against simd-json parsing the same body to a tape (which needs
 //! a mutable copy of the body, counted here), for payloads of 100 B, 1 KiB and 64 KiB.
 //! This is the measurement behind using serde_json rather than simd-json (PERFORMANCE.md).
-//! Group `submit_parse`: the one-pass fast path for plain bodies against the full parse.
+//! Group `submit_parse`: the one-pass fast path for plain bodies against the full parse (a typical
+//! body, one with metadata after the payload, a 1 KiB plain text payload).
 //!
 //! `cargo bench --bench json_validate`
 
@@ -61,6 +62,11 @@ fn bench(c: &mut Criterion) {
     // full parse it stands in for, also with `metadata` after the payload (the fast path reads
     // the body once, then serde only the metadata object).
     let mut g = c.benchmark_group("submit_parse");
+    // A plain text payload of 1 KiB (a log line, a message): long strings, no escapes.
+    let text_1k = format!(
+        r#"{{"payload":{{"operation":"echo","data":"{}"}}}}"#,
+        "lorem ipsum dolor sit amet, ".repeat(37)
+    );
     for (name, body) in [
         (
             "typical",
@@ -70,6 +76,7 @@ fn bench(c: &mut Criterion) {
             "metadata_last",
             &br#"{"payload":{"operation":"uppercase","data":"hello"},"metadata":{"priority":5}}"#[..],
         ),
+        ("text_1k", text_1k.as_bytes()),
     ] {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_with_input(BenchmarkId::new("parse", name), body, |b, body| {
