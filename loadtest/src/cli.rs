@@ -39,7 +39,7 @@ loadtest run: drive load and report throughput, latency percentiles and correctn
                         server that falls behind shows growing latency (no coordinated
                         omission). Without --rate: closed loop, as fast as answers come.
   --pacer               open loop: wake for send times every 100 us from a helper thread
-                        on the same CPU instead of the runtime's 1 ms timer (which sends
+                        (on the worker's CPU with --cpus) instead of the 1 ms timer (which sends
                         each millisecond's requests at once, up to 1 ms late); costs the
                         generator CPU, so near its own limit the timer keeps up better
   --threads T           worker threads (default: the number of --cpus, else 1)

@@ -1,8 +1,8 @@
 //! `--pacer`: send times finer than monoio's timer. The runtime's timer wheel has 1 ms ticks, so an
 //! open-loop run sends each millisecond's requests together, up to ~1 ms after their intended
 //! times: at part load the generator's own lag is most of the latency it reports, and its bursts
-//! queue at the server. With the pacer a helper thread on the worker's CPU sleeps [`PERIOD`] at a
-//! time with a 1 ns timer slack and wakes the worker's runtime; a relay task there wakes the
+//! queue at the server. With the pacer a helper thread (pinned to the worker's CPU when `--cpus`
+//! is given) sleeps [`PERIOD`] at a time with a 1 ns timer slack and wakes the worker's runtime; a relay task there wakes the
 //! connections whose send time has come ([`SendTimes::sleep_until`]). Between ticks the worker's
 //! CPU is free to halt. The ticks cost the generator CPU (10,000 cross-thread wake-ups a second),
 //! so near the generator's own limit the 1 ms timer keeps up better (PERFORMANCE.md, table 2).
