@@ -9,13 +9,14 @@
 //! of ids minted elsewhere (Redis mode, another instance, an earlier run) go to a hash map split
 //! into [`SEGMENTS`] maps by one random byte of the id: a hash map that grows rehashes everything
 //! at once, which at millions of states stalls the shard for tens of milliseconds; segments make
-//! each rehash 1/64th as large (the same total work, in small steps). The expiry queues are
-//! segmented the same way, so no growth copies one large queue.
+//! each rehash 1/64th as large (the same total work, in small steps). Expiry is one chunked
+//! queue in the order states became final (`expiry.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
+use super::expiry::Expiry;
 use super::slots::Slots;
 use super::state::{Outcome, Refused, RequestState, Status};
 use crate::clock::Timestamp;
@@ -58,13 +59,13 @@ pub const SEGMENTS: usize = 64;
 #[derive(Default)]
 struct Segment {
     map: IdMap<RequestState>,
-    expiry: VecDeque<(Instant, CorrelationId)>,
 }
 
 /// The request states one shard owns.
 pub struct StateTable {
     slots: Slots,
     segments: Box<[Segment]>,
+    expiry: Expiry,
     len: usize,
     ttl: Duration,
 }
@@ -76,6 +77,7 @@ impl StateTable {
         StateTable {
             slots: Slots::new(),
             segments,
+            expiry: Expiry::default(),
             len: 0,
             ttl,
         }
@@ -158,7 +160,7 @@ impl StateTable {
         let deadline = at + self.ttl;
         let state = self.get_mut(id).ok_or(UpdateError::Unknown)?;
         state.finish(to, outcome).map_err(UpdateError::Refused)?;
-        self.segment_mut(id).expiry.push_back((deadline, *id));
+        self.expiry.push(deadline, *id);
         Ok(())
     }
 
@@ -182,26 +184,22 @@ impl StateTable {
             self.segment_mut(id).map.insert(*id, state);
             self.len += 1;
         }
-        self.segment_mut(id).expiry.push_back((deadline, *id));
+        self.expiry.push(deadline, *id);
         Ok(())
     }
 
     /// Drops final states whose TTL ran out by `now`; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut removed = 0;
-        let slots = &mut self.slots;
-        for segment in self.segments.iter_mut() {
-            while let Some(&(deadline, id)) = segment.expiry.front() {
-                if deadline > now {
-                    break;
-                }
-                segment.expiry.pop_front();
-                if slots.remove_if(&id, |s| s.status.is_final()).is_some() {
-                    removed += 1;
-                } else if segment.map.get(&id).is_some_and(|s| s.status.is_final()) {
-                    segment.map.remove(&id);
-                    removed += 1;
-                }
+        while let Some(id) = self.expiry.pop_due(now) {
+            if self.slots.remove_if(&id, |s| s.status.is_final()).is_some() {
+                removed += 1;
+                continue;
+            }
+            let map = &mut self.segment_mut(&id).map;
+            if map.get(&id).is_some_and(|s| s.status.is_final()) {
+                map.remove(&id);
+                removed += 1;
             }
         }
         self.len -= removed;
@@ -298,7 +296,7 @@ mod tests {
             Err(UpdateError::Refused(_))
         ));
         // The refused second finish scheduled no extra expiry.
-        assert_eq!(t.segments.iter().map(|s| s.expiry.len()).sum::<usize>(), 1);
+        assert_eq!(t.expiry.len(), 1);
     }
 }
 
