@@ -253,9 +253,9 @@ mod tests {
         );
     }
 
-    /// The slot fields of consecutive slots look random: no field repeats, and over 10,000 ids each
-    /// of the 32 bits is set about half the time (a plain or xor-ed counter would leave the high
-    /// bits constant).
+    /// The slot fields of consecutive slots look random: over 10,000 ids each of the 32 bits is set
+    /// about half the time (±20 standard deviations; a plain or xor-ed counter would leave the
+    /// high bits constant).
     #[test]
     fn slot_fields_show_no_counter() {
         let mut s = Slots::new();
@@ -269,8 +269,7 @@ mod tests {
                 u32::from_be_bytes([b[12], b[13], b[14], b[15]])
             })
             .collect();
-        let distinct: std::collections::HashSet<_> = fields.iter().collect();
-        assert_eq!(distinct.len(), fields.len());
+        // (Not "all distinct": random 32-bit fields collide now and then, ~1 % of runs at 10,000.)
         for bit in 0..32 {
             let ones = fields.iter().filter(|f| *f >> bit & 1 == 1).count();
             assert!((4_000..6_000).contains(&ones), "bit {bit}: {ones} of 10000");
