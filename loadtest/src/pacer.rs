@@ -31,10 +31,10 @@ struct Shared {
     stop: AtomicBool,
 }
 
-/// The tick thread of one worker; stopped and joined by [`Ticker::stop`] or on drop.
+/// The tick thread of one worker; stopped and joined when the ticker is dropped.
 pub struct Ticker {
     shared: Arc<Shared>,
-    thread: RefCell<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
@@ -61,23 +61,8 @@ impl Ticker {
             })?;
         Ok(Ticker {
             shared,
-            thread: RefCell::new(Some(thread)),
+            thread: Some(thread),
         })
-    }
-
-    /// Stops the thread and waits for it, and drops the relay's waker (which would otherwise keep
-    /// the relay task alive): call before the runtime it wakes goes away; dropping the ticker
-    /// does it too.
-    pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.borrow_mut().take() {
-            let _ = t.join();
-        }
-        self.shared
-            .waker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
     }
 
     /// What the relay task needs: it holds this, not the ticker, so the one owner of the ticker
@@ -109,9 +94,19 @@ impl Ticks {
     }
 }
 
+/// Stops the thread and waits for it, then drops the relay's waker (which would otherwise keep
+/// the relay task alive): the ticker must go before the runtime it wakes.
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop();
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.shared
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 

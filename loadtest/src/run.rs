@@ -186,52 +186,24 @@ async fn phases(
         .map(|t| share(opts.connections as u64, threads, t) as usize)
         .sum();
     let n = share(opts.connections as u64, threads, index) as usize;
-    // `--pacer`: send times to the tick of a helper thread, not the runtime's 1 ms timer. (No
-    // early return here: every thread must reach the barrier.)
-    let pacing = match opts.pacer {
+    // `--pacer`: send times to the tick of a helper thread, not the runtime's 1 ms timer. The
+    // ticker lives until this function returns (on every path, unwinding too), so its thread is
+    // stopped and joined before the runtime goes. (No early return here: every thread must reach
+    // the barrier.)
+    let (_ticker, send_times) = match opts.pacer {
         true => match Ticker::start(opts.cpus.as_ref().map(|c| c[index % c.len()])) {
             Ok(ticker) => {
                 let times = Rc::new(SendTimes::default());
                 monoio::spawn(times.clone().relay(ticker.ticks()));
-                Some((ticker, times))
+                (Some(ticker), Some(times))
             }
             Err(e) => {
                 eprintln!("loadtest: no pacer thread ({e}): send times to the 1 ms timer");
-                None
+                (None, None)
             }
         },
-        false => None,
+        false => (None, None),
     };
-    let result = run_phases(
-        index,
-        opts,
-        barrier,
-        pool,
-        live,
-        first,
-        n,
-        pacing.as_ref().map(|p| p.1.clone()),
-    )
-    .await;
-    // Stopped here, before the runtime goes; on a panic, by the ticker's drop while unwinding.
-    if let Some((ticker, _)) = pacing {
-        ticker.stop();
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_phases(
-    index: usize,
-    opts: &RunOptions,
-    barrier: &Barrier,
-    pool: &Mutex<Vec<u128>>,
-    live: Arc<Live>,
-    first: usize,
-    n: usize,
-    send_times: Option<Rc<SendTimes>>,
-) -> Result<ThreadOut, String> {
-    let threads = opts.threads;
     let w = Rc::new(Worker {
         addr: opts.target.addr,
         requests: Requests::new(&opts.target, &opts.operation, opts.payload_bytes),

@@ -169,17 +169,6 @@ impl Slots {
             .map(|e| &e.state)
     }
 
-    /// The state of `id` if a slot holds it.
-    pub fn get_mut(&mut self, id: &CorrelationId) -> Option<&mut RequestState> {
-        let at = self.find(id)?;
-        self.state_mut(at)
-    }
-
-    /// Frees the slot of `id`; returns its state if a slot held it.
-    pub fn remove(&mut self, id: &CorrelationId) -> Option<RequestState> {
-        self.remove_if(id, |_| true)
-    }
-
     /// Frees the slot of `id` if a slot holds it and `pred` holds for its state; returns the state.
     pub fn remove_if(
         &mut self,
@@ -278,7 +267,7 @@ mod tests {
         let a = s
             .insert(m.mint(), RequestState::pending(Timestamp(1)))
             .unwrap();
-        s.remove(&a).unwrap();
+        s.remove_if(&a, |_| true).unwrap();
         let b = s
             .insert(m.mint(), RequestState::pending(Timestamp(2)))
             .unwrap();
@@ -309,15 +298,15 @@ mod tests {
         let a = s
             .insert(m.mint(), RequestState::pending(Timestamp(1)))
             .unwrap();
-        assert!(s.remove(&a).is_some());
-        assert!(s.remove(&a).is_none());
+        assert!(s.remove_if(&a, |_| true).is_some());
+        assert!(s.remove_if(&a, |_| true).is_none());
         let b = s
             .insert(m.mint(), RequestState::pending(Timestamp(2)))
             .unwrap();
         // Same slot (the only one ever used), other id: the old id finds nothing.
         assert_eq!((s.slot_of(&a), s.slot_of(&b)), (Some(0), Some(0)));
         assert!(s.get(&a).is_none());
-        assert!(s.get_mut(&a).is_none());
+        assert!(s.find(&a).is_none());
         assert_eq!(s.get(&b).unwrap().submitted_at, Timestamp(2));
         assert_eq!(s.used, 1);
     }
@@ -333,7 +322,7 @@ mod tests {
         for _ in 0..5000 {
             let foreign = m.mint();
             assert!(s.get(&foreign).is_none());
-            assert!(s.remove(&foreign).is_none());
+            assert!(s.remove_if(&foreign, |_| true).is_none());
         }
         // An id whose slot field names a used slot but whose other bytes differ.
         let own = s
