@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use openhqm::backend::redis::fields::job_fields;
+use openhqm::backend::redis::reads;
+use openhqm::backend::redis::state_value;
+use openhqm::backend::{Job, Metadata};
 use openhqm::clock::Timestamp;
-use openhqm::queue::redis_streams::fields::job_fields;
-use openhqm::queue::redis_streams::reads;
-use openhqm::queue::redis_streams::state_value;
-use openhqm::queue::{Job, Metadata};
 use openhqm::resp::{command, Frame};
 use openhqm::shard::id::IdMinter;
 use openhqm::store::RequestState;

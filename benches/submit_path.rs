@@ -1,29 +1,33 @@
-//! The in-process submit → complete path of one request, without sockets: parse the HTTP request,
-//! validate the body, mint the id, store PENDING, enqueue on the embedded queue, answer 202;
-//! fetch, run the built-in operation, store COMPLETED, answer the response lookup.
+//! The in-process submit → complete path of one request, without sockets, through the same
+//! code the server runs: parse the HTTP request, the submit handler (validate, mint, PENDING,
+//! enqueue on the embedded backend, 202), a worker slot's run of the job (built-in operation,
+//! COMPLETED), and the response lookup.
 //!
 //! `cargo bench --bench submit_path`
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use openhqm::api::{response, submit};
+use openhqm::backend::{Backend, EmbeddedBackend};
 use openhqm::clock::Timestamp;
-use openhqm::http::{Conn, Event, Limits, Response};
-use openhqm::queue::{Backend, Job, MemoryQueue, QueueBackend};
+use openhqm::config::Config;
+use openhqm::http::{Conn, Event, Limits};
+use openhqm::metrics::ShardMetrics;
 use openhqm::shard::id::IdMinter;
-use openhqm::store::{Outcome, StateTable, Status};
-use openhqm::worker::builtin;
+use openhqm::worker::{Processors, Worker};
 
 const WIRE: &[u8] =
     b"POST /api/v1/submit HTTP/1.1\r\nHost: localhost:8000\r\nContent-Type: application/json\r\n\
 Content-Length: 52\r\n\r\n{\"payload\":{\"operation\":\"uppercase\",\"data\":\"hello\"}}";
 
-/// Runs a future that completes without waiting (the embedded queue's operations do).
+/// Runs a future that completes without waiting (the embedded backend's operations do).
 fn now<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -35,9 +39,25 @@ fn now<F: Future>(f: F) -> F::Output {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("submit_path");
     g.throughput(Throughput::Elements(1));
-    let mut table = StateTable::new(Duration::from_secs(3600));
-    let queue = Backend::Memory(MemoryQueue::new(usize::MAX));
-    let mut minter = IdMinter::new(0, 1);
+    let config = Config::default();
+    let backend = Rc::new(EmbeddedBackend::new(
+        IdMinter::new(0, 1),
+        usize::MAX,
+        Duration::from_secs(3600),
+    ));
+    let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
+    let processors = Processors::default();
+    let worker = Worker::new(
+        backend.clone(),
+        metrics.clone(),
+        processors.clone(),
+        &config.worker,
+        1,
+    );
+    let rules = submit::Rules {
+        default_timeout: config.worker.timeout,
+        processors: &processors,
+    };
     let mut conn = Conn::new(Limits::default(), openhqm::api::precheck);
     let mut out = BytesMut::with_capacity(4096);
     g.bench_function("submit_then_complete", |b| {
@@ -47,37 +67,23 @@ fn bench(c: &mut Criterion) {
             let Event::Request(req) = conn.poll(&mut input) else {
                 panic!("no request")
             };
-            let sub = submit::parse(&req.body, Duration::from_secs(300)).unwrap();
-            let at = Timestamp::now();
-            let id = table.insert_pending(minter.mint(), at);
-            let job = Job {
-                id,
-                payload: Bytes::copy_from_slice(&req.body[sub.payload]),
-                headers: None,
-                metadata: sub.metadata,
-                submitted_at: at,
-            };
-            now(queue.enqueue(job)).unwrap();
+            let accepted = now(submit::handle(
+                &*backend,
+                &metrics,
+                &rules,
+                &req.body,
+                Timestamp::now(),
+            ))
+            .unwrap();
             out.clear();
-            Response::json(202, b"{\"correlation_id\":\"...\"}".to_vec()).encode(false, &mut out);
+            accepted.encode(false, &mut out);
             // Process.
-            let d = now(queue.fetch(1, 1)).pop().unwrap();
-            table.start(&d.job.id, Timestamp::now()).unwrap();
-            let o = builtin::run(&d.job.payload).unwrap();
-            let outcome = Outcome {
-                result: Some(o.result),
-                headers: None,
-                status_code: Some(200),
-                error: None,
-                processing_time_ms: 0,
-                completed_at: Timestamp::now(),
-            };
-            table
-                .finish(&d.job.id, Status::Completed, outcome, Instant::now())
-                .unwrap();
-            now(queue.finish(d, None));
+            let d = now(backend.next_jobs(1, 1)).pop().unwrap();
+            let id = d.job.id;
+            now(worker.run_job(d));
             // Look up.
-            black_box(response::render(&id, table.get(&id).unwrap()))
+            let state = backend.held(&id).unwrap();
+            black_box(response::render(&id, &state))
         })
     });
     g.finish();

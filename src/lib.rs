@@ -6,7 +6,8 @@
 //!
 //! ## Architecture: thread-per-core, shared-nothing
 //! The process runs one **shard** per core ([`shard`]): a pinned thread with its own event loop,
-//! its own `SO_REUSEPORT` listener, HTTP connections ([`http`], sans-IO), queue ([`queue`]),
+//! its own `SO_REUSEPORT` listener, HTTP connections ([`http`], sans-IO), backend ([`backend`]:
+//! queue and request state),
 //! worker slots ([`worker`]), request-state table ([`store`]) and metrics ([`metrics`]). A shard
 //! mints correlation ids that hash to itself ([`shard::id::shard_for`]), so processing and
 //! lookups of a request stay on one core; a lookup that lands on another shard is one explicit
@@ -18,7 +19,7 @@
 //! - [`http`]: HTTP/1.1 parsing, body decoding, connection sequencing, routing, encoding.
 //! - [`api`]: the endpoints of API.md.
 //! - [`shard`]: ids, mesh, event loop, connection I/O, the shard's owned state.
-//! - [`queue`]: the `QueueBackend` trait, the embedded backend and the Redis Streams backend.
+//! - [`backend`]: a request's life per mode: the `Backend` trait, embedded and Redis Streams.
 //! - [`resp`]: the Redis protocol, sans-IO, and one pipelined connection per shard.
 //! - [`store`]: request states and their lifecycle.
 //! - [`worker`]: worker slots, the `Processor` trait, the built-in operations.
@@ -30,8 +31,16 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub use backend::Job;
+pub use broker::{Broker, StartError};
+pub use config::Config;
+pub use server::Running;
+pub use worker::{Output, ProcessError, Processor};
+
 pub mod alloc;
 pub mod api;
+pub mod backend;
+mod broker;
 pub mod clock;
 pub mod config;
 pub mod decimal;
@@ -40,9 +49,10 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod plain_json;
-pub mod queue;
 pub mod resp;
 pub mod server;
 pub mod shard;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod worker;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use openhqm::config::{self, Loaded, QueueType};
-use openhqm::{log, server};
+use openhqm::{log, Broker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     };
     let grace = config.server.shutdown_grace;
     let queue = config.queue.kind;
-    let running = match server::start(*config) {
+    let running = match Broker::new(*config).start() {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "cannot start");

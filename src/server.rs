@@ -4,16 +4,15 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Socket, Type};
 
 use crate::config::Config;
-use crate::shard::context::ShardCtx;
 use crate::shard::mesh::{self, Mesh, ShardMsg};
-use crate::shard::runtime;
+use crate::shard::{runtime, Wiring};
+use crate::worker::Processors;
 
 /// A started broker.
 pub struct Running {
@@ -23,8 +22,8 @@ pub struct Running {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Starts every shard; returns once all are serving.
-pub fn start(config: Config) -> io::Result<Running> {
+/// Starts every shard, each running `processors`; returns once all are serving.
+pub(crate) fn start(config: Config, processors: Processors) -> io::Result<Running> {
     let driver = config.server.io_driver;
     let nr_shards = config.nr_shards();
     let wanted = (config.server.host.as_str(), config.server.port)
@@ -54,6 +53,7 @@ pub fn start(config: Config) -> io::Result<Running> {
         let ready = ready_tx.clone();
         let cpu = config.server.cpus.as_ref().map(|c| c.for_shard(shard));
         let instance = instance.clone();
+        let processors = processors.clone();
         let thread = std::thread::Builder::new()
             .name(format!("openhqm-shard-{shard}"))
             .spawn(move || {
@@ -76,10 +76,17 @@ pub fn start(config: Config) -> io::Result<Running> {
                 };
                 rt.block_on(async move {
                     // Inside the runtime: the Redis backend spawns its connection tasks here.
-                    let mesh = Mesh::new(shard, senders);
-                    let ctx = Rc::new(ShardCtx::new(shard, config, mesh, &instance));
-                    let _ = ready.send(Ok(name));
-                    crate::shard::run(ctx, listener, inbox).await
+                    let wiring = Wiring {
+                        id: shard,
+                        config,
+                        mesh: Mesh::new(shard, senders),
+                        processors,
+                        instance,
+                    };
+                    let started = move || {
+                        let _ = ready.send(Ok(name));
+                    };
+                    crate::shard::run(wiring, listener, inbox, started).await
                 });
             })?;
         threads.push(thread);

@@ -5,16 +5,16 @@
 mod common;
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::in_process::{backend, connected, job};
+use common::in_process::{backend, connected, submit};
 use common::redis::RedisServer;
+use openhqm::backend::{Backend, Settlement};
 use openhqm::clock::Timestamp;
 use openhqm::config::IoDriver;
-use openhqm::queue::QueueBackend;
 use openhqm::shard::runtime;
-use openhqm::store::{Outcome, RequestState, Status};
+use openhqm::store::{Outcome, Status};
 
 #[test]
 fn completions_of_one_turn_go_out_as_one_transaction() {
@@ -23,13 +23,11 @@ fn completions_of_one_turn_go_out_as_one_transaction() {
     rt.block_on(async {
         let q = Rc::new(backend(&redis, Duration::from_secs(20)));
         connected(&q).await;
-        let ids: Vec<String> = (0..5u32)
-            .map(|i| format!("{i:08x}-0000-4000-8000-{i:012x}"))
-            .collect();
-        for id in &ids {
-            q.enqueue(job(id)).await.expect("enqueue");
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(submit(&q).await);
         }
-        let deliveries = q.fetch(5, 10).await;
+        let deliveries = q.next_jobs(5, 10).await;
         assert_eq!(deliveries.len(), 5);
         redis.cli(&["CONFIG", "RESETSTAT"]);
 
@@ -39,8 +37,7 @@ fn completions_of_one_turn_go_out_as_one_transaction() {
             .map(|d| {
                 let q = q.clone();
                 monoio::spawn(async move {
-                    let mut s = RequestState::pending(d.job.submitted_at);
-                    s.start(Timestamp::now()).expect("start");
+                    q.start(&d, Timestamp::now());
                     let outcome = Outcome {
                         result: Some(Bytes::from_static(b"\"done\"")),
                         headers: None,
@@ -49,8 +46,8 @@ fn completions_of_one_turn_go_out_as_one_transaction() {
                         processing_time_ms: 0,
                         completed_at: Timestamp::now(),
                     };
-                    s.finish(Status::Completed, outcome).expect("finish");
-                    q.finish(d, Some(s)).await;
+                    q.settle(d, Settlement::Completed(outcome), Instant::now())
+                        .await;
                 })
             })
             .collect();

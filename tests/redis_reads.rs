@@ -8,15 +8,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::in_process::{backend, connected, job};
+use common::in_process::{backend, connected, submit};
 use common::redis::RedisServer;
+use openhqm::backend::Backend;
 use openhqm::config::IoDriver;
-use openhqm::queue::QueueBackend;
 use openhqm::shard::runtime;
-
-fn uuid(i: u32) -> String {
-    format!("{i:08x}-0000-4000-8000-{i:012x}")
-}
 
 #[test]
 fn reads_fill_the_free_slots_one_batch_per_read() {
@@ -25,21 +21,21 @@ fn reads_fill_the_free_slots_one_batch_per_read() {
     rt.block_on(async {
         let q = backend(&redis, Duration::from_secs(20));
         connected(&q).await;
-        for i in 0..25 {
-            q.enqueue(job(&uuid(i))).await.expect("enqueue");
+        for _ in 0..25 {
+            submit(&q).await;
         }
         redis.cli(&["CONFIG", "RESETSTAT"]);
 
         // Room for 15 with batches of 10: after a start, first the consumer's own pending list
         // (empty here, one read), then two reads together (10, then 5), never more than 15.
-        let first = q.fetch(15, 10).await;
+        let first = q.next_jobs(15, 10).await;
         assert_eq!(first.len(), 15);
         assert_eq!(redis.calls("xreadgroup"), 1 + 2);
 
         // Room for 64: seven reads; the 10 left come back, and the six reads that find nothing
         // do not block (a blocking one would hold the reply for its full second).
         let started = Instant::now();
-        let second = q.fetch(64, 10).await;
+        let second = q.next_jobs(64, 10).await;
         let took = started.elapsed();
         assert_eq!(second.len(), 10);
         assert_eq!(redis.calls("xreadgroup"), 3 + 7);
@@ -56,9 +52,9 @@ fn reads_fill_the_free_slots_one_batch_per_read() {
         assert_eq!(pending[0], 25, "{pending}");
 
         // With one free slot, one read of one entry.
-        q.enqueue(job(&uuid(99))).await.expect("enqueue");
-        q.enqueue(job(&uuid(100))).await.expect("enqueue");
-        assert_eq!(q.fetch(1, 10).await.len(), 1);
+        submit(&q).await;
+        submit(&q).await;
+        assert_eq!(q.next_jobs(1, 10).await.len(), 1);
         assert_eq!(redis.calls("xreadgroup"), 3 + 7 + 1);
     });
 }

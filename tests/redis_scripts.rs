@@ -1,4 +1,4 @@
-//! The owner-only settle scripts (`src/queue/redis_streams/scripts.rs`) on a real Redis: a
+//! The owner-only settle scripts (`src/backend/redis/scripts.rs`) on a real Redis: a
 //! consumer whose entry was taken over by another consumer (its lease lapsed) writes nothing and
 //! leaves the entry pending for the new owner; the owner settles it. This is the path a worker
 //! takes when it finishes after its lease may have lapsed; a frozen shard cannot overwrite the
@@ -7,7 +7,7 @@
 mod common;
 
 use common::redis::RedisServer;
-use openhqm::queue::redis_streams::scripts::Scripts;
+use openhqm::backend::redis::scripts::Scripts;
 
 const STREAM: &str = "s:{0}";
 const GROUP: &str = "openhqm-workers";

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use openhqm::queue::redis_streams::state_value::{decode, encode};
+use openhqm::backend::redis::state_value::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     let value = Bytes::copy_from_slice(data);

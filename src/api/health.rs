@@ -2,16 +2,15 @@
 //! 200 `healthy` or 503 `degraded`.
 
 use super::json::put_str;
+use crate::backend::Backend;
 use crate::clock::Timestamp;
-use crate::error::Error;
 use crate::http::Response;
-use crate::queue::QueueBackend;
-use crate::shard::context::ShardCtx;
+use crate::shard::mesh::Mesh;
 
-/// Handles one health check.
-pub async fn handle(ctx: &ShardCtx) -> Result<Response, Error> {
-    let local = ctx.backend.check().await;
-    let queue_ok = local.is_ok() && ctx.mesh.check_others().await.is_ok();
+/// Checks this shard's backend, then every other shard's.
+pub(crate) async fn handle<B: Backend>(backend: &B, mesh: &Mesh) -> Response {
+    let local = backend.check().await;
+    let queue_ok = local.is_ok() && mesh.check_others().await.is_ok();
     let (status, word) = if queue_ok {
         (200, "healthy")
     } else {
@@ -32,5 +31,5 @@ pub async fn handle(ctx: &ShardCtx) -> Result<Response, Error> {
     if !queue_ok {
         resp.retry_after = Some(1);
     }
-    Ok(resp)
+    resp
 }

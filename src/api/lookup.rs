@@ -3,10 +3,10 @@
 
 use bytes::Bytes;
 
+use crate::backend::Backend;
 use crate::error::{Error, ErrorKind};
-use crate::queue::QueueBackend;
-use crate::shard::context::ShardCtx;
-use crate::shard::id::{shard_for, CorrelationId};
+use crate::shard::id::{shard_for, CorrelationId, ShardId};
+use crate::shard::mesh::Mesh;
 use crate::store::RequestState;
 
 /// Parses a path segment as a correlation id.
@@ -17,26 +17,28 @@ pub fn parse_id(raw: &Bytes) -> Result<CorrelationId, Error> {
     ))
 }
 
-/// Renders the state of `raw`'s id with `render`, or 404.
-pub async fn with_state<T>(
-    ctx: &ShardCtx,
+/// The state of `raw`'s id, or 404: from the shard that owns it (this one, or another over the
+/// mesh), else from the store every instance shares (Redis: submitted through another instance,
+/// or before a restart).
+pub(crate) async fn find<B: Backend>(
+    backend: &B,
+    mesh: &Mesh,
+    me: ShardId,
     raw: &Bytes,
-    render: impl Fn(&CorrelationId, &RequestState) -> T,
-) -> Result<T, Error> {
+) -> Result<(CorrelationId, RequestState), Error> {
     let id = parse_id(raw)?;
-    let owner = shard_for(&id, ctx.mesh.nr_shards());
-    let not_found = || Error::new(ErrorKind::NotFound, "Request not found");
-    if owner == ctx.shard {
-        if let Some(s) = ctx.table.borrow().get(&id) {
-            return Ok(render(&id, s));
-        }
-    } else if let Some(state) = ctx.mesh.lookup(owner, id).await {
-        return Ok(render(&id, &state));
+    let owner = shard_for(&id, mesh.nr_shards());
+    let held = if owner == me {
+        backend.held(&id)
+    } else {
+        mesh.lookup(owner, id).await
+    };
+    if let Some(state) = held {
+        return Ok((id, state));
     }
-    // Not in memory: submitted through another instance, or before a restart.
-    match ctx.backend.load_state(&id).await {
-        Ok(Some(state)) => Ok(render(&id, &state)),
-        Ok(None) => Err(not_found()),
+    match backend.load(&id).await {
+        Ok(Some(state)) => Ok((id, state)),
+        Ok(None) => Err(Error::new(ErrorKind::NotFound, "Request not found")),
         Err(_) => Err(Error::new(
             ErrorKind::QueueUnavailable,
             "state store unavailable; retry later",

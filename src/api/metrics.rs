@@ -3,19 +3,22 @@
 use crate::error::{Error, ErrorKind};
 use crate::http::{ContentType, Response};
 use crate::metrics::prometheus;
-use crate::shard::context::ShardCtx;
+use crate::shard::mesh::Mesh;
 
-/// Handles one scrape.
-pub async fn handle(ctx: &ShardCtx) -> Result<Response, Error> {
-    if !ctx.config.monitoring.metrics_enabled {
+/// Handles one scrape: every shard (this one too) sends a copy of its metrics over the mesh.
+pub(crate) async fn handle(
+    mesh: &Mesh,
+    enabled: bool,
+    queue_name: &str,
+) -> Result<Response, Error> {
+    if !enabled {
         return Err(Error::new(ErrorKind::NotFound, "Not Found"));
     }
-    let mut shards = vec![Default::default(); ctx.mesh.nr_shards()];
-    shards[ctx.shard] = ctx.metrics_snapshot();
-    for (shard, m) in ctx.mesh.scrape_others().await {
+    let mut shards = vec![Default::default(); mesh.nr_shards()];
+    for (shard, m) in mesh.scrape_all().await {
         shards[shard] = m;
     }
-    let text = prometheus::encode(&shards, &ctx.config.queue.request_queue_name);
+    let text = prometheus::encode(&shards, queue_name);
     let mut resp = Response::json(200, text.into_bytes());
     resp.content_type = Some(ContentType::Prometheus);
     Ok(resp)

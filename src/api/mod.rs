@@ -11,11 +11,41 @@ pub mod status;
 pub mod submit;
 pub mod submit_plain;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::clock::Timestamp;
 use crate::error::{Detail, Error, ErrorKind};
 use crate::http::route::{route, NoRoute};
 use crate::http::{Endpoint, Method, Request, RequestHead, Response, Route};
-use crate::shard::context::ShardCtx;
+use crate::metrics::ShardMetrics;
+use crate::shard::id::ShardId;
+use crate::shard::mesh::Mesh;
+use crate::worker::Processors;
 use json::{put_key, put_str};
+
+/// What the endpoints of one shard answer from: its backend, its metrics, the mesh to the
+/// other shards, the processors a submit may name, and the settings they read.
+pub(crate) struct Api<B> {
+    /// The shard's backend.
+    pub(crate) backend: Rc<B>,
+    /// The shard's metrics.
+    pub(crate) metrics: Rc<RefCell<ShardMetrics>>,
+    /// The way to the other shards.
+    pub(crate) mesh: Mesh,
+    /// This shard.
+    pub(crate) shard: ShardId,
+    /// The processors a submit may name.
+    pub(crate) processors: Processors,
+    /// `worker.timeout`: the deadline of a request that gives none.
+    pub(crate) default_timeout: Duration,
+    /// `monitoring.metrics_enabled`.
+    pub(crate) metrics_enabled: bool,
+    /// `queue.request_queue_name`, the `queue_name` label.
+    pub(crate) queue_name: String,
+}
 
 /// Refuses, from the head alone, requests whose body should not be read.
 pub fn precheck(head: &RequestHead) -> Result<(), Error> {
@@ -26,7 +56,7 @@ pub fn precheck(head: &RequestHead) -> Result<(), Error> {
 }
 
 /// Answers one request. Returns the endpoint (the metric label) with the response.
-pub async fn handle(ctx: &ShardCtx, req: &Request) -> (Endpoint, Response) {
+pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint, Response) {
     let endpoint = Endpoint::of_path(&req.head.path);
     let result = match route(req.head.method, &req.head.path) {
         Err(NoRoute::NotFound) => Err(Error::new(ErrorKind::NotFound, "Not Found")),
@@ -44,11 +74,30 @@ pub async fn handle(ctx: &ShardCtx, req: &Request) -> (Endpoint, Response) {
             r.allow = Some(e.allow());
             Ok(r)
         }
-        Ok(Route::Submit) => submit::handle(ctx, req).await,
-        Ok(Route::Status(id)) => status::handle(ctx, &id).await,
-        Ok(Route::Response(id)) => response::handle(ctx, &id).await,
-        Ok(Route::Health) => health::handle(ctx).await,
-        Ok(Route::Metrics) => metrics::handle(ctx).await,
+        Ok(Route::Submit) => {
+            let rules = submit::Rules {
+                default_timeout: api.default_timeout,
+                processors: &api.processors,
+            };
+            submit::handle(
+                &*api.backend,
+                &api.metrics,
+                &rules,
+                &req.body,
+                Timestamp::now(),
+            )
+            .await
+        }
+        Ok(Route::Status(id)) => lookup::find(&*api.backend, &api.mesh, api.shard, &id)
+            .await
+            .map(|(id, state)| status::respond(&id, &state)),
+        Ok(Route::Response(id)) => lookup::find(&*api.backend, &api.mesh, api.shard, &id)
+            .await
+            .map(|(id, state)| response::respond(&id, &state)),
+        Ok(Route::Health) => Ok(health::handle(&*api.backend, &api.mesh).await),
+        Ok(Route::Metrics) => {
+            metrics::handle(&api.mesh, api.metrics_enabled, &api.queue_name).await
+        }
     };
     (endpoint, result.unwrap_or_else(|e| error_response(&e)))
 }
@@ -96,8 +145,179 @@ pub fn error_response(e: &Error) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
     use super::*;
+    use crate::backend::{EmbeddedBackend, Settlement};
     use crate::error::FieldError;
+    use crate::shard::id::IdMinter;
+    use crate::shard::mesh;
+    use crate::store::{Outcome, Status};
+    use crate::testing::{embedded, id, ready};
+    use crate::worker::{Output, ProcessError, Processor};
+
+    struct Nothing;
+
+    impl Processor for Nothing {
+        async fn process(&self, _job: &crate::backend::Job) -> Result<Output, ProcessError> {
+            Ok(Output::json("null"))
+        }
+    }
+
+    fn one_shard() -> Mesh {
+        Mesh::new(0, mesh::inboxes(1).0)
+    }
+
+    fn submit(backend: &EmbeddedBackend, metrics: &RefCell<ShardMetrics>, body: &str) -> Response {
+        let mut processors = Processors::default();
+        processors.register("nothing", Nothing);
+        let rules = submit::Rules {
+            default_timeout: Duration::from_secs(300),
+            processors: &processors,
+        };
+        let now = Timestamp::now();
+        ready(submit::handle(
+            backend,
+            metrics,
+            &rules,
+            body.as_bytes(),
+            now,
+        ))
+        .unwrap_or_else(|e| error_response(&e))
+    }
+
+    fn json(r: &Response) -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn submit_queues_and_status_finds_it_pending() {
+        let backend = embedded();
+        let metrics = RefCell::default();
+        let r = submit(
+            &backend,
+            &metrics,
+            r#"{"payload":{"a":1},"metadata":{"endpoint":"nothing"}}"#,
+        );
+        assert_eq!(r.status, 202);
+        let v = json(&r);
+        assert_eq!(v["status"], "PENDING");
+        let text = v["correlation_id"].as_str().unwrap().as_bytes().to_vec();
+        assert_eq!(r.location, Some(id(&text)));
+        assert_eq!(metrics.borrow().published, 1);
+
+        let (found, state) =
+            ready(lookup::find(&backend, &one_shard(), 0, &Bytes::from(text))).unwrap();
+        let s = json(&status::respond(&found, &state));
+        assert_eq!(s["status"], "PENDING");
+        assert_eq!(s["correlation_id"], v["correlation_id"]);
+        // The queued job carries the payload byte for byte and the processor's name.
+        let jobs = ready(backend.next_jobs(10, 10));
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(&jobs[0].job.payload[..], br#"{"a":1}"#);
+        assert_eq!(jobs[0].job.metadata.endpoint.as_deref(), Some("nothing"));
+    }
+
+    #[test]
+    fn submit_refuses_an_unknown_processor() {
+        let backend = embedded();
+        let metrics = RefCell::default();
+        let r = submit(
+            &backend,
+            &metrics,
+            r#"{"payload":{},"metadata":{"endpoint":"billing"}}"#,
+        );
+        assert_eq!(r.status, 422);
+        let v = json(&r);
+        assert_eq!(
+            v["detail"][0]["loc"],
+            serde_json::json!(["body", "metadata", "endpoint"])
+        );
+        let mut m = ShardMetrics::default();
+        backend.gauges(&mut m);
+        assert_eq!(
+            (m.queue_ready, m.states),
+            (0, 0),
+            "nothing queued, no state"
+        );
+    }
+
+    #[test]
+    fn submit_to_a_full_queue_is_503_and_leaves_no_state() {
+        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 1, Duration::from_secs(60));
+        let metrics = RefCell::default();
+        assert_eq!(submit(&backend, &metrics, r#"{"payload":{}}"#).status, 202);
+        let r = submit(&backend, &metrics, r#"{"payload":{}}"#);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.retry_after, Some(1));
+        assert_eq!(metrics.borrow().publish_failed, 1);
+        let mut m = ShardMetrics::default();
+        backend.gauges(&mut m);
+        assert_eq!(m.states, 1, "the refused request left no state behind");
+    }
+
+    #[test]
+    fn response_is_202_until_final_then_200_with_the_result() {
+        let backend = embedded();
+        let metrics = RefCell::default();
+        let r = submit(&backend, &metrics, r#"{"payload":{}}"#);
+        let text = Bytes::from(json(&r)["correlation_id"].as_str().unwrap().to_owned());
+        let find = || ready(lookup::find(&backend, &one_shard(), 0, &text)).unwrap();
+        let (i, s) = find();
+        assert_eq!(response::respond(&i, &s).status, 202);
+
+        let d = ready(backend.next_jobs(1, 1)).pop().unwrap();
+        assert_eq!(
+            backend.start(&d, Timestamp::now()),
+            crate::backend::Start::Run
+        );
+        let outcome = Outcome {
+            result: Some(Bytes::from_static(b"[1,2]")),
+            headers: None,
+            status_code: Some(200),
+            error: None,
+            processing_time_ms: 5,
+            completed_at: Timestamp::now(),
+        };
+        ready(backend.settle(d, Settlement::Completed(outcome), Instant::now()));
+        let (i, s) = find();
+        assert_eq!(s.status, Status::Completed);
+        let r = response::respond(&i, &s);
+        assert_eq!(r.status, 200);
+        let v = json(&r);
+        assert_eq!(v["result"], serde_json::json!([1, 2]));
+        assert_eq!(v["processing_time_ms"], 5);
+    }
+
+    #[test]
+    fn lookups_of_unknown_and_malformed_ids() {
+        let backend = embedded();
+        let unknown = Bytes::from_static(b"550e8400-e29b-41d4-a716-446655440000");
+        let e = ready(lookup::find(&backend, &one_shard(), 0, &unknown)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = ready(lookup::find(
+            &backend,
+            &one_shard(),
+            0,
+            &Bytes::from_static(b"x"),
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MalformedId);
+    }
+
+    #[test]
+    fn health_checks_the_backend() {
+        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 1, Duration::from_secs(60));
+        let metrics = RefCell::default();
+        assert_eq!(ready(health::handle(&backend, &one_shard())).status, 200);
+        submit(&backend, &metrics, r#"{"payload":{}}"#);
+        // Full: it cannot take work now.
+        let r = ready(health::handle(&backend, &one_shard()));
+        assert_eq!(r.status, 503);
+        assert_eq!(json(&r)["components"]["queue"], "unhealthy");
+    }
 
     #[test]
     fn error_bodies_are_json_with_detail() {

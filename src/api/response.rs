@@ -4,20 +4,14 @@
 use bytes::Bytes;
 
 use super::json::{put_key, put_num, put_str};
-use super::lookup::with_state;
-use crate::error::Error;
 use crate::http::Response;
-use crate::shard::context::ShardCtx;
 use crate::shard::id::CorrelationId;
 use crate::store::RequestState;
 
-/// Handles one response lookup.
-pub async fn handle(ctx: &ShardCtx, raw_id: &Bytes) -> Result<Response, Error> {
-    let (status, body) = with_state(ctx, raw_id, |id, s| {
-        (if s.status.is_final() { 200 } else { 202 }, render(id, s))
-    })
-    .await?;
-    Ok(Response::json(status, body))
+/// The answer to a response lookup that found `s`: 200 once final, 202 before.
+pub fn respond(id: &CorrelationId, s: &RequestState) -> Response {
+    let status = if s.status.is_final() { 200 } else { 202 };
+    Response::json(status, render(id, s))
 }
 
 /// The response body.

@@ -1,18 +1,12 @@
 //! `GET /api/v1/status/{id}`: `{"correlation_id", "status", "submitted_at", "updated_at"}`.
 
-use bytes::Bytes;
-
-use super::lookup::with_state;
-use crate::error::Error;
 use crate::http::Response;
-use crate::shard::context::ShardCtx;
 use crate::shard::id::CorrelationId;
 use crate::store::RequestState;
 
-/// Handles one status lookup.
-pub async fn handle(ctx: &ShardCtx, raw_id: &Bytes) -> Result<Response, Error> {
-    let body = with_state(ctx, raw_id, render).await?;
-    Ok(Response::json(200, body))
+/// The answer to a status lookup that found `s`.
+pub fn respond(id: &CorrelationId, s: &RequestState) -> Response {
+    Response::json(200, render(id, s))
 }
 
 /// The status body.

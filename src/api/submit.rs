@@ -3,6 +3,7 @@
 //! bytes the client sent: it is validated, never re-serialised.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
@@ -14,11 +15,12 @@ use tracing::debug;
 
 use super::json::{scan, ScanError};
 use super::submit_plain::plain_members;
+use crate::backend::{Backend, Metadata, NewJob, QueueError};
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
-use crate::http::{Request, RequestHead, Response};
-use crate::queue::{Job, Metadata, QueueBackend, QueueError};
-use crate::shard::context::ShardCtx;
+use crate::http::{RequestHead, Response};
+use crate::metrics::ShardMetrics;
+use crate::worker::Processors;
 
 /// A validated submit body: where its parts are in the body, and the parsed options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,48 +262,60 @@ fn range_in(outer: &str, inner: &str) -> Range<usize> {
     start..start + inner.len()
 }
 
-/// Handles one submit.
-pub async fn handle(ctx: &ShardCtx, req: &Request) -> Result<Response, Error> {
-    let sub = parse(&req.body, ctx.config.worker.timeout)?;
-    let minted = ctx.minter.borrow_mut().mint();
-    let now = Timestamp::now();
-    // Embedded: the table is the only copy, and the id names the slot of its state. Redis: the
-    // state key is; a local PENDING copy could go stale when another instance processes the
-    // request, so lookups read Redis until a worker here records the final state.
-    let local = !ctx.backend.stores_state();
-    let id = if local {
-        ctx.table.borrow_mut().insert_pending(minted, now)
-    } else {
-        minted
-    };
-    // Copies: a slice would pin the connection's whole read buffer while the job waits.
-    let job = Job {
-        id,
-        payload: Bytes::copy_from_slice(&req.body[sub.payload]),
-        headers: sub.headers.map(|r| Bytes::copy_from_slice(&req.body[r])),
-        metadata: sub.metadata,
-        submitted_at: now,
-    };
-    if let Err(e) = ctx.backend.enqueue(job).await {
-        if local {
-            ctx.table.borrow_mut().remove(&id);
+/// What a submit is checked against.
+pub struct Rules<'a> {
+    /// `worker.timeout`: the deadline of a request that gives none.
+    pub default_timeout: Duration,
+    /// The processors `metadata.endpoint` may name.
+    pub processors: &'a Processors,
+}
+
+/// Handles one submit: validates `body`, hands the job to `backend`, and answers 202 once it
+/// is queued (503 + `Retry-After` when it cannot be).
+pub async fn handle<B: Backend>(
+    backend: &B,
+    metrics: &RefCell<ShardMetrics>,
+    rules: &Rules<'_>,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Response, Error> {
+    let sub = parse(body, rules.default_timeout)?;
+    if let Some(name) = &sub.metadata.endpoint {
+        if !rules.processors.contains(name) {
+            return Err(Error::fields(vec![field(
+                &["metadata", "endpoint"],
+                &format!("unknown endpoint \"{name}\""),
+                "value_error",
+            )]));
         }
-        ctx.metrics.borrow_mut().publish_failed += 1;
-        let msg = match e {
-            QueueError::Full => "queue is full; retry later",
-            QueueError::Unavailable => "queue backend unavailable; retry later",
-            QueueError::Overloaded => "queue backend overloaded; retry later",
-            QueueError::Closed => "shutting down; retry later",
-        };
-        return Err(Error::new(ErrorKind::QueueUnavailable, msg));
     }
-    ctx.metrics.borrow_mut().published += 1;
+    // Copies: a slice would pin the connection's whole read buffer while the job waits.
+    let job = NewJob {
+        payload: Bytes::copy_from_slice(&body[sub.payload]),
+        headers: sub.headers.map(|r| Bytes::copy_from_slice(&body[r])),
+        metadata: sub.metadata,
+    };
+    let accepted = match backend.submit(job, now).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            metrics.borrow_mut().publish_failed += 1;
+            let msg = match e {
+                QueueError::Full => "queue is full; retry later",
+                QueueError::Unavailable => "queue backend unavailable; retry later",
+                QueueError::Overloaded => "queue backend overloaded; retry later",
+                QueueError::Closed => "shutting down; retry later",
+            };
+            return Err(Error::new(ErrorKind::QueueUnavailable, msg));
+        }
+    };
+    metrics.borrow_mut().published += 1;
+    let id = accepted.id;
     debug!(correlation_id = %id, "accepted");
     let mut body = Vec::with_capacity(112);
     body.extend_from_slice(b"{\"correlation_id\":\"");
     body.extend_from_slice(&id.to_text());
     body.extend_from_slice(b"\",\"status\":\"PENDING\",\"submitted_at\":\"");
-    body.extend_from_slice(&now.rfc3339());
+    body.extend_from_slice(&accepted.submitted_at.rfc3339());
     body.extend_from_slice(b"\"}");
     let mut resp = Response::json(202, body);
     resp.location = Some(id);

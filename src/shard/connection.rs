@@ -13,9 +13,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use super::context::ShardCtx;
 use super::deadline::Deadline;
+use super::Shard;
 use crate::api;
+use crate::backend::Backend;
 use crate::error::{Error, ErrorKind};
 use crate::http::encode::CONTINUE;
 use crate::http::{Conn, Endpoint, Event, Method, Reading};
@@ -30,16 +31,16 @@ const FLUSH_AT: usize = 256 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one connection until it closes.
-pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
+pub(crate) async fn serve<B: Backend + 'static>(ctx: Rc<Shard<B>>, stream: TcpStream) {
     ctx.connections.set(ctx.connections.get() + 1);
     if let Err(e) = drive(&ctx, stream).await {
-        debug!(shard = ctx.shard, error = %e, "connection ended");
+        debug!(shard = ctx.id, error = %e, "connection ended");
     }
     ctx.connections.set(ctx.connections.get() - 1);
     ctx.connection_closed.notify();
 }
 
-async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
+async fn drive<B: Backend + 'static>(ctx: &Shard<B>, mut stream: TcpStream) -> std::io::Result<()> {
     let mut conn = Conn::new(ctx.limits, api::precheck);
     // Small to start: an idle connection costs its buffers (PERFORMANCE.md, memory per idle
     // connection); the output buffer is allocated by the first response.
@@ -104,8 +105,8 @@ async fn drive(ctx: &ShardCtx, mut stream: TcpStream) -> std::io::Result<()> {
 
 /// Answers every complete request in `input`. Returns what the connection waits for next and
 /// whether it must close.
-async fn answer_ready(
-    ctx: &ShardCtx,
+async fn answer_ready<B: Backend + 'static>(
+    ctx: &Shard<B>,
     conn: &mut Conn,
     input: &mut BytesMut,
     output: &mut BytesMut,
@@ -122,7 +123,7 @@ async fn answer_ready(
             Event::Request(req) => {
                 let started = Instant::now();
                 ctx.metrics.borrow_mut().in_flight += 1;
-                let (endpoint, mut resp) = api::handle(ctx, &req).await;
+                let (endpoint, mut resp) = api::handle(&ctx.api, &req).await;
                 ctx.metrics.borrow_mut().in_flight -= 1;
                 resp.close |= !req.head.keep_alive || ctx.shutdown.is_set();
                 resp.encode(req.head.method == Method::Head, output);
@@ -153,8 +154,8 @@ async fn answer_ready(
     }
 }
 
-fn count(
-    ctx: &ShardCtx,
+fn count<B>(
+    ctx: &Shard<B>,
     endpoint: Endpoint,
     method: Option<Method>,
     status: u16,

@@ -2,8 +2,8 @@
 //! (a channel every other shard and the control thread can send to); the only things that cross
 //! are owned values. A closed inbox hands the message back to the sender.
 
+use crate::backend::QueueError;
 use crate::metrics::ShardMetrics;
-use crate::queue::QueueError;
 use crate::shard::id::{CorrelationId, ShardId};
 use crate::store::RequestState;
 
@@ -55,11 +55,6 @@ impl Mesh {
         self.inboxes.len()
     }
 
-    /// This shard.
-    pub fn me(&self) -> ShardId {
-        self.me
-    }
-
     /// Sends `msg` to shard `to`; a closed inbox gives the message back.
     pub fn send(&self, to: ShardId, msg: ShardMsg) -> Result<(), ShardMsg> {
         self.inboxes[to].send(msg).map_err(|e| e.into_inner())
@@ -72,11 +67,11 @@ impl Mesh {
         answer.recv_async().await.ok().flatten()
     }
 
-    /// Collects every other shard's metrics (those that answer).
-    pub async fn scrape_others(&self) -> Vec<(ShardId, ShardMetrics)> {
+    /// Collects every shard's metrics, this one's too (those that answer).
+    pub async fn scrape_all(&self) -> Vec<(ShardId, ShardMetrics)> {
         let (reply, answers) = flume::unbounded();
         let mut asked = 0;
-        for to in (0..self.nr_shards()).filter(|&s| s != self.me) {
+        for to in 0..self.nr_shards() {
             if self
                 .send(
                     to,

@@ -1,10 +1,10 @@
 //! What one core owns. A shard is a thread (pinned when `server.cpus` is set) running its own
-//! event loop with its own listener (`SO_REUSEPORT`), connections, queue, worker slots, state
-//! table and metrics. `id` maps correlation ids to shards, `mesh` carries messages between them,
-//! `connection` serves HTTP, `runtime` builds the event loop.
+//! event loop with its own listener (`SO_REUSEPORT`), connections, backend (queue and request
+//! state), worker slots and metrics. This is the top layer: it wires the others together, and
+//! none of them imports it. `id` maps correlation ids to shards, `mesh` carries messages
+//! between them, `connection` serves HTTP, `runtime` builds the event loop.
 
 pub mod connection;
-pub mod context;
 pub mod deadline;
 pub mod id;
 pub mod mesh;
@@ -13,116 +13,255 @@ pub mod oneshot;
 pub mod runtime;
 pub mod shutdown;
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::queue::QueueBackend;
-use crate::worker::{self, Builtin};
-use context::ShardCtx;
-use mesh::ShardMsg;
+use crate::api::Api;
+use crate::backend::redis::{Keys, RedisSettings, LEASE_HELD};
+use crate::backend::{Backend, EmbeddedBackend, RedisBackend};
+use crate::config::{Config, QueueType};
+use crate::http::Limits;
+use crate::metrics::ShardMetrics;
+use crate::resp::RedisTarget;
+use crate::worker::Processors;
+use crate::worker::Worker;
+use id::{IdMinter, ShardId};
+use mesh::{Mesh, ShardMsg};
+use notify::Notify;
+use shutdown::Shutdown;
 
 /// How often a shard drops expired states.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs a shard until it is told to shut down and has drained.
-pub async fn run(
-    ctx: Rc<ShardCtx>,
+/// One shard: its backend, worker slots, endpoints and connections.
+pub(crate) struct Shard<B> {
+    id: ShardId,
+    config: Config,
+    limits: Limits,
+    backend: Rc<B>,
+    metrics: Rc<RefCell<ShardMetrics>>,
+    worker: Rc<Worker<B>>,
+    api: Api<B>,
+    shutdown: Shutdown,
+    connections: Cell<usize>,
+    connection_closed: Notify,
+}
+
+/// What a shard is started with.
+pub(crate) struct Wiring {
+    /// This shard.
+    pub(crate) id: ShardId,
+    /// The configuration (this shard's own copy).
+    pub(crate) config: Config,
+    /// The way to the other shards.
+    pub(crate) mesh: Mesh,
+    /// The processors its worker slots run.
+    pub(crate) processors: Processors,
+    /// This process's name among the brokers sharing one Redis (consumers are `instance:shard`).
+    pub(crate) instance: String,
+}
+
+/// Builds the configured backend on this thread (the Redis backend starts its tasks here),
+/// then runs the shard until it is told to shut down and has drained. `ready` is called once
+/// the shard is built.
+pub(crate) async fn run(
+    wiring: Wiring,
     listener: std::net::TcpListener,
     inbox: flume::Receiver<ShardMsg>,
+    ready: impl FnOnce(),
 ) {
-    monoio::spawn(serve_inbox(ctx.clone(), inbox));
-    monoio::spawn(worker::slots::run(ctx.clone(), Rc::new(Builtin)));
-    monoio::spawn(expire_states(ctx.clone()));
-    match TcpListener::from_std(listener) {
-        Ok(listener) => accept(&ctx, listener).await,
-        Err(e) => {
-            warn!(shard = ctx.shard, error = %e, "cannot use listener");
-            ctx.shutdown.trigger();
+    let minter = IdMinter::new(wiring.id, wiring.mesh.nr_shards());
+    let c = &wiring.config;
+    match c.queue.kind {
+        QueueType::Memory => {
+            let backend = EmbeddedBackend::new(minter, c.queue.max_depth, c.cache.ttl);
+            ready();
+            Shard::new(wiring, backend).serve(listener, inbox).await;
         }
-    }
-    drain(&ctx).await;
-}
-
-async fn accept(ctx: &Rc<ShardCtx>, listener: TcpListener) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = ctx.shutdown.wait() => return,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let _ = stream.set_nodelay(true);
-                monoio::spawn(connection::serve(ctx.clone(), stream));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!(shard = ctx.shard, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-/// After the listener closed: wait for connections and running worker slots, up to the grace
-/// period.
-async fn drain(ctx: &ShardCtx) {
-    let deadline = Instant::now() + ctx.config.server.shutdown_grace;
-    while ctx.connections.get() > 0 || ctx.workers_active.get() > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            warn!(
-                shard = ctx.shard,
-                connections = ctx.connections.get(),
-                workers = ctx.workers_active.get(),
-                "grace period over; closing with work in flight"
+        QueueType::Redis => {
+            let q = &c.queue;
+            let settings = RedisSettings {
+                // Validated when the configuration was loaded.
+                target: RedisTarget::parse(&q.redis_url).expect("validated redis url"),
+                deadline: q.redis_timeout,
+                max_submits_in_flight: q.redis_max_in_flight,
+                lease_held: LEASE_HELD,
+                ttl: c.cache.ttl,
+                max_deliveries: c.worker.max_retries + 2,
+                consumer: format!("{}:{}", wiring.instance, wiring.id),
+                nr_shards: wiring.mesh.nr_shards(),
+                requests_prefix: q.request_queue_name.clone(),
+            };
+            let keys = Keys::new(
+                &q.request_queue_name,
+                &q.response_queue_name,
+                &q.dlq_name,
+                wiring.id,
             );
-            break;
-        }
-        let conn = ctx.connection_closed.notified();
-        let slot = ctx.slot_freed.notified();
-        monoio::select! {
-            _ = conn => {},
-            _ = slot => {},
-            _ = monoio::time::sleep(left) => {},
-        }
-    }
-    let depth = ctx.backend.depth();
-    // Only the embedded queue loses what it holds; Redis keeps it for the next consumer.
-    if !ctx.backend.stores_state() && depth.ready + depth.delayed > 0 {
-        warn!(
-            shard = ctx.shard,
-            queued = depth.ready,
-            delayed = depth.delayed,
-            "embedded queue not empty at exit; these requests are dropped"
-        );
-    }
-    info!(shard = ctx.shard, "shard stopped");
-}
-
-async fn serve_inbox(ctx: Rc<ShardCtx>, inbox: flume::Receiver<ShardMsg>) {
-    while let Ok(msg) = inbox.recv_async().await {
-        match msg {
-            ShardMsg::Lookup { id, reply } => {
-                let state = ctx.table.borrow().get(&id).cloned();
-                let _ = reply.send(state);
-            }
-            ShardMsg::Scrape { reply } => {
-                let _ = reply.send((ctx.shard, ctx.metrics_snapshot()));
-            }
-            ShardMsg::Check { reply } => {
-                let _ = reply.send(ctx.backend.check().await);
-            }
-            ShardMsg::Shutdown => ctx.shutdown.trigger(),
+            let backend = RedisBackend::start(settings, keys, minter);
+            ready();
+            Shard::new(wiring, backend).serve(listener, inbox).await;
         }
     }
 }
 
-async fn expire_states(ctx: Rc<ShardCtx>) {
-    loop {
-        monoio::time::sleep(EXPIRY_INTERVAL).await;
-        ctx.table.borrow_mut().expire(Instant::now());
+impl<B: Backend + 'static> Shard<B> {
+    fn new(wiring: Wiring, backend: B) -> Rc<Self> {
+        let Wiring {
+            id,
+            config,
+            mesh,
+            processors,
+            ..
+        } = wiring;
+        let backend = Rc::new(backend);
+        let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_nanos() as u64
+            ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let worker = Rc::new(Worker::new(
+            backend.clone(),
+            metrics.clone(),
+            processors.clone(),
+            &config.worker,
+            seed,
+        ));
+        let api = Api {
+            backend: backend.clone(),
+            metrics: metrics.clone(),
+            mesh,
+            shard: id,
+            processors,
+            default_timeout: config.worker.timeout,
+            metrics_enabled: config.monitoring.metrics_enabled,
+            queue_name: config.queue.request_queue_name.clone(),
+        };
+        Rc::new(Shard {
+            id,
+            limits: Limits {
+                max_head_bytes: config.server.max_header_bytes,
+                max_uri_bytes: config.server.max_uri_bytes,
+                max_body_bytes: config.server.max_body_bytes,
+            },
+            config,
+            backend,
+            metrics,
+            worker,
+            api,
+            shutdown: Shutdown::default(),
+            connections: Cell::new(0),
+            connection_closed: Notify::new(),
+        })
+    }
+
+    async fn serve(
+        self: Rc<Self>,
+        listener: std::net::TcpListener,
+        inbox: flume::Receiver<ShardMsg>,
+    ) {
+        monoio::spawn(self.clone().serve_inbox(inbox));
+        monoio::spawn(self.worker.clone().run(self.shutdown.clone()));
+        monoio::spawn(self.clone().expire_states());
+        match TcpListener::from_std(listener) {
+            Ok(listener) => self.accept(listener).await,
+            Err(e) => {
+                warn!(shard = self.id, error = %e, "cannot use listener");
+                self.shutdown.trigger();
+            }
+        }
+        self.drain().await;
+    }
+
+    async fn accept(self: &Rc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = monoio::select! {
+                r = listener.accept() => r,
+                _ = self.shutdown.wait() => return,
+            };
+            match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    monoio::spawn(connection::serve(self.clone(), stream));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(shard = self.id, error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    /// After the listener closed: wait for connections and running worker slots, up to the
+    /// grace period.
+    async fn drain(&self) {
+        let deadline = Instant::now() + self.config.server.shutdown_grace;
+        while self.connections.get() > 0 || self.worker.active() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!(
+                    shard = self.id,
+                    connections = self.connections.get(),
+                    workers = self.worker.active(),
+                    "grace period over; closing with work in flight"
+                );
+                break;
+            }
+            let conn = self.connection_closed.notified();
+            let slot = self.worker.slot_freed().notified();
+            monoio::select! {
+                _ = conn => {},
+                _ = slot => {},
+                _ = monoio::time::sleep(left) => {},
+            }
+        }
+        let lost = self.backend.lost_on_exit();
+        if lost > 0 {
+            warn!(
+                shard = self.id,
+                queued = lost,
+                "embedded queue not empty at exit; these requests are dropped"
+            );
+        }
+        info!(shard = self.id, "shard stopped");
+    }
+
+    async fn serve_inbox(self: Rc<Self>, inbox: flume::Receiver<ShardMsg>) {
+        while let Ok(msg) = inbox.recv_async().await {
+            match msg {
+                ShardMsg::Lookup { id, reply } => {
+                    let _ = reply.send(self.backend.held(&id));
+                }
+                ShardMsg::Scrape { reply } => {
+                    let _ = reply.send((self.id, self.metrics_snapshot()));
+                }
+                ShardMsg::Check { reply } => {
+                    let _ = reply.send(self.backend.check().await);
+                }
+                ShardMsg::Shutdown => self.shutdown.trigger(),
+            }
+        }
+    }
+
+    async fn expire_states(self: Rc<Self>) {
+        loop {
+            monoio::time::sleep(EXPIRY_INTERVAL).await;
+            self.backend.expire(Instant::now());
+        }
+    }
+
+    /// A copy of this shard's metrics with its gauges filled in, for a scrape.
+    fn metrics_snapshot(&self) -> ShardMetrics {
+        let mut m = self.metrics.borrow().clone();
+        self.backend.gauges(&mut m);
+        m.workers_active = self.worker.active() as u64;
+        m.connections = self.connections.get() as u64;
+        m
     }
 }

@@ -2,13 +2,14 @@
 //! connections and the worker dispatcher.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use super::notify::Notify;
 
-/// Set once; never cleared.
-#[derive(Default)]
+/// Set once; never cleared. Clones share the flag.
+#[derive(Default, Clone)]
 pub struct Shutdown {
-    set: Cell<bool>,
+    set: Rc<Cell<bool>>,
     notify: Notify,
 }
 

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Output, ProcessError, Processor};
+use crate::backend::Job;
 use crate::clock::{Timestamp, RFC3339_LEN};
 use crate::plain_json;
-use crate::queue::Job;
 
 /// The built-in operations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,10 +31,6 @@ struct Payload<'a> {
 impl Processor for Builtin {
     async fn process(&self, job: &Job) -> Result<Output, ProcessError> {
         run(&job.payload)
-    }
-
-    fn never_waits(&self) -> bool {
-        true
     }
 }
 

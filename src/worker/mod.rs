@@ -1,26 +1,42 @@
-//! Worker slots: each shard runs `worker.count` slots that take jobs from its queue and run a
-//! [`Processor`] under the job's deadline. `slots` is the fetch-and-dispatch loop and one slot's
-//! life, `builtin` the default processor, `backoff` the retry delays.
+//! Worker slots: each shard runs `worker.count` slots that take jobs from its backend and run
+//! the [`Processor`] the job names under the job's deadline. `slots` is the fetch-and-dispatch
+//! loop and one job's run, `verdict` what a run's result means for the request (retry,
+//! dead-letter, timeout), `registry` the processors by name, `builtin` the default processor,
+//! `backoff` the retry delays.
 
 pub mod backoff;
 pub mod builtin;
-pub mod slots;
+mod registry;
+mod slots;
+mod verdict;
 
 use bytes::Bytes;
 
-use crate::queue::Job;
-
+pub use crate::backend::Job;
 pub use builtin::Builtin;
+pub use registry::{Processors, UnknownProcessor, BUILTIN};
+pub use slots::Worker;
 
 /// What a processor produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    /// The result object as JSON text.
+    /// The result as JSON text (any JSON value).
     pub result: Bytes,
     /// A status code to report (200 for the built-in operations).
     pub status_code: u16,
     /// Response headers as a JSON object text, if any.
     pub headers: Option<Bytes>,
+}
+
+impl Output {
+    /// A `200` result from JSON text. The text must be valid JSON: it is served as it is.
+    pub fn json(result: impl Into<Bytes>) -> Self {
+        Output {
+            result: result.into(),
+            status_code: 200,
+            headers: None,
+        }
+    }
 }
 
 /// Why processing failed.
@@ -32,17 +48,32 @@ pub struct ProcessError {
     pub retryable: bool,
 }
 
-/// User logic plugs in here. Runs on a shard's thread; the future need not be `Send`.
+impl ProcessError {
+    /// A failure another attempt may not have (retried with backoff, then dead-lettered).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ProcessError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry can mend: the request is dead-lettered at once.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ProcessError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// User logic plugs in here: register an implementation by name on [`crate::Broker`], and jobs
+/// whose `metadata.endpoint` names it (or every job, when it is the default) run it.
+///
+/// One value serves every shard (hence `Send + Sync`), but `process` runs on a shard's own
+/// thread and its future need not be `Send`: it may hold `Rc`s and use the shard's runtime
+/// (monoio) for I/O and timers. A processor that waits holds its worker slot, never the shard.
 #[allow(async_fn_in_trait)]
-pub trait Processor {
+pub trait Processor: Send + Sync + 'static {
     /// Processes one job.
     async fn process(&self, job: &Job) -> Result<Output, ProcessError>;
-
-    /// True when `process` always finishes on its first poll (it never waits for I/O or time):
-    /// then a job, with a queue that never waits either, runs in the dispatcher without a future
-    /// of its own. False unless a processor knows it: one that says true and then waits still
-    /// works, but the dispatcher waits with it, one job at a time.
-    fn never_waits(&self) -> bool {
-        false
-    }
 }

@@ -1,9 +1,10 @@
-//! The worker slots of one shard. A dispatcher fetches at most as many jobs as there are free
-//! slots, at most `worker.batch_size` per read (with Redis, several reads in one write when
-//! there is room for more than one batch), and runs each job; a slot moves
-//! the state `PROCESSING → COMPLETED | FAILED | TIMEOUT`, retries retryable failures with
-//! backoff and dead-letters the rest.
+//! The worker slots of one shard. A dispatcher asks the backend for at most as many jobs as
+//! there are free slots, at most `worker.batch_size` per read, and runs each job in a slot:
+//! polled once in place, and a task of its own only if it has to wait (a slow processor, a
+//! Redis round trip). A run takes the job (`start`), runs its processor under the deadline,
+//! and hands the verdict (`verdict.rs`) to the backend to settle.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
@@ -12,187 +13,196 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use super::backoff::retry_delay;
-use super::{ProcessError, Processor};
+use super::backoff::Jitter;
+use super::registry::Processors;
+use super::verdict::{judge, Ran, RetryPolicy, Timing};
+use super::ProcessError;
+use crate::backend::{Backend, Delivery, Settlement, Start};
 use crate::clock::Timestamp;
-use crate::metrics::{DlqReason, WorkerError};
-use crate::queue::{Delivery, QueueBackend};
-use crate::shard::context::ShardCtx;
+use crate::config::WorkerConfig;
+use crate::metrics::{ShardMetrics, WorkerError};
 use crate::shard::deadline::{Deadline, TimedOut};
-use crate::shard::id::CorrelationId;
-use crate::store::{Outcome, RequestState, Status, UpdateError};
+use crate::shard::notify::Notify;
+use crate::shard::shutdown::Shutdown;
 
-/// Runs the dispatcher until shutdown. Slots already running finish on their own.
-pub async fn run<P: Processor + 'static>(ctx: Rc<ShardCtx>, processor: Rc<P>) {
-    let slots = ctx.config.worker.count;
-    let batch = ctx.config.worker.batch_size;
-    let inline = processor.never_waits() && ctx.backend.never_waits();
-    loop {
-        if ctx.shutdown.is_set() {
-            return;
-        }
-        let free = slots.saturating_sub(ctx.workers_active.get());
-        if free == 0 {
-            let freed = ctx.slot_freed.notified();
-            monoio::select! {
-                _ = freed => {},
-                _ = ctx.shutdown.wait() => return,
-            }
-            continue;
-        }
-        let deliveries = monoio::select! {
-            d = ctx.backend.fetch(free, batch) => d,
-            _ = ctx.shutdown.wait() => return,
-        };
-        for delivery in deliveries {
-            ctx.workers_active.set(ctx.workers_active.get() + 1);
-            ctx.metrics.borrow_mut().consumed += 1;
-            if inline {
-                // Neither the processor nor the queue ever waits (the built-in operations on the
-                // embedded queue): the job runs to its end right here, in place, without a
-                // future of its own to allocate and copy (PERFORMANCE.md section 8).
-                process(&ctx, &*processor, delivery).await;
-                release(&ctx);
-                continue;
-            }
-            // Run the slot here first: a job whose processor and queue answer at once finishes
-            // without a task of its own. Only one still waiting becomes a task; spawning every
-            // job cost a copy of its future three times over (PERFORMANCE.md section 8).
-            let mut slot = Box::pin(run_slot(ctx.clone(), processor.clone(), delivery));
-            let first = std::future::poll_fn(|cx| Poll::Ready(slot.as_mut().poll(cx))).await;
-            if first.is_pending() {
-                monoio::spawn(slot);
-            }
+/// One shard's worker slots: the backend they take jobs from, the processors they run, and how
+/// many are busy.
+pub struct Worker<B> {
+    backend: Rc<B>,
+    metrics: Rc<RefCell<ShardMetrics>>,
+    processors: Processors,
+    slots: usize,
+    batch_size: usize,
+    policy: RetryPolicy,
+    active: Cell<usize>,
+    slot_freed: Notify,
+    jitter: RefCell<Jitter>,
+}
+
+impl<B: Backend + 'static> Worker<B> {
+    /// The slots of a shard; `seed` seeds the retry jitter.
+    pub fn new(
+        backend: Rc<B>,
+        metrics: Rc<RefCell<ShardMetrics>>,
+        processors: Processors,
+        config: &WorkerConfig,
+        seed: u64,
+    ) -> Self {
+        Worker {
+            backend,
+            metrics,
+            processors,
+            slots: config.count,
+            batch_size: config.batch_size,
+            policy: RetryPolicy {
+                max_retries: config.max_retries,
+                delay_base: config.retry_delay_base,
+                delay_max: config.retry_delay_max,
+            },
+            active: Cell::new(0),
+            slot_freed: Notify::new(),
+            jitter: RefCell::new(Jitter::new(seed)),
         }
     }
-}
 
-async fn run_slot<P: Processor>(ctx: Rc<ShardCtx>, processor: Rc<P>, delivery: Delivery) {
-    process(&ctx, &*processor, delivery).await;
-    release(&ctx);
-}
-
-/// A slot is free again.
-fn release(ctx: &ShardCtx) {
-    ctx.workers_active.set(ctx.workers_active.get() - 1);
-    ctx.slot_freed.notify();
-}
-
-async fn process<P: Processor>(ctx: &ShardCtx, processor: &P, delivery: Delivery) {
-    let id = delivery.job.id;
-    let now = Timestamp::now();
-    let taken = ctx.table.borrow_mut().start(&id, now);
-    match taken {
-        Ok(()) | Err(UpdateError::Unknown) => {}
-        Err(UpdateError::Refused(r)) => {
-            // Already final here: a redelivery (its acknowledgement was lost). Record the final
-            // state again and acknowledge, without running it again.
-            debug!(correlation_id = %id, from = r.from.as_str(), "duplicate delivery skipped");
-            let state = stored_state(ctx, &id);
-            ctx.backend.finish(delivery, state).await;
-            return;
-        }
+    /// Slots busy now.
+    pub(crate) fn active(&self) -> usize {
+        self.active.get()
     }
-    let started = Instant::now();
-    let deadline = delivery.job.metadata.timeout;
-    let result = run_with_deadline(
-        processor.process(&delivery.job),
-        deadline,
-        started,
-        || async {
-            // Only a job that takes time is ever seen PROCESSING by another instance: one that
-            // finishes on its first poll goes straight to its final write (a third less Redis work
-            // per request).
-            if ctx.backend.stores_state() {
-                ctx.backend.processing(&delivery.job, now).await;
-            }
-        },
-    )
-    .await;
-    // One clock read for the end: the wall-clock end is the start plus the monotonic elapsed
-    // time (a request read the clock 13 times, 5 of them here; callgrind).
-    let ended = Instant::now();
-    let elapsed = ended.duration_since(started);
-    let processing_time_ms = elapsed.as_millis() as u64;
-    let completed_at = Timestamp(now.0 + elapsed.as_micros() as u64);
-    let outcome = |error: Option<String>| Outcome {
-        result: None,
-        headers: None,
-        status_code: None,
-        error,
-        processing_time_ms,
-        completed_at,
-    };
-    match result {
-        Ok(Ok(output)) => {
-            let o = Outcome {
-                result: Some(output.result),
-                headers: output.headers,
-                status_code: Some(output.status_code),
-                ..outcome(None)
-            };
-            finish(ctx, delivery, Status::Completed, o, elapsed, ended).await;
-        }
-        Ok(Err(ProcessError { message, retryable })) => {
-            ctx.metrics
-                .borrow_mut()
-                .worker_error(WorkerError::Processing);
-            let w = &ctx.config.worker;
-            if retryable && delivery.attempt <= w.max_retries {
-                let jitter = ctx.jitter.borrow_mut().next_unit();
-                let delay = retry_delay(
-                    delivery.attempt,
-                    w.retry_delay_base,
-                    w.retry_delay_max,
-                    jitter,
-                );
-                debug!(correlation_id = %id, attempt = delivery.attempt, delay_ms = delay.as_millis() as u64, error = %message, "retrying");
-                ctx.metrics.borrow_mut().retries += 1;
-                ctx.backend.retry(delivery, delay).await;
+
+    /// Notified whenever a slot frees up.
+    pub(crate) fn slot_freed(&self) -> &Notify {
+        &self.slot_freed
+    }
+
+    /// Runs the dispatcher until shutdown. Slots already running finish on their own.
+    pub(crate) async fn run(self: Rc<Self>, shutdown: Shutdown) {
+        loop {
+            if shutdown.is_set() {
                 return;
             }
-            let reason = if retryable {
-                DlqReason::MaxRetries
-            } else {
-                DlqReason::NonRetryable
+            let free = self.slots.saturating_sub(self.active.get());
+            if free == 0 {
+                let freed = self.slot_freed.notified();
+                monoio::select! {
+                    _ = freed => {},
+                    _ = shutdown.wait() => return,
+                }
+                continue;
+            }
+            let deliveries = monoio::select! {
+                d = self.backend.next_jobs(free, self.batch_size) => d,
+                _ = shutdown.wait() => return,
             };
-            warn!(correlation_id = %id, attempts = delivery.attempt, error = %message, "request failed; dead-lettered");
-            ctx.metrics.borrow_mut().dead_letter(reason);
-            let o = outcome(Some(message.clone()));
-            let recorded = record(ctx, &delivery, Status::Failed, o, elapsed, ended);
-            let state = stored_state(ctx, &id);
-            if recorded {
-                ctx.backend.dead_letter(delivery, state, &message).await;
-            } else {
-                // Already final here (a concurrent duplicate delivery): acknowledge it anyway, or
-                // it would stay pending for ever.
-                ctx.backend.finish(delivery, state).await;
+            for delivery in deliveries {
+                self.active.set(self.active.get() + 1);
+                self.metrics.borrow_mut().consumed += 1;
+                let mut slot = Box::pin(run_slot(self.clone(), delivery));
+                let first = std::future::poll_fn(|cx| Poll::Ready(slot.as_mut().poll(cx))).await;
+                if first.is_pending() {
+                    monoio::spawn(slot);
+                }
             }
         }
-        Err(_) => {
-            ctx.metrics.borrow_mut().worker_error(WorkerError::Timeout);
-            let msg = format!(
-                "Processing exceeded the deadline of {} s",
-                deadline.as_secs_f64()
-            );
-            warn!(correlation_id = %id, "request timed out");
-            finish(
-                ctx,
-                delivery,
-                Status::Timeout,
-                outcome(Some(msg)),
-                elapsed,
-                ended,
-            )
-            .await;
+    }
+
+    /// Runs one delivery to its settlement.
+    pub async fn run_job(&self, delivery: Delivery) {
+        let id = delivery.job.id;
+        let now = Timestamp::now();
+        if let Start::AlreadyFinal(status) = self.backend.start(&delivery, now) {
+            debug!(correlation_id = %id, status = status.as_str(), "duplicate delivery skipped");
+            self.backend
+                .settle(delivery, Settlement::Duplicate, Instant::now())
+                .await;
+            return;
         }
+        let started = Instant::now();
+        let deadline = delivery.job.metadata.timeout;
+        let ran = match self
+            .processors
+            .resolve(delivery.job.metadata.endpoint.as_deref())
+        {
+            Ok(processor) => {
+                let work = processor.process(&delivery.job);
+                let report = || self.backend.report_processing(&delivery.job, now);
+                match run_with_deadline(work, deadline, started, report).await {
+                    Ok(Ok(output)) => Ran::Done(output),
+                    Ok(Err(e)) => Ran::Failed(e),
+                    Err(TimedOut) => Ran::TimedOut,
+                }
+            }
+            // Submit refuses names it does not know; this is a job queued by a broker
+            // configured with other processors.
+            Err(unknown) => Ran::Failed(ProcessError::permanent(unknown.to_string())),
+        };
+        // One clock read for the end: the wall-clock end is the start plus the monotonic elapsed
+        // time.
+        let ended = Instant::now();
+        let elapsed = ended.duration_since(started);
+        let timing = Timing {
+            elapsed,
+            ended_at: Timestamp(now.0 + elapsed.as_micros() as u64),
+        };
+        {
+            let mut m = self.metrics.borrow_mut();
+            match &ran {
+                Ran::Failed(e) => {
+                    m.worker_error(WorkerError::Processing);
+                    debug!(correlation_id = %id, attempt = delivery.attempt, error = %e.message, "processing failed");
+                }
+                Ran::TimedOut => {
+                    m.worker_error(WorkerError::Timeout);
+                    warn!(correlation_id = %id, "request timed out");
+                }
+                Ran::Done(_) => {}
+            }
+        }
+        let jitter = self.jitter.borrow_mut().next_unit();
+        let verdict = judge(
+            ran,
+            delivery.attempt,
+            deadline,
+            &self.policy,
+            jitter,
+            timing,
+        );
+        {
+            let mut m = self.metrics.borrow_mut();
+            let secs = elapsed.as_secs_f64();
+            match &verdict.settlement {
+                Settlement::Completed(_) => m.processed(crate::store::Status::Completed, secs),
+                Settlement::TimedOut(_) => m.processed(crate::store::Status::Timeout, secs),
+                Settlement::DeadLettered(o) => {
+                    m.processed(crate::store::Status::Failed, secs);
+                    if let Some(reason) = verdict.dead_letter {
+                        m.dead_letter(reason);
+                    }
+                    warn!(correlation_id = %id, attempts = delivery.attempt, error = o.error.as_deref().unwrap_or(""), "request failed; dead-lettered");
+                }
+                Settlement::RetryLater(delay) => {
+                    m.retries += 1;
+                    debug!(correlation_id = %id, attempt = delivery.attempt, delay_ms = delay.as_millis() as u64, "retrying");
+                }
+                Settlement::Duplicate => {}
+            }
+        }
+        self.backend
+            .settle(delivery, verdict.settlement, ended)
+            .await;
     }
 }
 
-/// Runs `work` under `deadline`. A processor that finishes on its first poll (the built-in
-/// operations always do) never arms a timer: the deadline costs nothing when it cannot fire.
-/// `on_pending` runs once, only if the work did not finish on its first poll. The deadline
-/// counts from `started`.
+async fn run_slot<B: Backend + 'static>(worker: Rc<Worker<B>>, delivery: Delivery) {
+    worker.run_job(delivery).await;
+    worker.active.set(worker.active.get() - 1);
+    worker.slot_freed.notify();
+}
+
+/// Runs `work` under `deadline`. Work that finishes on its first poll (the built-in operations
+/// always do) never arms a timer: the deadline costs nothing when it cannot fire. `on_pending`
+/// runs once, only if the work did not finish on its first poll. The deadline counts from
+/// `started`.
 async fn run_with_deadline<F, P, PF>(
     work: F,
     deadline: Duration,
@@ -211,62 +221,168 @@ where
         Poll::Pending => {
             on_pending().await;
             let left = deadline.saturating_sub(started.elapsed());
-            // A boxed timer only here: the future of every job stays small (spawned per job).
             Deadline::default().run(left, work).await
         }
     }
 }
 
-/// Records the final state, then tells the queue the delivery is done.
-/// A refused write (already final: a concurrent duplicate delivery) still acknowledges, with the
-/// final state this process holds, so no entry stays pending for ever.
-async fn finish(
-    ctx: &ShardCtx,
-    delivery: Delivery,
-    to: Status,
-    o: Outcome,
-    elapsed: Duration,
-    ended: Instant,
-) {
-    record(ctx, &delivery, to, o, elapsed, ended);
-    let state = stored_state(ctx, &delivery.job.id);
-    ctx.backend.finish(delivery, state).await;
-}
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
-/// A copy of the final state for a backend that stores state itself; `None` when the table holds
-/// the only copy (no copy made on the embedded path).
-fn stored_state(ctx: &ShardCtx, id: &CorrelationId) -> Option<RequestState> {
-    ctx.backend
-        .stores_state()
-        .then(|| ctx.table.borrow().get(id).cloned())
-        .flatten()
-}
+    use super::*;
+    use crate::backend::{EmbeddedBackend, NewJob};
+    use crate::config::Config;
+    use crate::store::Status;
+    use crate::testing::{embedded, metadata, ready};
+    use crate::worker::{Job, Output, ProcessError, Processor};
 
-/// Writes the final state to the table; false if the state machine refused (already final).
-/// `ended` is when processing ended (the table's expiry clock).
-fn record(
-    ctx: &ShardCtx,
-    delivery: &Delivery,
-    to: Status,
-    o: Outcome,
-    elapsed: Duration,
-    ended: Instant,
-) -> bool {
-    ctx.metrics
-        .borrow_mut()
-        .processed(to, elapsed.as_secs_f64());
-    let id = delivery.job.id;
-    // A state this process's table does not hold (submitted before a restart, or taken over
-    // from a dead consumer) starts here, final.
-    let settled =
-        ctx.table
-            .borrow_mut()
-            .finish_or_insert(&id, to, o, delivery.job.submitted_at, ended);
-    match settled {
-        Ok(()) => true,
-        Err(r) => {
-            debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
-            false
+    /// Counts its runs; fails (retryably) while `fail` says so.
+    struct Counting {
+        runs: Arc<AtomicUsize>,
+        fail: bool,
+    }
+
+    impl Processor for Counting {
+        async fn process(&self, _job: &Job) -> Result<Output, ProcessError> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            if self.fail {
+                return Err(ProcessError::retryable("upstream said no"));
+            }
+            Ok(Output::json("\"done\""))
         }
+    }
+
+    struct Setup {
+        backend: Rc<EmbeddedBackend>,
+        worker: Worker<EmbeddedBackend>,
+        metrics: Rc<RefCell<ShardMetrics>>,
+        runs: Arc<AtomicUsize>,
+    }
+
+    fn setup(fail: bool) -> Setup {
+        let backend = Rc::new(embedded());
+        let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut processors = Processors::default();
+        processors.register(
+            "counting",
+            Counting {
+                runs: runs.clone(),
+                fail,
+            },
+        );
+        let mut config = Config::default().worker;
+        config.max_retries = 2;
+        let worker = Worker::new(backend.clone(), metrics.clone(), processors, &config, 7);
+        Setup {
+            backend,
+            worker,
+            metrics,
+            runs,
+        }
+    }
+
+    /// Submits a job naming `endpoint` and takes its delivery from the queue.
+    fn submit_and_take(s: &Setup, payload: &'static [u8], endpoint: Option<&str>) -> Delivery {
+        let job = NewJob {
+            payload: Bytes::from_static(payload),
+            headers: None,
+            metadata: metadata(endpoint),
+        };
+        ready(s.backend.submit(job, Timestamp::now())).expect("accepted");
+        let mut taken = ready(s.backend.next_jobs(1, 1));
+        assert_eq!(taken.len(), 1);
+        taken.pop().unwrap()
+    }
+
+    use bytes::Bytes;
+
+    #[test]
+    fn a_job_runs_its_named_processor_and_completes() {
+        let s = setup(false);
+        let d = submit_and_take(&s, b"{}", Some("counting"));
+        let id = d.job.id;
+        ready(s.worker.run_job(d));
+        assert_eq!(s.runs.load(Ordering::Relaxed), 1);
+        let state = s.backend.held(&id).unwrap();
+        assert_eq!(state.status, Status::Completed);
+        let o = state.outcome.unwrap();
+        assert_eq!(o.result.as_deref(), Some(&b"\"done\""[..]));
+        assert_eq!(o.status_code, Some(200));
+    }
+
+    #[test]
+    fn jobs_naming_no_processor_run_the_builtin() {
+        let s = setup(false);
+        let d = submit_and_take(&s, br#"{"operation":"uppercase","data":"abc"}"#, None);
+        let id = d.job.id;
+        ready(s.worker.run_job(d));
+        assert_eq!(s.runs.load(Ordering::Relaxed), 0);
+        let o = s.backend.held(&id).unwrap().outcome.unwrap();
+        assert!(o.result.unwrap().starts_with(b"{\"output\":\"ABC\""));
+    }
+
+    #[test]
+    fn a_duplicate_delivery_is_not_run_again() {
+        let s = setup(false);
+        let d = submit_and_take(&s, b"{}", Some("counting"));
+        let id = d.job.id;
+        ready(s.worker.run_job(d.clone()));
+        let first = s.backend.held(&id).unwrap();
+        // The same delivery again: its acknowledgement was lost.
+        ready(s.worker.run_job(d));
+        assert_eq!(s.runs.load(Ordering::Relaxed), 1);
+        assert_eq!(s.backend.held(&id).unwrap(), first);
+    }
+
+    #[test]
+    fn failures_retry_then_dead_letter() {
+        let s = setup(true);
+        let d = submit_and_take(&s, b"{}", Some("counting"));
+        let id = d.job.id;
+        // Attempts 1 and 2 are retried (max_retries = 2): the request stays PROCESSING.
+        for attempt in 1..=2 {
+            let d = Delivery {
+                attempt,
+                ..d.clone()
+            };
+            ready(s.worker.run_job(d));
+            assert_eq!(s.backend.held(&id).unwrap().status, Status::Processing);
+        }
+        assert_eq!(s.metrics.borrow().retries, 2);
+        // The third attempt is the last.
+        ready(s.worker.run_job(Delivery { attempt: 3, ..d }));
+        let state = s.backend.held(&id).unwrap();
+        assert_eq!(state.status, Status::Failed);
+        assert_eq!(
+            state.outcome.unwrap().error.as_deref(),
+            Some("upstream said no")
+        );
+        let dead = s.backend.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].job.id, id);
+        assert_eq!(dead[0].attempts, 3);
+        assert_eq!(s.runs.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn an_unknown_processor_fails_the_job_without_retry() {
+        let s = setup(false);
+        // Submit refuses unknown names; a job from a broker with other processors can still
+        // arrive through a shared Redis.
+        let d = submit_and_take(&s, b"{}", Some("not-here"));
+        let id = d.job.id;
+        ready(s.worker.run_job(d));
+        let state = s.backend.held(&id).unwrap();
+        assert_eq!(state.status, Status::Failed);
+        assert!(state
+            .outcome
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("\"not-here\""));
+        assert_eq!(s.backend.dead_letters().len(), 1);
     }
 }

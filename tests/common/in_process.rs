@@ -4,17 +4,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use openhqm::backend::redis::{Keys, RedisSettings};
+use openhqm::backend::{Backend, Metadata, NewJob, RedisBackend};
 use openhqm::clock::Timestamp;
-use openhqm::queue::redis_streams::{Keys, RedisSettings};
-use openhqm::queue::{Backend, Job, Metadata, QueueBackend, RedisQueue};
 use openhqm::resp::RedisTarget;
-use openhqm::shard::id::CorrelationId;
+use openhqm::shard::id::IdMinter;
 
 use super::redis::RedisServer;
 
 /// The Redis backend of shard 0 (consumer `test:0`) on `redis`, with `lease_held` as the bound
 /// under which a lease counts as certainly held (20 s in the broker).
-pub fn backend(redis: &RedisServer, lease_held: Duration) -> Backend {
+pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
     let settings = RedisSettings {
         target: RedisTarget::parse(&redis.url()).expect("redis url"),
         deadline: Duration::from_secs(2),
@@ -27,13 +27,12 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> Backend {
         requests_prefix: "openhqm-requests".into(),
     };
     let keys = Keys::new("openhqm-requests", "openhqm-responses", "openhqm-dlq", 0);
-    Backend::Redis(RedisQueue::start(settings, keys))
+    RedisBackend::start(settings, keys, IdMinter::new(0, 1))
 }
 
-/// A job with correlation id `id` (a UUID).
-pub fn job(id: &str) -> Job {
-    Job {
-        id: CorrelationId::parse(id.as_bytes()).expect("uuid"),
+/// An echo job.
+pub fn job() -> NewJob {
+    NewJob {
         payload: Bytes::from_static(br#"{"operation":"echo","data":"x"}"#),
         headers: None,
         metadata: Metadata {
@@ -43,12 +42,17 @@ pub fn job(id: &str) -> Job {
             endpoint: None,
             method: None,
         },
-        submitted_at: Timestamp::now(),
     }
 }
 
+/// Submits an echo job; its correlation id as text.
+pub async fn submit(q: &RedisBackend) -> String {
+    let accepted = q.submit(job(), Timestamp::now()).await.expect("submit");
+    String::from_utf8(accepted.id.to_text().to_vec()).expect("ascii")
+}
+
 /// Waits (bounded) until the backend's connection answers.
-pub async fn connected(q: &Backend) {
+pub async fn connected(q: &RedisBackend) {
     for _ in 0..250 {
         if q.check().await.is_ok() {
             return;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use openhqm::queue::redis_streams::state_value;
+use openhqm::backend::redis::state_value;
 use openhqm::store::RequestState;
 
 use super::{Broker, Client, ReadError, Resp};

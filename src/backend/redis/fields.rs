@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::backend::{Job, Metadata};
 use crate::clock::Timestamp;
 use crate::decimal::{decimal, put_decimal};
-use crate::queue::{Job, Metadata};
 use crate::resp::Frame;
 use crate::shard::id::CorrelationId;
 

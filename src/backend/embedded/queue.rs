@@ -7,10 +7,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{Delivery, Depth, Job, QueueError};
+use crate::backend::{Delivery, Depth, Job, QueueError};
 use crate::clock::Timestamp;
 use crate::shard::notify::Notify;
-use crate::store::RequestState;
 
 /// Dead letters kept for inspection; older ones are dropped first.
 const DEAD_LETTERS_KEPT: usize = 10_000;
@@ -61,7 +60,7 @@ struct Inner {
 }
 
 /// One shard's embedded queue.
-pub struct MemoryQueue {
+pub(super) struct MemoryQueue {
     inner: RefCell<Inner>,
     ready_notify: Notify,
     max_depth: usize,
@@ -69,7 +68,7 @@ pub struct MemoryQueue {
 
 impl MemoryQueue {
     /// A queue that refuses new jobs (503) once `max_depth` jobs wait.
-    pub fn new(max_depth: usize) -> Self {
+    pub(super) fn new(max_depth: usize) -> Self {
         MemoryQueue {
             inner: RefCell::default(),
             ready_notify: Notify::new(),
@@ -78,11 +77,11 @@ impl MemoryQueue {
     }
 
     /// Dead letters kept so far, oldest first.
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+    pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
         self.inner.borrow().dead.iter().cloned().collect()
     }
 
-    pub(super) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+    pub(crate) fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         let mut inner = self.inner.borrow_mut();
         if inner.ready.len() + inner.delayed.len() >= self.max_depth {
             return Err(QueueError::Full);
@@ -97,7 +96,7 @@ impl MemoryQueue {
         Ok(())
     }
 
-    pub(super) async fn fetch(&self, max: usize) -> Vec<Delivery> {
+    pub(crate) async fn fetch(&self, max: usize) -> Vec<Delivery> {
         loop {
             let next_due = {
                 let mut inner = self.inner.borrow_mut();
@@ -124,11 +123,7 @@ impl MemoryQueue {
         }
     }
 
-    pub(super) async fn finish(&self, _delivery: Delivery, _state: Option<RequestState>) {
-        // The shard's state table already holds the final state; nothing else to acknowledge.
-    }
-
-    pub(super) async fn retry(&self, delivery: Delivery, delay: Duration) {
+    pub(crate) fn retry(&self, delivery: Delivery, delay: Duration) {
         let mut inner = self.inner.borrow_mut();
         inner.seq += 1;
         let seq = inner.seq;
@@ -146,12 +141,7 @@ impl MemoryQueue {
         self.ready_notify.notify();
     }
 
-    pub(super) async fn dead_letter(
-        &self,
-        delivery: Delivery,
-        _state: Option<RequestState>,
-        reason: &str,
-    ) {
+    pub(crate) fn dead_letter(&self, delivery: Delivery, reason: &str) {
         let mut inner = self.inner.borrow_mut();
         if inner.dead.len() == DEAD_LETTERS_KEPT {
             inner.dead.pop_front();
@@ -164,7 +154,7 @@ impl MemoryQueue {
         });
     }
 
-    pub(super) fn depth(&self) -> Depth {
+    pub(crate) fn depth(&self) -> Depth {
         let inner = self.inner.borrow();
         Depth {
             ready: inner.ready.len() as u64,
@@ -173,7 +163,7 @@ impl MemoryQueue {
         }
     }
 
-    pub(super) async fn check(&self) -> Result<(), QueueError> {
+    pub(crate) fn check(&self) -> Result<(), QueueError> {
         let d = self.depth();
         if (d.ready + d.delayed) as usize >= self.max_depth {
             return Err(QueueError::Full);

@@ -13,7 +13,8 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{RedisQueue, GROUP};
+use super::RedisQueue;
+use crate::backend::redis::GROUP;
 use crate::resp::{command, RedisError};
 use crate::shard::oneshot;
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::queue::Delivery;
+use crate::backend::Delivery;
 use crate::resp::Frame;
 
 use super::fields::job_from_fields;

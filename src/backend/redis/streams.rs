@@ -1,26 +1,7 @@
-//! The Redis Streams backend (`queue.type = redis`): durable, at-least-once.
-//!
-//! Per shard: a work stream (`openhqm-requests:{s}`) read by the consumer group
-//! `openhqm-workers`, request states (strings, `state_value.rs`), a sorted set of delayed retries and a dead-letter
-//! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
-//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `XACK` (the completions of one turn
-//! together, `completions.rs`); retry = job
-//! hash + `ZADD` + `XACK`; dead letter = `XADD dlq` + state + `XACK`. When this consumer's lease on
-//! an entry may have lapsed, the last three run as owner-only Lua scripts instead (`scripts.rs`).
-//! Acknowledged entries are trimmed every 100 ms up to the oldest pending one (`XTRIM MINID`);
-//! never by `MAXLEN` (before Redis 8.2 that deletes pending entries).
-//!
-//! Two connections per shard: `cmd` for everything pipelined, `block` for `XREADGROUP BLOCK`.
-//! Background tasks move due retries back to the stream, renew the lease of entries being
-//! processed (`XCLAIM ... JUSTID`), take over entries of dead consumers (`XPENDING` + `XCLAIM`)
-//! and refresh the depth gauges. See docs/redis.md.
+//! One shard's Redis Streams queue: the work stream and its consumer group, the state keys
+//! written with it, retries, the dead-letter stream, leases and takeover. `mod.rs` has the layout.
 
 mod completions;
-pub mod fields;
-pub mod keys;
-pub mod reads;
-pub mod scripts;
-pub mod state_value;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -32,16 +13,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tracing::{error, warn};
 
-use super::{Delivery, Depth, Job, QueueError};
+use super::fields::{job_fields, Args};
+use super::keys::{Keys, GROUP};
+use super::reads::{self, Entry};
+use super::scripts::Scripts;
+use super::{keys, state_value};
+use crate::backend::{Delivery, Depth, Job, QueueError};
 use crate::clock::Timestamp;
 use crate::resp::{command, Client, Frame, RedisError, RedisTarget, Script};
 use crate::shard::id::CorrelationId;
 use crate::shard::notify::Notify;
 use crate::store::RequestState;
-use fields::{job_fields, Args};
-pub use keys::{Keys, GROUP};
-use reads::Entry;
-use scripts::Scripts;
 
 /// How long one `XREADGROUP` blocks before it is re-issued.
 const BLOCK_MS: u64 = 1000;
@@ -107,7 +89,7 @@ impl Hasher for EntryIdHasher {
 }
 
 /// One shard's Redis Streams queue.
-pub struct RedisQueue {
+pub(crate) struct RedisQueue {
     cmd: Client,
     block: Client,
     keys: Keys,
@@ -151,7 +133,7 @@ impl Drop for InFlight<'_> {
 
 impl RedisQueue {
     /// Connects (in the background) and starts the shard's maintenance tasks.
-    pub fn start(settings: RedisSettings, keys: Keys) -> Rc<RedisQueue> {
+    pub(crate) fn start(settings: RedisSettings, keys: Keys) -> Rc<RedisQueue> {
         let q = Rc::new(RedisQueue {
             cmd: Client::start(settings.target.clone(), settings.deadline, "commands", true),
             block: Client::start(settings.target, settings.deadline, "blocking reads", false),
@@ -180,12 +162,12 @@ impl RedisQueue {
     }
 
     /// Times either connection was lost.
-    pub fn reconnects(&self) -> u64 {
+    pub(crate) fn reconnects(&self) -> u64 {
         self.cmd.reconnects() + self.block.reconnects()
     }
 
     /// Round-trip times of the command connection.
-    pub fn round_trips(&self) -> crate::metrics::Histogram {
+    pub(crate) fn round_trips(&self) -> crate::metrics::Histogram {
         self.cmd.round_trips()
     }
 
@@ -208,7 +190,7 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+    pub(crate) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         // Admission control: past the bound, Redis is already far behind; answering 503 now beats
         // queueing more work in this process until the deadline.
         let waiting = self.submits_in_flight.get();
@@ -238,7 +220,7 @@ impl RedisQueue {
     /// read in flight at a time capped processing at `per_read` jobs per round trip, which with
     /// `appendfsync always` (every read is a write, answered after an fsync) was the end-to-end
     /// limit (PERFORMANCE.md, section 8).
-    pub(super) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
+    pub(crate) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         let per_read = per_read.max(1);
         loop {
             let reclaimed: Vec<Delivery> = {
@@ -391,7 +373,7 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn processing(&self, job: &Job, now: Timestamp) {
+    pub(crate) async fn processing(&self, job: &Job, now: Timestamp) {
         let key = self.keys.state(&job.id);
         let state = state_value::encode(&RequestState::processing(job.submitted_at, now));
         let set: &[&[u8]] = &[b"SET", &key, &state, b"EX", &self.ttl_text];
@@ -400,7 +382,7 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
+    pub(crate) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let value = state.as_ref().map(state_value::encode);
@@ -475,7 +457,7 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn retry(&self, d: Delivery, delay: Duration) {
+    pub(crate) async fn retry(&self, d: Delivery, delay: Duration) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let job_key = self.keys.retry_job(&d.job.id);
         let fields = job_fields(&d.job, d.attempt + 1);
@@ -513,7 +495,7 @@ impl RedisQueue {
             .await;
     }
 
-    pub(super) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
+    pub(crate) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let mut dlq = job_fields(&d.job, d.attempt);
@@ -551,11 +533,11 @@ impl RedisQueue {
             .await;
     }
 
-    pub(super) fn depth(&self) -> Depth {
+    pub(crate) fn depth(&self) -> Depth {
         self.depth.get()
     }
 
-    pub(super) async fn check(&self) -> Result<(), QueueError> {
+    pub(crate) async fn check(&self) -> Result<(), QueueError> {
         // A real round trip, within a short deadline: health must answer fast.
         let deadline = Duration::from_millis(500);
         match self
@@ -575,7 +557,7 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn load_state(
+    pub(crate) async fn load_state(
         &self,
         id: &CorrelationId,
     ) -> Result<Option<RequestState>, QueueError> {

@@ -1,0 +1,126 @@
+//! The embedded backend (`queue.type = memory`, the default): one shard's queue and request
+//! states in process memory, and the ids they are filed under. The id of an accepted request
+//! names the slot its state takes (`store/slots.rs`), so every lookup is one index. Not durable:
+//! a crash loses what is queued, which the broker says at start-up.
+
+mod queue;
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use super::{Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start};
+use crate::clock::Timestamp;
+use crate::metrics::ShardMetrics;
+use crate::shard::id::{CorrelationId, IdMinter};
+use crate::store::{RequestState, StateTable, Status};
+pub use queue::DeadLetter;
+use queue::MemoryQueue;
+
+/// One shard's embedded queue and state table.
+pub struct EmbeddedBackend {
+    queue: MemoryQueue,
+    table: RefCell<StateTable>,
+    minter: RefCell<IdMinter>,
+}
+
+impl EmbeddedBackend {
+    /// An empty backend for a shard whose ids `minter` mints; at most `max_depth` jobs wait
+    /// (then submits get 503); final states live for `ttl`.
+    pub fn new(minter: IdMinter, max_depth: usize, ttl: std::time::Duration) -> Self {
+        EmbeddedBackend {
+            queue: MemoryQueue::new(max_depth),
+            table: RefCell::new(StateTable::new(ttl)),
+            minter: RefCell::new(minter),
+        }
+    }
+
+    /// Dead letters kept so far, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.queue.dead_letters()
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError> {
+        let minted = self.minter.borrow_mut().mint();
+        let id = self.table.borrow_mut().insert_pending(minted, now);
+        let job = Job {
+            id,
+            payload: job.payload,
+            headers: job.headers,
+            metadata: job.metadata,
+            submitted_at: now,
+        };
+        match self.queue.enqueue(job) {
+            Ok(()) => Ok(Accepted {
+                id,
+                submitted_at: now,
+            }),
+            Err(e) => {
+                self.table.borrow_mut().remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery> {
+        // In process there is no round trip to amortise: one batch at a time.
+        self.queue.fetch(free.min(per_read)).await
+    }
+
+    fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {
+        super::start_in(&self.table, delivery, now)
+    }
+
+    async fn report_processing(&self, _job: &Job, _now: Timestamp) {
+        // `start` made it visible already: the table is every reader's copy.
+    }
+
+    async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant) {
+        match settlement {
+            Settlement::Completed(o) => {
+                super::record(&self.table, &delivery, Status::Completed, o, ended);
+            }
+            Settlement::TimedOut(o) => {
+                super::record(&self.table, &delivery, Status::Timeout, o, ended);
+            }
+            Settlement::DeadLettered(o) => {
+                let reason = o.error.clone().unwrap_or_default();
+                if super::record(&self.table, &delivery, Status::Failed, o, ended) {
+                    self.queue.dead_letter(delivery, &reason);
+                }
+            }
+            Settlement::RetryLater(delay) => self.queue.retry(delivery, delay),
+            Settlement::Duplicate => {}
+        }
+    }
+
+    fn held(&self, id: &CorrelationId) -> Option<RequestState> {
+        self.table.borrow().get(id).cloned()
+    }
+
+    async fn load(&self, _id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
+        Ok(None)
+    }
+
+    async fn check(&self) -> Result<(), QueueError> {
+        self.queue.check()
+    }
+
+    fn expire(&self, now: Instant) {
+        self.table.borrow_mut().expire(now);
+    }
+
+    fn gauges(&self, m: &mut ShardMetrics) {
+        let depth = self.queue.depth();
+        m.queue_ready = depth.ready;
+        m.queue_delayed = depth.delayed;
+        m.queue_pending = depth.pending;
+        m.states = self.table.borrow().len() as u64;
+    }
+
+    fn lost_on_exit(&self) -> u64 {
+        let depth = self.queue.depth();
+        depth.ready + depth.delayed
+    }
+}

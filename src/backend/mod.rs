@@ -1,0 +1,151 @@
+//! A request's whole life for one mode: a [`Backend`] owns the queue *and* the request state.
+//!
+//! `embedded` keeps both in process memory (the default; not durable); `redis` keeps them in
+//! Redis Streams and state keys, with a local table of the final states this shard wrote. The
+//! submit handler, the status lookups and the worker slots call the same operations on either
+//! and never ask which one they have.
+
+pub mod embedded;
+mod job;
+pub mod redis;
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use crate::clock::Timestamp;
+use crate::metrics::ShardMetrics;
+use crate::shard::id::CorrelationId;
+use crate::store::{Outcome, RequestState, StateTable, Status, UpdateError};
+
+pub use embedded::EmbeddedBackend;
+pub use job::{Delivery, Job, Metadata, NewJob};
+pub use redis::RedisBackend;
+
+/// Why a backend refused or failed an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue is at its configured depth limit (backpressure).
+    Full,
+    /// The backend is unreachable or past its deadline.
+    Unavailable,
+    /// Too many submits are already waiting for the backend (admission control).
+    Overloaded,
+    /// The shard is shutting down.
+    Closed,
+}
+
+/// Depth figures for metrics and health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Waiting to be fetched.
+    pub ready: u64,
+    /// Waiting for a retry's backoff to pass.
+    pub delayed: u64,
+    /// Delivered to a consumer and not yet acknowledged (Redis's pending entries list; the
+    /// embedded queue has none).
+    pub pending: u64,
+}
+
+/// A request the backend accepted (the 202 may be sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its correlation id, owned by this shard.
+    pub id: CorrelationId,
+    /// When it was accepted.
+    pub submitted_at: Timestamp,
+}
+
+/// Whether a worker slot should run a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Run it: the request is `PROCESSING` (or the backend learns its state only from the
+    /// final write).
+    Run,
+    /// The request is already final here: a redelivery whose acknowledgement was lost. Settle
+    /// it as [`Settlement::Duplicate`] without running it again.
+    AlreadyFinal(Status),
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    /// `COMPLETED` with the processor's output.
+    Completed(Outcome),
+    /// `FAILED` for good: the job goes to the dead-letter queue with `outcome.error`.
+    DeadLettered(Outcome),
+    /// `TIMEOUT`: the processor ran past the deadline.
+    TimedOut(Outcome),
+    /// Deliver the job again (attempt + 1) after this delay; the request stays `PROCESSING`.
+    RetryLater(Duration),
+    /// A redelivery of a request already final here: acknowledge it with the state held.
+    Duplicate,
+}
+
+/// What a shard needs for a request's life, from accepting it to its final state. Futures are
+/// `!Send`: a backend lives on one shard's thread.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// Accepts a request: mints an id this shard owns, records it `PENDING` and queues it.
+    /// Returns once the queue has it (durably, where the backend is durable).
+    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError>;
+    /// Waits for at least one job and returns at most `free`, taken from the queue at most
+    /// `per_read` at a time (`worker.batch_size`).
+    async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery>;
+    /// A worker slot takes `delivery` at `now`.
+    fn start(&self, delivery: &Delivery, now: Timestamp) -> Start;
+    /// The job did not finish at once: make `PROCESSING` visible to every reader (started at
+    /// `now`). Jobs that finish on their first poll skip this write.
+    async fn report_processing(&self, job: &Job, now: Timestamp);
+    /// Ends a delivery (records the final state, dead-letters, schedules the retry) and
+    /// acknowledges it. A final write that comes too late (the request is already final) is
+    /// ignored, and the delivery is acknowledged all the same. `ended` is when processing ended.
+    async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant);
+    /// The state this shard holds for `id`, if any (no I/O).
+    fn held(&self, id: &CorrelationId) -> Option<RequestState>;
+    /// The state of `id` in the store every instance shares; `Ok(None)` when unknown there or
+    /// when this process is the only store (the embedded backend, whose states are all held).
+    async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError>;
+    /// A real check that the backend can take work now.
+    async fn check(&self) -> Result<(), QueueError>;
+    /// Drops final states whose TTL ran out by `now`.
+    fn expire(&self, now: Instant);
+    /// Fills in the backend's gauges (depth, states held, connection figures) for a scrape.
+    fn gauges(&self, metrics: &mut ShardMetrics);
+    /// Accepted jobs that live only in this process and are lost if it stops now.
+    fn lost_on_exit(&self) -> u64;
+}
+
+/// [`Backend::start`] on a state table: `PENDING → PROCESSING`, or the final state it already
+/// has. A state the table does not hold (submitted through another instance, or before a
+/// restart) runs and is recorded when it is final.
+fn start_in(table: &RefCell<StateTable>, delivery: &Delivery, now: Timestamp) -> Start {
+    match table.borrow_mut().start(&delivery.job.id, now) {
+        Ok(()) | Err(UpdateError::Unknown) => Start::Run,
+        Err(UpdateError::Refused(r)) => Start::AlreadyFinal(r.from),
+    }
+}
+
+/// Writes a final state to `table` (inserting it when the table holds none); false when the
+/// state machine refused it (already final: a concurrent duplicate delivery).
+fn record(
+    table: &RefCell<StateTable>,
+    delivery: &Delivery,
+    to: Status,
+    outcome: Outcome,
+    ended: Instant,
+) -> bool {
+    let id = delivery.job.id;
+    let settled =
+        table
+            .borrow_mut()
+            .finish_or_insert(&id, to, outcome, delivery.job.submitted_at, ended);
+    match settled {
+        Ok(()) => true,
+        Err(r) => {
+            debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
+            false
+        }
+    }
+}

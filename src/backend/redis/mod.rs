@@ -1,0 +1,158 @@
+//! The Redis Streams backend (`queue.type = redis`): durable, at-least-once.
+//!
+//! Per shard: a work stream (`openhqm-requests:{s}`) read by the consumer group
+//! `openhqm-workers`, request states (strings, `state_value.rs`), a sorted set of delayed retries and a dead-letter
+//! stream, all under the shard's hash tag. Every state change that goes with a queue change is one
+//! `MULTI/EXEC`: submit = `XADD` + state; completion = state + `XACK` (the completions of one turn
+//! together, `completions.rs`); retry = job
+//! hash + `ZADD` + `XACK`; dead letter = `XADD dlq` + state + `XACK`. When this consumer's lease on
+//! an entry may have lapsed, the last three run as owner-only Lua scripts instead (`scripts.rs`).
+//! Acknowledged entries are trimmed every 100 ms up to the oldest pending one (`XTRIM MINID`);
+//! never by `MAXLEN` (before Redis 8.2 that deletes pending entries).
+//!
+//! Two connections per shard: `cmd` for everything pipelined, `block` for `XREADGROUP BLOCK`.
+//! Background tasks move due retries back to the stream, renew the lease of entries being
+//! processed (`XCLAIM ... JUSTID`), take over entries of dead consumers (`XPENDING` + `XCLAIM`)
+//! and refresh the depth gauges. See docs/redis.md.
+//!
+//! [`RedisBackend`] puts the queue (`streams.rs`) together with a local table of the final
+//! states this shard wrote: a request this shard finished is answered without a round trip, and
+//! a redelivery of it is recognised without running it again.
+
+pub mod fields;
+pub mod keys;
+pub mod reads;
+pub mod scripts;
+pub mod state_value;
+mod streams;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::{Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start};
+use crate::clock::Timestamp;
+use crate::metrics::ShardMetrics;
+use crate::shard::id::{CorrelationId, IdMinter};
+use crate::store::{RequestState, StateTable, Status};
+pub use keys::{Keys, GROUP};
+pub(crate) use streams::RedisQueue;
+pub use streams::{RedisSettings, LEASE_HELD};
+
+/// One shard's Redis Streams queue and its table of the final states it wrote.
+pub struct RedisBackend {
+    queue: Rc<RedisQueue>,
+    /// Final states this shard recorded (never `PENDING`: another instance may process a
+    /// request this one accepted, so a local copy of a live state could go stale).
+    finals: RefCell<StateTable>,
+    minter: RefCell<IdMinter>,
+}
+
+impl RedisBackend {
+    /// Connects (in the background) and starts the shard's maintenance tasks. Must run on the
+    /// shard's own thread.
+    pub fn start(settings: RedisSettings, keys: Keys, minter: IdMinter) -> Self {
+        let ttl = settings.ttl;
+        RedisBackend {
+            queue: RedisQueue::start(settings, keys),
+            finals: RefCell::new(StateTable::new(ttl)),
+            minter: RefCell::new(minter),
+        }
+    }
+
+    /// The state held for `id`, for a write to Redis with the delivery's settlement.
+    fn final_state(&self, id: &CorrelationId) -> Option<RequestState> {
+        self.finals.borrow().get(id).cloned()
+    }
+}
+
+impl Backend for RedisBackend {
+    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError> {
+        let id = self.minter.borrow_mut().mint();
+        let job = Job {
+            id,
+            payload: job.payload,
+            headers: job.headers,
+            metadata: job.metadata,
+            submitted_at: now,
+        };
+        self.queue.enqueue(job).await?;
+        Ok(Accepted {
+            id,
+            submitted_at: now,
+        })
+    }
+
+    async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery> {
+        self.queue.fetch(free, per_read).await
+    }
+
+    fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {
+        super::start_in(&self.finals, delivery, now)
+    }
+
+    async fn report_processing(&self, job: &Job, now: Timestamp) {
+        self.queue.processing(job, now).await;
+    }
+
+    async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant) {
+        let id = delivery.job.id;
+        match settlement {
+            Settlement::Completed(o) => {
+                super::record(&self.finals, &delivery, Status::Completed, o, ended);
+                self.queue.finish(delivery, self.final_state(&id)).await;
+            }
+            Settlement::TimedOut(o) => {
+                super::record(&self.finals, &delivery, Status::Timeout, o, ended);
+                self.queue.finish(delivery, self.final_state(&id)).await;
+            }
+            Settlement::DeadLettered(o) => {
+                let reason = o.error.clone().unwrap_or_default();
+                let recorded = super::record(&self.finals, &delivery, Status::Failed, o, ended);
+                let state = self.final_state(&id);
+                if recorded {
+                    self.queue.dead_letter(delivery, state, &reason).await;
+                } else {
+                    // Already final here (a concurrent duplicate delivery): acknowledge it
+                    // anyway, or it would stay pending for ever.
+                    self.queue.finish(delivery, state).await;
+                }
+            }
+            Settlement::RetryLater(delay) => self.queue.retry(delivery, delay).await,
+            Settlement::Duplicate => {
+                self.queue.finish(delivery, self.final_state(&id)).await;
+            }
+        }
+    }
+
+    fn held(&self, id: &CorrelationId) -> Option<RequestState> {
+        self.final_state(id)
+    }
+
+    async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
+        self.queue.load_state(id).await
+    }
+
+    async fn check(&self) -> Result<(), QueueError> {
+        self.queue.check().await
+    }
+
+    fn expire(&self, now: Instant) {
+        self.finals.borrow_mut().expire(now);
+    }
+
+    fn gauges(&self, m: &mut ShardMetrics) {
+        let depth = self.queue.depth();
+        m.queue_ready = depth.ready;
+        m.queue_delayed = depth.delayed;
+        m.queue_pending = depth.pending;
+        m.states = self.finals.borrow().len() as u64;
+        m.redis_round_trips = self.queue.round_trips();
+        m.redis_reconnects = self.queue.reconnects();
+    }
+
+    fn lost_on_exit(&self) -> u64 {
+        // Redis keeps what is queued for the next consumer.
+        0
+    }
+}

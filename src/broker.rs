@@ -1,0 +1,98 @@
+//! The public entry point for a Rust program that embeds the broker with its own logic:
+//! a [`Broker`] is a configuration plus processors by name; [`Broker::start`] runs its shards.
+//!
+//! ```no_run
+//! use openhqm::{Broker, Config, Job, Output, ProcessError, Processor};
+//!
+//! struct Length;
+//!
+//! impl Processor for Length {
+//!     async fn process(&self, job: &Job) -> Result<Output, ProcessError> {
+//!         Ok(Output::json(job.payload.len().to_string()))
+//!     }
+//! }
+//!
+//! let mut config = Config::default();
+//! config.set("server.port", "8000").unwrap();
+//! let running = Broker::new(config)
+//!     .processor("length", Length)
+//!     .start()
+//!     .unwrap();
+//! // Jobs submitted with `"metadata": {"endpoint": "length"}` run `Length`.
+//! running.shutdown();
+//! running.wait().unwrap();
+//! ```
+
+use std::fmt;
+use std::io;
+
+use crate::config::{Config, ConfigError};
+use crate::server::{self, Running};
+use crate::worker::{Processor, Processors, UnknownProcessor};
+
+/// A broker to start: its configuration and the processors its worker slots run. The built-in
+/// operations are registered as [`crate::worker::BUILTIN`] and are the default processor.
+pub struct Broker {
+    config: Config,
+    processors: Processors,
+    default: Option<String>,
+}
+
+/// Why a broker did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration breaks a rule (the message names the key).
+    Config(ConfigError),
+    /// The default processor named is not registered.
+    UnknownProcessor(UnknownProcessor),
+    /// Binding the listener or starting a shard failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "configuration error: {e}"),
+            StartError::UnknownProcessor(e) => write!(f, "default processor: {e}"),
+            StartError::Io(e) => write!(f, "cannot start: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl Broker {
+    /// A broker with `config` and the built-in processor.
+    pub fn new(config: Config) -> Self {
+        Broker {
+            config,
+            processors: Processors::default(),
+            default: None,
+        }
+    }
+
+    /// Registers `processor` as `name`: jobs whose `metadata.endpoint` is `name` run it, and a
+    /// submit naming an unregistered processor is refused (422).
+    pub fn processor(mut self, name: &str, processor: impl Processor) -> Self {
+        self.processors.register(name, processor);
+        self
+    }
+
+    /// Runs jobs that name no processor with the one registered as `name` (checked at start).
+    pub fn default_processor(mut self, name: &str) -> Self {
+        self.default = Some(name.to_owned());
+        self
+    }
+
+    /// Validates the configuration, binds the listener and starts every shard; returns once
+    /// all are serving.
+    pub fn start(mut self) -> Result<Running, StartError> {
+        self.config.validate().map_err(StartError::Config)?;
+        if let Some(name) = &self.default {
+            self.processors
+                .set_default(name)
+                .map_err(StartError::UnknownProcessor)?;
+        }
+        server::start(self.config, self.processors).map_err(StartError::Io)
+    }
+}

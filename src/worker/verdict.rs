@@ -1,0 +1,204 @@
+//! What the end of a run means for the request, as a pure function of the run's result, the
+//! attempt and the retry policy: completed, retried later, dead-lettered or timed out. No clock,
+//! no I/O: the worker measures, this decides.
+
+use std::time::Duration;
+
+use super::backoff::retry_delay;
+use super::{Output, ProcessError};
+use crate::backend::Settlement;
+use crate::clock::Timestamp;
+use crate::metrics::DlqReason;
+use crate::store::Outcome;
+
+/// How a processor's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// It produced an output.
+    Done(Output),
+    /// It failed.
+    Failed(ProcessError),
+    /// It ran past the job's deadline.
+    TimedOut,
+}
+
+/// When retries are made and how far apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RetryPolicy {
+    /// Retries after the first attempt before a retryable failure is dead-lettered.
+    pub(crate) max_retries: u32,
+    /// Delay before the first retry (doubling after each).
+    pub(crate) delay_base: Duration,
+    /// Longest delay.
+    pub(crate) delay_max: Duration,
+}
+
+/// What a run's end means: the settlement to hand the backend, and the dead-letter reason when
+/// it is one.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Verdict {
+    pub(crate) settlement: Settlement,
+    pub(crate) dead_letter: Option<DlqReason>,
+}
+
+/// Timing of a finished run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// How long the run took.
+    pub(crate) elapsed: Duration,
+    /// When it ended (wall clock).
+    pub(crate) ended_at: Timestamp,
+}
+
+/// Decides how delivery number `attempt` (1 for the first) of a job with `deadline` ends.
+/// `jitter` in `[0, 1)` spreads the retry delay.
+pub(crate) fn judge(
+    ran: Ran,
+    attempt: u32,
+    deadline: Duration,
+    policy: &RetryPolicy,
+    jitter: f64,
+    timing: Timing,
+) -> Verdict {
+    let outcome = |error: Option<String>| Outcome {
+        result: None,
+        headers: None,
+        status_code: None,
+        error,
+        processing_time_ms: timing.elapsed.as_millis() as u64,
+        completed_at: timing.ended_at,
+    };
+    let settled = |settlement| Verdict {
+        settlement,
+        dead_letter: None,
+    };
+    match ran {
+        Ran::Done(output) => settled(Settlement::Completed(Outcome {
+            result: Some(output.result),
+            headers: output.headers,
+            status_code: Some(output.status_code),
+            ..outcome(None)
+        })),
+        Ran::Failed(ProcessError { message, retryable }) => {
+            if retryable && attempt <= policy.max_retries {
+                let delay = retry_delay(attempt, policy.delay_base, policy.delay_max, jitter);
+                return settled(Settlement::RetryLater(delay));
+            }
+            Verdict {
+                settlement: Settlement::DeadLettered(outcome(Some(message))),
+                dead_letter: Some(if retryable {
+                    DlqReason::MaxRetries
+                } else {
+                    DlqReason::NonRetryable
+                }),
+            }
+        }
+        Ran::TimedOut => settled(Settlement::TimedOut(outcome(Some(format!(
+            "Processing exceeded the deadline of {} s",
+            deadline.as_secs_f64()
+        ))))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_retries: 3,
+        delay_base: Duration::from_secs(1),
+        delay_max: Duration::from_secs(60),
+    };
+    const DEADLINE: Duration = Duration::from_millis(1500);
+    const TIMING: Timing = Timing {
+        elapsed: Duration::from_millis(42),
+        ended_at: Timestamp(1_700_000_000_000_000),
+    };
+
+    fn fail(retryable: bool) -> Ran {
+        Ran::Failed(ProcessError {
+            message: "boom".into(),
+            retryable,
+        })
+    }
+
+    #[test]
+    fn output_completes_with_its_result_and_timing() {
+        let out = Output {
+            result: "{\"a\":1}".into(),
+            status_code: 201,
+            headers: Some("{\"x\":\"y\"}".into()),
+        };
+        let v = judge(Ran::Done(out), 1, DEADLINE, &POLICY, 0.5, TIMING);
+        assert_eq!(v.dead_letter, None);
+        let Settlement::Completed(o) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!(o.result.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(o.status_code, Some(201));
+        assert_eq!(o.headers.as_deref(), Some(&b"{\"x\":\"y\"}"[..]));
+        assert_eq!(o.error, None);
+        assert_eq!(o.processing_time_ms, 42);
+        assert_eq!(o.completed_at, TIMING.ended_at);
+    }
+
+    #[test]
+    fn retryable_failures_retry_with_growing_delays_then_dead_letter() {
+        let mut last = Duration::ZERO;
+        for attempt in 1..=POLICY.max_retries {
+            // No jitter: the fixed half of the delay, which doubles per attempt.
+            let v = judge(fail(true), attempt, DEADLINE, &POLICY, 0.0, TIMING);
+            let Settlement::RetryLater(delay) = v.settlement else {
+                panic!("attempt {attempt}: {v:?}")
+            };
+            assert!(delay > last, "attempt {attempt}: {delay:?} after {last:?}");
+            assert!(delay <= POLICY.delay_max);
+            last = delay;
+        }
+        let v = judge(
+            fail(true),
+            POLICY.max_retries + 1,
+            DEADLINE,
+            &POLICY,
+            0.0,
+            TIMING,
+        );
+        assert_eq!(v.dead_letter, Some(DlqReason::MaxRetries));
+        let Settlement::DeadLettered(o) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!(o.error.as_deref(), Some("boom"));
+        assert_eq!(o.result, None);
+    }
+
+    #[test]
+    fn permanent_failures_dead_letter_at_once() {
+        let v = judge(fail(false), 1, DEADLINE, &POLICY, 0.3, TIMING);
+        assert_eq!(v.dead_letter, Some(DlqReason::NonRetryable));
+        assert!(matches!(v.settlement, Settlement::DeadLettered(_)));
+    }
+
+    #[test]
+    fn no_retries_configured_means_first_failure_is_final() {
+        let none = RetryPolicy {
+            max_retries: 0,
+            ..POLICY
+        };
+        let v = judge(fail(true), 1, DEADLINE, &none, 0.3, TIMING);
+        assert_eq!(v.dead_letter, Some(DlqReason::MaxRetries));
+    }
+
+    #[test]
+    fn timeout_names_the_deadline() {
+        let v = judge(Ran::TimedOut, 2, DEADLINE, &POLICY, 0.3, TIMING);
+        assert_eq!(v.dead_letter, None);
+        let Settlement::TimedOut(o) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            o.error.as_deref(),
+            Some("Processing exceeded the deadline of 1.5 s")
+        );
+        assert_eq!(o.processing_time_ms, 42);
+    }
+}
