@@ -12,8 +12,8 @@ use openhqm::backend::redis::reads;
 use openhqm::backend::redis::state_value;
 use openhqm::backend::{Job, Metadata};
 use openhqm::clock::Timestamp;
+use openhqm::id::IdMinter;
 use openhqm::resp::{command, Frame};
-use openhqm::shard::id::IdMinter;
 use openhqm::store::RequestState;
 
 fn job(minter: &mut IdMinter) -> Job {

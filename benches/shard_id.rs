@@ -3,7 +3,7 @@
 //! `cargo bench --bench shard_id`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use openhqm::shard::id::{shard_for, CorrelationId, IdMinter};
+use openhqm::id::{shard_for, CorrelationId, IdMinter};
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("shard_id");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use openhqm::clock::Timestamp;
-use openhqm::shard::id::{CorrelationId, IdMinter};
+use openhqm::id::{CorrelationId, IdMinter};
 use openhqm::store::{Outcome, StateTable, Status};
 
 fn outcome() -> Outcome {

@@ -19,8 +19,8 @@ use openhqm::backend::{Backend, EmbeddedBackend};
 use openhqm::clock::Timestamp;
 use openhqm::config::Config;
 use openhqm::http::{Conn, Event, Limits};
+use openhqm::id::IdMinter;
 use openhqm::metrics::ShardMetrics;
-use openhqm::shard::id::IdMinter;
 use openhqm::worker::{Processors, Worker};
 
 const WIRE: &[u8] =

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openhqm::clock::Timestamp;
-use openhqm::shard::id::IdMinter;
+use openhqm::id::IdMinter;
 use openhqm::store::{Outcome, StateTable, Status};
 use openhqm::worker::builtin;
 

@@ -9,9 +9,9 @@
 //! its own `SO_REUSEPORT` listener, HTTP connections ([`http`], sans-IO), backend ([`backend`]:
 //! queue and request state),
 //! worker slots ([`worker`]), request-state table ([`store`]) and metrics ([`metrics`]). A shard
-//! mints correlation ids that hash to itself ([`shard::id::shard_for`]), so processing and
+//! mints correlation ids that hash to itself ([`id::shard_for`]), so processing and
 //! lookups of a request stay on one core; a lookup that lands on another shard is one explicit
-//! message over the mesh ([`shard::mesh`]). No locks or shared maps on the request path.
+//! message over the mesh ([`mesh`]). No locks or shared maps on the request path.
 //!
 //! ## Module map
 //! - [`config`]: the configuration tree, its layers (defaults, file, env, flags) and `--help`.
@@ -40,19 +40,23 @@ pub use worker::{Output, ProcessError, Processor};
 pub mod alloc;
 pub mod api;
 pub mod backend;
+pub mod backoff;
 mod broker;
 pub mod clock;
 pub mod config;
 pub mod decimal;
 pub mod error;
 pub mod http;
+pub mod id;
 pub mod log;
+pub mod mesh;
 pub mod metrics;
 pub mod plain_json;
 pub mod resp;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod worker;

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use socket2::{Domain, Socket, Type};
 
 use crate::config::Config;
-use crate::shard::mesh::{self, Mesh, ShardMsg};
+use crate::mesh::{self, Mesh, ShardMsg};
 use crate::shard::{runtime, Wiring};
 use crate::worker::Processors;
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::backend::{EmbeddedBackend, Job, Metadata};
 use crate::clock::Timestamp;
-use crate::shard::id::{CorrelationId, IdMinter};
+use crate::id::{CorrelationId, IdMinter};
 
 /// The output of `f`, which must be ready at its first poll (it panics otherwise: a test that
 /// would have to wait is not an in-process test).

@@ -2,7 +2,7 @@
 //! counting ids handed out more than once. Ids are kept as 16-byte integers so a run of millions
 //! of submits can be checked for duplicates with one sort at the end, off the hot path.
 
-use openhqm::shard::id::CorrelationId;
+use openhqm::id::CorrelationId;
 
 /// Parses the exact UUID text form, either case (the broker's own parser).
 pub fn parse(text: &[u8]) -> Option<u128> {

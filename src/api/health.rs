@@ -5,7 +5,7 @@ use super::json::put_str;
 use crate::backend::Backend;
 use crate::clock::Timestamp;
 use crate::http::Response;
-use crate::shard::mesh::Mesh;
+use crate::mesh::Mesh;
 
 /// Checks this shard's backend, then every other shard's.
 pub(crate) async fn handle<B: Backend>(backend: &B, mesh: &Mesh) -> Response {

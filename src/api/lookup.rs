@@ -5,8 +5,8 @@ use bytes::Bytes;
 
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind};
-use crate::shard::id::{shard_for, CorrelationId, ShardId};
-use crate::shard::mesh::Mesh;
+use crate::id::{shard_for, CorrelationId, ShardId};
+use crate::mesh::Mesh;
 use crate::store::RequestState;
 
 /// Parses a path segment as a correlation id.

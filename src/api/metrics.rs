@@ -2,8 +2,8 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::http::{ContentType, Response};
+use crate::mesh::Mesh;
 use crate::metrics::prometheus;
-use crate::shard::mesh::Mesh;
 
 /// Handles one scrape: every shard (this one too) sends a copy of its metrics over the mesh.
 pub(crate) async fn handle(

@@ -7,6 +7,7 @@ pub mod json;
 pub mod lookup;
 pub mod metrics;
 pub mod response;
+pub mod route;
 pub mod status;
 pub mod submit;
 pub mod submit_plain;
@@ -18,13 +19,13 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::clock::Timestamp;
 use crate::error::{Detail, Error, ErrorKind};
-use crate::http::route::{route, NoRoute};
-use crate::http::{Endpoint, Method, Request, RequestHead, Response, Route};
+use crate::http::{Method, Request, RequestHead, Response};
+use crate::id::ShardId;
+use crate::mesh::Mesh;
 use crate::metrics::ShardMetrics;
-use crate::shard::id::ShardId;
-use crate::shard::mesh::Mesh;
 use crate::worker::Processors;
 use json::{put_key, put_str};
+use route::{endpoint_of, route, Endpoint, NoRoute, Route};
 
 /// What the endpoints of one shard answer from: its backend, its metrics, the mesh to the
 /// other shards, the processors a submit may name, and the settings they read.
@@ -49,7 +50,7 @@ pub(crate) struct Api<B> {
 
 /// Refuses, from the head alone, requests whose body should not be read.
 pub fn precheck(head: &RequestHead) -> Result<(), Error> {
-    if head.method == Method::Post && Endpoint::of_path(&head.path) == Endpoint::Submit {
+    if head.method == Method::Post && endpoint_of(&head.path) == Endpoint::Submit {
         return submit::precheck(head);
     }
     Ok(())
@@ -57,7 +58,7 @@ pub fn precheck(head: &RequestHead) -> Result<(), Error> {
 
 /// Answers one request. Returns the endpoint (the metric label) with the response.
 pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint, Response) {
-    let endpoint = Endpoint::of_path(&req.head.path);
+    let endpoint = endpoint_of(&req.head.path);
     let result = match route(req.head.method, &req.head.path) {
         Err(NoRoute::NotFound) => Err(Error::new(ErrorKind::NotFound, "Not Found")),
         Err(NoRoute::MethodNotAllowed(allow)) => {
@@ -71,7 +72,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         Ok(Route::Options(e)) => {
             let mut r = Response::json(204, Vec::new());
             r.content_type = None;
-            r.allow = Some(e.allow());
+            r.allow = Some(route::allow(e));
             Ok(r)
         }
         Ok(Route::Submit) => {
@@ -152,8 +153,8 @@ mod tests {
     use super::*;
     use crate::backend::{EmbeddedBackend, Settlement};
     use crate::error::FieldError;
-    use crate::shard::id::IdMinter;
-    use crate::shard::mesh;
+    use crate::id::IdMinter;
+    use crate::mesh;
     use crate::store::{Outcome, Status};
     use crate::testing::{embedded, id, ready};
     use crate::worker::{Output, ProcessError, Processor};
@@ -205,7 +206,9 @@ mod tests {
         let v = json(&r);
         assert_eq!(v["status"], "PENDING");
         let text = v["correlation_id"].as_str().unwrap().as_bytes().to_vec();
-        assert_eq!(r.location, Some(id(&text)));
+        let location = format!("/api/v1/status/{}", String::from_utf8_lossy(&text));
+        assert_eq!(r.location.unwrap().as_bytes(), location.as_bytes());
+        assert_eq!(id(&text).to_text(), &text[..]);
         assert_eq!(metrics.borrow().published, 1);
 
         let (found, state) =

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::json::{put_key, put_num, put_str};
 use crate::http::Response;
-use crate::shard::id::CorrelationId;
+use crate::id::CorrelationId;
 use crate::store::RequestState;
 
 /// The answer to a response lookup that found `s`: 200 once final, 202 before.

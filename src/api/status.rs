@@ -1,7 +1,7 @@
 //! `GET /api/v1/status/{id}`: `{"correlation_id", "status", "submitted_at", "updated_at"}`.
 
 use crate::http::Response;
-use crate::shard::id::CorrelationId;
+use crate::id::CorrelationId;
 use crate::store::RequestState;
 
 /// The answer to a status lookup that found `s`.

@@ -318,7 +318,7 @@ pub async fn handle<B: Backend>(
     body.extend_from_slice(&accepted.submitted_at.rfc3339());
     body.extend_from_slice(b"\"}");
     let mut resp = Response::json(202, body);
-    resp.location = Some(id);
+    resp.location = Some(super::route::status_location(&id));
     Ok(resp)
 }
 

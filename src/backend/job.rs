@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::clock::Timestamp;
-use crate::shard::id::CorrelationId;
+use crate::id::CorrelationId;
 
 /// Per-request options from the submit body's `metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use crate::clock::Timestamp;
+use crate::id::CorrelationId;
 use crate::metrics::ShardMetrics;
-use crate::shard::id::CorrelationId;
 use crate::store::{Outcome, RequestState, StateTable, Status, UpdateError};
 
 pub use embedded::EmbeddedBackend;

@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 
 use super::body::{BodyDecoder, Decoded};
 use super::parse::{parse_head, Framing, Limits, Method, RequestHead};
-use super::route::Endpoint;
 use super::HeadError;
 use crate::error::Error;
 
@@ -50,8 +49,8 @@ pub enum Event {
         error: Error,
         /// Whether the connection must be closed afterwards.
         close: bool,
-        /// The endpoint and method, when the head was parsed (for metrics).
-        endpoint: Endpoint,
+        /// The path, when the head was parsed (for metrics).
+        path: Option<Bytes>,
         /// The method, when the head was parsed.
         method: Option<Method>,
     },
@@ -160,18 +159,17 @@ impl Conn {
         Event::Reject {
             error: e.into(),
             close: true,
-            endpoint: Endpoint::Other,
+            path: None,
             method: None,
         }
     }
 }
 
 fn rejected(head: &RequestHead, error: Error, close: bool) -> Event {
-    let endpoint = Endpoint::of_path(&head.path);
     Event::Reject {
         error,
         close,
-        endpoint,
+        path: Some(head.path.clone()),
         method: Some(head.method),
     }
 }

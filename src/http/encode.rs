@@ -5,7 +5,6 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::clock;
-use crate::shard::id::{CorrelationId, TEXT_LEN};
 
 /// The body's media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +24,44 @@ impl ContentType {
     }
 }
 
+/// A short header value kept inline (no allocation per response).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HeaderText {
+    len: u8,
+    bytes: [u8; HeaderText::MAX],
+}
+
+impl HeaderText {
+    /// The longest value it holds.
+    pub const MAX: usize = 64;
+
+    /// `parts` one after the other. Panics past [`HeaderText::MAX`] bytes: callers build values
+    /// of known length.
+    pub fn concat(parts: &[&[u8]]) -> Self {
+        let mut t = HeaderText {
+            len: 0,
+            bytes: [0; Self::MAX],
+        };
+        for p in parts {
+            let at = t.len as usize;
+            t.bytes[at..at + p.len()].copy_from_slice(p);
+            t.len += p.len() as u8;
+        }
+        t
+    }
+
+    /// The value.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
 /// One response, before encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -34,8 +71,8 @@ pub struct Response {
     pub content_type: Option<ContentType>,
     /// The body.
     pub body: Vec<u8>,
-    /// `Location: /api/v1/status/{id}` for an accepted submit.
-    pub location: Option<CorrelationId>,
+    /// `Location`, for an accepted submit.
+    pub location: Option<HeaderText>,
     /// `Allow` for 405 and OPTIONS.
     pub allow: Option<&'static str>,
     /// `Retry-After` seconds for 503.
@@ -77,10 +114,9 @@ impl Response {
             out.put_slice(b"\r\ncontent-length: ");
             put_u64(out, self.body.len() as u64);
         }
-        if let Some(id) = self.location {
-            out.put_slice(b"\r\nlocation: /api/v1/status/");
-            let text: [u8; TEXT_LEN] = id.to_text();
-            out.put_slice(&text);
+        if let Some(location) = &self.location {
+            out.put_slice(b"\r\nlocation: ");
+            out.put_slice(location.as_bytes());
         }
         if let Some(allow) = self.allow {
             out.put_slice(b"\r\nallow: ");
@@ -169,9 +205,11 @@ mod tests {
 
     #[test]
     fn location_and_allow() {
-        let id = CorrelationId::parse(b"550e8400-e29b-41d4-a716-446655440000").unwrap();
         let mut r = Response::json(202, b"{}".to_vec());
-        r.location = Some(id);
+        r.location = Some(HeaderText::concat(&[
+            b"/api/v1/status/",
+            b"550e8400-e29b-41d4-a716-446655440000",
+        ]));
         r.allow = Some("POST, OPTIONS");
         let t = text(&r, false);
         assert!(t.contains("\r\nlocation: /api/v1/status/550e8400-e29b-41d4-a716-446655440000\r\n"));

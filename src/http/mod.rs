@@ -1,18 +1,16 @@
 //! HTTP/1.1, server side, sans-IO. `parse` reads request heads, `body` decodes bodies, `conn`
-//! sequences requests on one connection (keep-alive, pipelining, `100-continue`), `route` maps a
-//! path to an endpoint and `encode` writes responses. None of it does I/O: the shard's connection
+//! sequences requests on one connection (keep-alive, pipelining, `100-continue`) and `encode`
+//! writes responses. It knows nothing of the API's routes (`api::route` does). None of it does I/O: the shard's connection
 //! task (`shard::connection`) feeds bytes in and writes what comes out.
 
 pub mod body;
 pub mod conn;
 pub mod encode;
 pub mod parse;
-pub mod route;
 
 pub use conn::{Conn, Event, Reading, Request};
 pub use encode::{ContentType, Response};
 pub use parse::{Framing, Limits, Method, RequestHead};
-pub use route::{Endpoint, Route};
 
 use crate::error::{Error, ErrorKind};
 

@@ -5,9 +5,55 @@
 pub mod histogram;
 pub mod prometheus;
 
-use crate::http::{Endpoint, Method};
+use crate::http::Method;
 use crate::store::Status;
 pub use histogram::Histogram;
+
+/// The API's endpoints, as values of the `endpoint` label (`api::route` maps paths to them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/v1/submit`
+    Submit,
+    /// `GET /api/v1/status/{correlation_id}`
+    Status,
+    /// `GET /api/v1/response/{correlation_id}`
+    Response,
+    /// `GET /health`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// Anything else (404s, malformed requests).
+    Other,
+}
+
+impl Endpoint {
+    /// All endpoints, in label order.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Submit,
+        Endpoint::Status,
+        Endpoint::Response,
+        Endpoint::Health,
+        Endpoint::Metrics,
+        Endpoint::Other,
+    ];
+
+    /// The route template (the metric label value).
+    pub const fn template(self) -> &'static str {
+        match self {
+            Endpoint::Submit => "/api/v1/submit",
+            Endpoint::Status => "/api/v1/status/{correlation_id}",
+            Endpoint::Response => "/api/v1/response/{correlation_id}",
+            Endpoint::Health => "/health",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::Other => "other",
+        }
+    }
+
+    /// Index into [`Endpoint::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Label values for `method`: the known methods, then `OTHER` for anything unparsed.
 pub const METHODS: [&str; 10] = [

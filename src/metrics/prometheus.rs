@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::histogram::{Histogram, BUCKETS};
+use super::Endpoint;
 use super::{DlqReason, ShardMetrics, WorkerError, METHODS, OUTCOMES, STATUSES};
-use crate::http::Endpoint;
 
 /// Renders every family from the per-shard snapshots (index = shard id).
 pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {

@@ -21,8 +21,8 @@ use super::frame::{Frame, ProtocolError};
 use super::script::Script;
 use super::url::RedisTarget;
 use crate::metrics::Histogram;
-use crate::shard::notify::Notify;
-use crate::shard::oneshot;
+use crate::sync::notify::Notify;
+use crate::sync::oneshot;
 
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,7 +253,7 @@ impl Client {
 
 async fn drive(inner: Rc<Inner>) {
     let mut backoff = Duration::from_millis(25);
-    let mut jitter = crate::worker::backoff::Jitter::new(Rc::as_ptr(&inner) as u64);
+    let mut jitter = crate::backoff::Jitter::new(Rc::as_ptr(&inner) as u64);
     let mut logged_down = false;
     loop {
         match connect(&inner).await {

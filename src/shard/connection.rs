@@ -13,13 +13,14 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use super::deadline::Deadline;
 use super::Shard;
 use crate::api;
+use crate::api::route::{endpoint_of, Endpoint};
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind};
 use crate::http::encode::CONTINUE;
-use crate::http::{Conn, Endpoint, Event, Method, Reading};
+use crate::http::{Conn, Event, Method, Reading};
+use crate::sync::deadline::Deadline;
 
 /// Read buffer growth step, once a connection sends more than fits the first buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -139,9 +140,10 @@ async fn answer_ready<B: Backend + 'static>(
             Event::Reject {
                 error,
                 close,
-                endpoint,
+                path,
                 method,
             } => {
+                let endpoint = path.as_deref().map_or(Endpoint::Other, endpoint_of);
                 let mut resp = api::error_response(&error);
                 resp.close = close || ctx.shutdown.is_set();
                 resp.encode(false, output);

@@ -1,17 +1,10 @@
 //! What one core owns. A shard is a thread (pinned when `server.cpus` is set) running its own
 //! event loop with its own listener (`SO_REUSEPORT`), connections, backend (queue and request
 //! state), worker slots and metrics. This is the top layer: it wires the others together, and
-//! none of them imports it. `id` maps correlation ids to shards, `mesh` carries messages
-//! between them, `connection` serves HTTP, `runtime` builds the event loop.
+//! none of them imports it. `connection` serves HTTP, `runtime` builds the event loop.
 
-pub mod connection;
-pub mod deadline;
-pub mod id;
-pub mod mesh;
-pub mod notify;
-pub mod oneshot;
+mod connection;
 pub mod runtime;
-pub mod shutdown;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -25,14 +18,14 @@ use crate::backend::redis::{Keys, RedisSettings, LEASE_HELD};
 use crate::backend::{Backend, EmbeddedBackend, RedisBackend};
 use crate::config::{Config, QueueType};
 use crate::http::Limits;
+use crate::id::{IdMinter, ShardId};
+use crate::mesh::{Mesh, ShardMsg};
 use crate::metrics::ShardMetrics;
 use crate::resp::RedisTarget;
+use crate::sync::notify::Notify;
+use crate::sync::shutdown::Shutdown;
 use crate::worker::Processors;
 use crate::worker::Worker;
-use id::{IdMinter, ShardId};
-use mesh::{Mesh, ShardMsg};
-use notify::Notify;
-use shutdown::Shutdown;
 
 /// How often a shard drops expired states.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);

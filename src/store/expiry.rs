@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::shard::id::CorrelationId;
+use crate::id::CorrelationId;
 
 /// Entries per chunk.
 const CHUNK: usize = 4096;
@@ -67,7 +67,7 @@ impl Expiry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::id::IdMinter;
+    use crate::id::IdMinter;
     use std::time::Duration;
 
     /// In order, across chunk boundaries, with pushes between pops, and only what is due.

@@ -17,7 +17,7 @@
 //! for elsewhere.
 
 use super::state::RequestState;
-use crate::shard::id::CorrelationId;
+use crate::id::CorrelationId;
 
 /// Slots per chunk. Chunks are never moved or copied: growth adds one.
 const CHUNK: usize = 4096;
@@ -208,7 +208,7 @@ impl Slots {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
-    use crate::shard::id::{shard_for, IdMinter};
+    use crate::id::{shard_for, IdMinter};
 
     /// The specialised SipHash is SipHash: with 2 and 4 rounds it gives std's `SipHasher` (SipHash-2-4)
     /// answers for the same key and 8-byte message.

@@ -20,7 +20,7 @@ use super::expiry::Expiry;
 use super::slots::Slots;
 use super::state::{Outcome, Refused, RequestState, Status};
 use crate::clock::Timestamp;
-use crate::shard::id::CorrelationId;
+use crate::id::CorrelationId;
 
 /// Hashes a [`CorrelationId`] by folding its (already random) bytes.
 #[derive(Default)]
@@ -210,7 +210,7 @@ impl StateTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::id::IdMinter;
+    use crate::id::IdMinter;
 
     fn outcome() -> Outcome {
         Outcome {
@@ -303,7 +303,7 @@ mod tests {
 #[cfg(test)]
 mod hash_tests {
     use super::*;
-    use crate::shard::id::IdMinter;
+    use crate::id::IdMinter;
     use std::hash::BuildHasher;
 
     #[test]
@@ -324,7 +324,7 @@ mod hash_tests {
 #[cfg(test)]
 mod model_tests {
     use super::*;
-    use crate::shard::id::IdMinter;
+    use crate::id::IdMinter;
     use std::collections::HashMap;
 
     struct Rng(u64);

@@ -1,10 +1,8 @@
 //! Worker slots: each shard runs `worker.count` slots that take jobs from its backend and run
 //! the [`Processor`] the job names under the job's deadline. `slots` is the fetch-and-dispatch
 //! loop and one job's run, `verdict` what a run's result means for the request (retry,
-//! dead-letter, timeout), `registry` the processors by name, `builtin` the default processor,
-//! `backoff` the retry delays.
+//! dead-letter, timeout), `registry` the processors by name, `builtin` the default processor.
 
-pub mod backoff;
 pub mod builtin;
 mod registry;
 mod slots;

@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use super::backoff::Jitter;
 use super::registry::Processors;
 use super::verdict::{judge, Ran, RetryPolicy, Timing};
 use super::ProcessError;
 use crate::backend::{Backend, Delivery, Settlement, Start};
+use crate::backoff::Jitter;
 use crate::clock::Timestamp;
 use crate::config::WorkerConfig;
 use crate::metrics::{ShardMetrics, WorkerError};
-use crate::shard::deadline::{Deadline, TimedOut};
-use crate::shard::notify::Notify;
-use crate::shard::shutdown::Shutdown;
+use crate::sync::deadline::{Deadline, TimedOut};
+use crate::sync::notify::Notify;
+use crate::sync::shutdown::Shutdown;
 
 /// One shard's worker slots: the backend they take jobs from, the processors they run, and how
 /// many are busy.

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::backoff::retry_delay;
 use super::{Output, ProcessError};
 use crate::backend::Settlement;
+use crate::backoff::retry_delay;
 use crate::clock::Timestamp;
 use crate::metrics::DlqReason;
 use crate::store::Outcome;

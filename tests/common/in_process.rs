@@ -7,8 +7,8 @@ use bytes::Bytes;
 use openhqm::backend::redis::{Keys, RedisSettings};
 use openhqm::backend::{Backend, Metadata, NewJob, RedisBackend};
 use openhqm::clock::Timestamp;
+use openhqm::id::IdMinter;
 use openhqm::resp::RedisTarget;
-use openhqm::shard::id::IdMinter;
 
 use super::redis::RedisServer;
 

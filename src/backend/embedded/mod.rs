@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use super::{Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start};
 use crate::clock::Timestamp;
+use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
-use crate::shard::id::{CorrelationId, IdMinter};
 use crate::store::{RequestState, StateTable, Status};
 pub use queue::DeadLetter;
 use queue::MemoryQueue;

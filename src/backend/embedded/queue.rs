@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Delivery, Depth, Job, QueueError};
 use crate::clock::Timestamp;
-use crate::shard::notify::Notify;
+use crate::sync::notify::Notify;
 
 /// Dead letters kept for inspection; older ones are dropped first.
 const DEAD_LETTERS_KEPT: usize = 10_000;

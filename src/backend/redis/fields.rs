@@ -14,8 +14,8 @@ use bytes::Bytes;
 use crate::backend::{Job, Metadata};
 use crate::clock::Timestamp;
 use crate::decimal::{decimal, put_decimal};
+use crate::id::CorrelationId;
 use crate::resp::Frame;
-use crate::shard::id::CorrelationId;
 
 /// Argument bytes for one command.
 pub type Args = Vec<Bytes>;

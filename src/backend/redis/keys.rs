@@ -2,7 +2,7 @@
 //! transactions touch one Redis Cluster slot. A reader finds an id's keys from `shard_for`, so
 //! every broker instance on one Redis must run the same `server.shards` (docs/redis.md).
 
-use crate::shard::id::{CorrelationId, ShardId};
+use crate::id::{CorrelationId, ShardId};
 
 /// The keys of one shard.
 #[derive(Debug, Clone)]

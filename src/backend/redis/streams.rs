@@ -20,10 +20,10 @@ use super::scripts::Scripts;
 use super::{keys, state_value};
 use crate::backend::{Delivery, Depth, Job, QueueError};
 use crate::clock::Timestamp;
+use crate::id::CorrelationId;
 use crate::resp::{command, Client, Frame, RedisError, RedisTarget, Script};
-use crate::shard::id::CorrelationId;
-use crate::shard::notify::Notify;
 use crate::store::RequestState;
+use crate::sync::notify::Notify;
 
 /// How long one `XREADGROUP` blocks before it is re-issued.
 const BLOCK_MS: u64 = 1000;
@@ -562,7 +562,7 @@ impl RedisQueue {
         id: &CorrelationId,
     ) -> Result<Option<RequestState>, QueueError> {
         // The owner's key: this shard may be reading for another one.
-        let owner = crate::shard::id::shard_for(id, self.nr_shards);
+        let owner = crate::id::shard_for(id, self.nr_shards);
         let key = keys::state_key(&self.requests_prefix, owner, id);
         let reply = self
             .cmd

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::RedisQueue;
 use crate::backend::redis::GROUP;
 use crate::resp::{command, RedisError};
-use crate::shard::oneshot;
+use crate::sync::oneshot;
 
 /// Completions waiting for the flusher.
 #[derive(Default)]

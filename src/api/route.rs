@@ -1,76 +1,38 @@
-//! Routing: a method and path to one of the API's endpoints, or to the 404/405 it deserves.
-//! [`Endpoint`] is also the bounded label set of the request metrics (route templates, never raw
-//! paths).
+//! Routing: a method and path to one of the API's endpoints, or to the 404/405 it deserves, and
+//! the `Location` of an accepted request. The endpoints are [`Endpoint`], the bounded label set
+//! of the request metrics (route templates, never raw paths).
 
 use bytes::Bytes;
 
-use super::Method;
+use crate::http::encode::HeaderText;
+use crate::http::Method;
+use crate::id::CorrelationId;
+pub use crate::metrics::Endpoint;
 
-/// The API's endpoints, as metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `POST /api/v1/submit`
-    Submit,
-    /// `GET /api/v1/status/{correlation_id}`
-    Status,
-    /// `GET /api/v1/response/{correlation_id}`
-    Response,
-    /// `GET /health`
-    Health,
-    /// `GET /metrics`
-    Metrics,
-    /// Anything else (404s, malformed requests).
-    Other,
+/// The endpoint a path belongs to, whatever the method.
+pub fn endpoint_of(path: &[u8]) -> Endpoint {
+    match path {
+        b"/api/v1/submit" => Endpoint::Submit,
+        b"/health" => Endpoint::Health,
+        b"/metrics" => Endpoint::Metrics,
+        p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
+        p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
+        _ => Endpoint::Other,
+    }
 }
 
-impl Endpoint {
-    /// All endpoints, in label order.
-    pub const ALL: [Endpoint; 6] = [
-        Endpoint::Submit,
-        Endpoint::Status,
-        Endpoint::Response,
-        Endpoint::Health,
-        Endpoint::Metrics,
-        Endpoint::Other,
-    ];
-
-    /// The route template (the metric label value).
-    pub const fn template(self) -> &'static str {
-        match self {
-            Endpoint::Submit => "/api/v1/submit",
-            Endpoint::Status => "/api/v1/status/{correlation_id}",
-            Endpoint::Response => "/api/v1/response/{correlation_id}",
-            Endpoint::Health => "/health",
-            Endpoint::Metrics => "/metrics",
-            Endpoint::Other => "other",
-        }
+/// The methods an endpoint answers, for `Allow`.
+pub const fn allow(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Submit => "POST, OPTIONS",
+        Endpoint::Other => "",
+        _ => "GET, HEAD, OPTIONS",
     }
+}
 
-    /// The methods the endpoint answers, for `Allow`.
-    pub const fn allow(self) -> &'static str {
-        match self {
-            Endpoint::Submit => "POST, OPTIONS",
-            Endpoint::Other => "",
-            _ => "GET, HEAD, OPTIONS",
-        }
-    }
-
-    /// Index into [`Endpoint::ALL`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The endpoint a path belongs to, whatever the method.
-    pub fn of_path(path: &[u8]) -> Endpoint {
-        match path {
-            b"/api/v1/submit" => Endpoint::Submit,
-            b"/health" => Endpoint::Health,
-            b"/metrics" => Endpoint::Metrics,
-            p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
-            p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
-            _ => Endpoint::Other,
-        }
-    }
+/// `Location` of an accepted request: its status path.
+pub fn status_location(id: &CorrelationId) -> HeaderText {
+    HeaderText::concat(&[STATUS_PREFIX, &id.to_text()])
 }
 
 const STATUS_PREFIX: &[u8] = b"/api/v1/status/";
@@ -104,7 +66,7 @@ pub enum NoRoute {
 
 /// Routes a request.
 pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
-    let endpoint = Endpoint::of_path(path);
+    let endpoint = endpoint_of(path);
     if endpoint == Endpoint::Other {
         return Err(NoRoute::NotFound);
     }
@@ -116,7 +78,7 @@ pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
         (Endpoint::Response, _) if read => Ok(Route::Response(path.slice(RESPONSE_PREFIX.len()..))),
         (Endpoint::Health, _) if read => Ok(Route::Health),
         (Endpoint::Metrics, _) if read => Ok(Route::Metrics),
-        _ => Err(NoRoute::MethodNotAllowed(endpoint.allow())),
+        _ => Err(NoRoute::MethodNotAllowed(allow(endpoint))),
     }
 }
 

@@ -3,8 +3,8 @@
 //! are owned values. A closed inbox hands the message back to the sender.
 
 use crate::backend::QueueError;
+use crate::id::{CorrelationId, ShardId};
 use crate::metrics::ShardMetrics;
-use crate::shard::id::{CorrelationId, ShardId};
 use crate::store::RequestState;
 
 /// A message to a shard.
