@@ -1,20 +1,9 @@
 //! The one error type. Every failure the broker reports has a [`ErrorKind`]; [`ErrorKind::status`]
-//! is the only place an HTTP status is chosen, [`ErrorKind::side`] says whose fault it is and
-//! [`ErrorKind::retry_after_seconds`] whether a client should try again. Callers branch on the kind,
+//! is the only place an HTTP status is chosen, and [`ErrorKind::retry_after_seconds`] says whether
+//! a client should try again. Callers branch on the kind,
 //! never on the message text.
 
 use std::fmt;
-
-/// Whose side a failure is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The HTTP client sent something we refuse.
-    Downstream,
-    /// The queue backend (Redis, or the embedded queue) failed or is overloaded.
-    Upstream,
-    /// A bug or resource failure inside the broker.
-    Internal,
-}
 
 /// What went wrong, as callers branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +62,6 @@ impl ErrorKind {
             ErrorKind::MethodNotImplemented | ErrorKind::UnknownTransferCoding => 501,
             ErrorKind::QueueUnavailable => 503,
             ErrorKind::VersionNotSupported => 505,
-        }
-    }
-
-    /// Whose fault it is.
-    pub const fn side(self) -> Side {
-        match self {
-            ErrorKind::QueueUnavailable => Side::Upstream,
-            ErrorKind::Internal => Side::Internal,
-            _ => Side::Downstream,
         }
     }
 
@@ -213,7 +193,5 @@ mod tests {
                 "{kind:?}"
             );
         }
-        assert_eq!(QueueUnavailable.side(), Side::Upstream);
-        assert_eq!(MalformedJson.side(), Side::Downstream);
     }
 }

@@ -20,7 +20,7 @@ fn a_late_reply_is_absorbed_and_the_next_call_gets_its_own() {
         let client = Client::start(target, Duration::from_secs(5), "test", false);
         let mut up = false;
         for _ in 0..250 {
-            if client.call(&[b"PING"]).await.is_ok() {
+            if client.call(&openhqm::resp::Cmd::new(b"PING")).await.is_ok() {
                 up = true;
                 break;
             }
@@ -44,7 +44,9 @@ fn a_late_reply_is_absorbed_and_the_next_call_gets_its_own() {
 
         // The next call's reply comes after the late `+OK` of DEBUG SLEEP, which must not be
         // taken for it.
-        let echo = client.call(&[b"ECHO", b"mine"]).await;
+        let echo = client
+            .call(&openhqm::resp::Cmd::new(b"ECHO").arg(b"mine"))
+            .await;
         assert_eq!(
             echo,
             Ok(Frame::Bulk(Some(bytes::Bytes::from_static(b"mine"))))

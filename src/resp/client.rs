@@ -20,6 +20,7 @@ use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::script::Script;
 use super::url::RedisTarget;
+use super::Cmd;
 use crate::metrics::Histogram;
 use crate::sync::notify::Notify;
 use crate::sync::oneshot;
@@ -216,8 +217,8 @@ impl Client {
     }
 
     /// One command; an error reply becomes `Err(Server)`.
-    pub async fn call(&self, args: &[&[u8]]) -> Result<Frame, RedisError> {
-        let mut replies = self.pipeline(1, |out| command(out, args)).await?;
+    pub async fn call(&self, cmd: &Cmd<'_>) -> Result<Frame, RedisError> {
+        let mut replies = self.pipeline(1, |out| cmd.encode(out)).await?;
         match replies.pop() {
             Some(Frame::Error(e)) => Err(RedisError::Server(e)),
             Some(f) => Ok(f),

@@ -16,6 +16,43 @@ pub fn command(out: &mut BytesMut, args: &[&[u8]]) {
     }
 }
 
+/// One argument of a command: bytes, or a number sent as its decimal text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part<'a> {
+    /// Sent as they are.
+    Bytes(&'a [u8]),
+    /// Sent as decimal text.
+    Int(u64),
+}
+
+/// Appends one command made of `parts` (`parts[0]` is the name) to `out`.
+pub(crate) fn command_from(out: &mut BytesMut, parts: &[Part<'_>]) {
+    let size: usize = parts
+        .iter()
+        .map(|p| match p {
+            Part::Bytes(b) => b.len() + 16,
+            Part::Int(_) => 40,
+        })
+        .sum::<usize>()
+        + 16;
+    out.reserve(size);
+    put_header(out, b'*', parts.len());
+    for p in parts {
+        match p {
+            Part::Bytes(b) => {
+                put_header(out, b'$', b.len());
+                out.put_slice(b);
+            }
+            Part::Int(n) => {
+                let (digits, len) = decimal(*n);
+                put_header(out, b'$', len);
+                out.put_slice(&digits[..len]);
+            }
+        }
+        out.put_slice(b"\r\n");
+    }
+}
+
 /// `<kind><n>\r\n` in one copy (a command is mostly these short headers; ~56 per request in
 /// Redis mode, so the one- and two-digit cases are fixed-size copies).
 #[inline]

@@ -1,11 +1,9 @@
 //! The Redis shape of a job (stream-entry fields), both ways: `id`, `payload` (the bytes the client
 //! sent), `attempt`, `meta` = `<priority> <timeout_ms> <retry_count> <submitted_at>` (decimal;
 //! `submitted_at` in µs since the epoch), and `headers`, `endpoint`, `method` when present.
-//! The four numbers share one field: every field costs Redis on each `XADD` and on each entry an
-//! `XREADGROUP` delivers (seven pairs against four: 1.4 against 1.2 µs per `XADD`, 3.5 against
-//! 2.8 µs per delivered entry, `INFO commandstats`). Entries written by builds before that change
-//! (`priority`, `timeout_ms`, `retry_count`, `submitted_at` as fields of their own) are still read.
-//! (A request state is one string: `state_value.rs`.)
+//! The four numbers share one field because every field costs Redis on each `XADD` and on each
+//! entry an `XREADGROUP` delivers (docs/redis.md). (A request state is one string:
+//! `state_value.rs`.)
 
 use std::time::Duration;
 
@@ -58,26 +56,17 @@ pub fn job_fields(job: &Job, attempt: u32) -> Args {
     a
 }
 
-/// `priority`, `timeout_ms`, `retry_count`, `submitted_at` of an entry: from `meta`, or from the
-/// separate fields of entries written before `meta`.
+/// `priority`, `timeout_ms`, `retry_count`, `submitted_at` of an entry, from `meta`.
 fn numbers(pairs: &[Frame]) -> Option<[u64; 4]> {
-    if let Some(meta) = field(pairs, b"meta") {
-        let text = std::str::from_utf8(meta).ok()?;
-        let mut parts = text.split(' ').map(|p| p.parse::<u64>().ok());
-        let n = [
-            parts.next()??,
-            parts.next()??,
-            parts.next()??,
-            parts.next()??,
-        ];
-        return parts.next().is_none().then_some(n);
-    }
-    Some([
-        parse_num(field(pairs, b"priority")).unwrap_or(0),
-        parse_num(field(pairs, b"timeout_ms"))?,
-        parse_num(field(pairs, b"retry_count")).unwrap_or(0),
-        parse_num(field(pairs, b"submitted_at"))?,
-    ])
+    let text = std::str::from_utf8(field(pairs, b"meta")?).ok()?;
+    let mut parts = text.split(' ').map(|p| p.parse::<u64>().ok());
+    let n = [
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+    ];
+    parts.next().is_none().then_some(n)
 }
 
 fn field<'a>(pairs: &'a [Frame], name: &[u8]) -> Option<&'a Bytes> {
@@ -142,36 +131,21 @@ mod tests {
         assert_eq!((back, attempt), (job.clone(), 3));
         let meta = fields.iter().position(|f| &f[..] == b"meta").unwrap();
         assert_eq!(&fields[meta + 1][..], b"5 1500 2 1795689000123456");
-
-        // An entry of a build before `meta`.
-        let old: Vec<Frame> = [
-            "id",
-            "550e8400-e29b-41d4-a716-446655440000",
-            "payload",
-            r#"{"operation":"echo","data":"x"}"#,
-            "headers",
-            r#"{"X-T":"a"}"#,
-            "priority",
-            "5",
-            "timeout_ms",
-            "1500",
-            "retry_count",
-            "2",
-            "endpoint",
-            "billing",
-            "submitted_at",
-            "1795689000123456",
-            "attempt",
-            "3",
-        ]
-        .iter()
-        .map(|s| Frame::Bulk(Some(Bytes::copy_from_slice(s.as_bytes()))))
-        .collect();
-        assert_eq!(job_from_fields(&old), Some((job, 3)));
     }
 
     #[test]
     fn malformed_meta_is_refused() {
+        // No `meta` at all (the separate fields of an older entry shape), or a malformed one.
+        let no_meta: Vec<Frame> = [
+            "id",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "payload",
+            "{}",
+        ]
+        .iter()
+        .map(|s| Frame::Bulk(Some(Bytes::copy_from_slice(s.as_bytes()))))
+        .collect();
+        assert_eq!(job_from_fields(&no_meta), None);
         for meta in ["", "1 2 3", "1 2 3 4 5", "1 x 3 4", "1  2 3 4", "-1 2 3 4"] {
             let pairs: Vec<Frame> = [
                 "id",

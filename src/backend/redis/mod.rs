@@ -15,16 +15,23 @@
 //! processed (`XCLAIM ... JUSTID`), take over entries of dead consumers (`XPENDING` + `XCLAIM`)
 //! and refresh the depth gauges. See docs/redis.md.
 //!
-//! [`RedisBackend`] puts the queue (`streams.rs`) together with a local table of the final
+//! [`RedisBackend`] puts the queue (`queue.rs` and the files it names) together with a local table of the final
 //! states this shard wrote: a request this shard finished is answered without a round trip, and
 //! a redelivery of it is recognised without running it again.
 
+mod commands;
+mod completions;
+mod fetch;
 pub mod fields;
 pub mod keys;
+mod maintenance;
+mod queue;
 pub mod reads;
 pub mod scripts;
+mod settle;
 pub mod state_value;
-mod streams;
+mod submit;
+mod takeover;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -36,8 +43,8 @@ use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
 use crate::store::{RequestState, StateTable, Status};
 pub use keys::{Keys, GROUP};
-pub(crate) use streams::RedisQueue;
-pub use streams::{RedisSettings, LEASE_HELD};
+use queue::RedisQueue;
+pub use queue::{RedisSettings, LEASE_HELD};
 
 /// One shard's Redis Streams queue and its table of the final states it wrote.
 pub struct RedisBackend {

@@ -13,9 +13,9 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::RedisQueue;
-use crate::backend::redis::GROUP;
-use crate::resp::{command, RedisError};
+use super::commands;
+use super::queue::RedisQueue;
+use crate::resp::RedisError;
 use crate::sync::oneshot;
 
 /// Completions waiting for the flusher.
@@ -74,10 +74,7 @@ async fn send(q: Rc<RedisQueue>, batch: Completions) {
         .cmd
         .transaction(batch.n + 1, |out| {
             out.extend_from_slice(&batch.sets);
-            let mut xack: Vec<&[u8]> = Vec::with_capacity(3 + batch.entries.len());
-            xack.extend([&b"XACK"[..], &q.keys.stream, GROUP]);
-            xack.extend(batch.entries.iter().map(|e| &e[..]));
-            command(out, &xack);
+            commands::xack(&q.keys.stream, batch.entries.iter().map(|e| &e[..])).encode(out);
         })
         .await
         .map(drop);

@@ -1,0 +1,160 @@
+//! Taking work: `XREADGROUP` for new entries (several reads in one write when there is room for
+//! more than one batch, only the first blocking), paging through this consumer's own pending list
+//! after a start or a lost reply, and the entries taken over from dead consumers.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{error, warn};
+
+use super::commands;
+use super::queue::{RedisQueue, BLOCK_MS, MAX_READS_PER_WRITE};
+use super::reads::{self, Entry};
+use crate::backend::Delivery;
+use crate::resp::Frame;
+
+impl RedisQueue {
+    /// Waits for jobs and returns at most `free`, read at most `per_read` per `XREADGROUP`. With
+    /// room for several reads they go out together in one write, only the first blocking: one
+    /// read in flight at a time capped processing at `per_read` jobs per round trip, which with
+    /// `appendfsync always` (every read is a write, answered after an fsync) was the end-to-end
+    /// limit.
+    pub(crate) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
+        let per_read = per_read.max(1);
+        loop {
+            let reclaimed: Vec<Delivery> = {
+                let mut r = self.reclaimed.borrow_mut();
+                let n = r.len().min(free.max(1));
+                r.drain(..n).collect()
+            };
+            if !reclaimed.is_empty() {
+                // Already in `in_flight` since they were claimed.
+                return reclaimed;
+            }
+            if self.reread.take() {
+                *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
+            }
+            let cursor = self.pel_cursor.borrow().clone();
+            // Our own pending list is paged through one read at a time (each starts after the
+            // last entry of the one before).
+            let reads = match cursor {
+                Some(_) => 1,
+                None => free.div_ceil(per_read).clamp(1, MAX_READS_PER_WRITE),
+            };
+            let start: &[u8] = cursor.as_deref().unwrap_or(b">");
+            let want = free.max(1);
+            let read_at = Instant::now();
+            let reply = self
+                .block
+                .pipeline_within(
+                    Duration::from_millis(BLOCK_MS) + Duration::from_secs(2),
+                    reads,
+                    |out| {
+                        for i in 0..reads {
+                            // Together never more than `want`: the last read takes the rest.
+                            let n = per_read.min(want - i * per_read) as u64;
+                            // Only the first read blocks: the others return at once.
+                            let block = (i == 0).then_some(BLOCK_MS);
+                            commands::xreadgroup(
+                                &self.consumer,
+                                n,
+                                block,
+                                &self.keys.stream,
+                                start,
+                            )
+                            .encode(out);
+                        }
+                    },
+                )
+                .await;
+            let frames = match reply {
+                Ok(frames) => frames,
+                Err(_) => {
+                    // Down, or a reply lost with the connection: entries it delivered are in our
+                    // pending list, so read that again once Redis is back.
+                    self.reread.set(true);
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let mut out = Vec::new();
+            // The reads of one write usually fail together (`LOADING`, `NOGROUP`): the first
+            // error is handled once, after what the others delivered is handed out.
+            let mut failed: Option<&[u8]> = None;
+            for frame in &frames {
+                match frame.error_text() {
+                    Some(e) => {
+                        failed.get_or_insert(e);
+                    }
+                    None => self.take_read(frame, cursor.is_some(), &mut out).await,
+                }
+            }
+            let out = self.hand_out(out, read_at);
+            if let Some(e) = failed {
+                if e.starts_with(b"NOGROUP") {
+                    self.create_group().await;
+                } else {
+                    warn!(error = %String::from_utf8_lossy(e), "XREADGROUP failed");
+                    if out.is_empty() {
+                        monoio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return out;
+            }
+        }
+    }
+
+    /// The deliveries of one (non-error) `XREADGROUP` reply, appended to `out`; entries without a
+    /// readable job are acknowledged.
+    pub(super) async fn take_read(&self, frame: &Frame, paging: bool, out: &mut Vec<Delivery>) {
+        let entries = match reads::xreadgroup(frame) {
+            Ok(e) => e,
+            Err(why) => {
+                // Whatever it delivered is in our pending list: read that again.
+                error!(why, "unexpected XREADGROUP reply");
+                self.reread.set(true);
+                return;
+            }
+        };
+        if paging {
+            // Re-reading our own pending list: page on, or switch to new entries when done.
+            let last = entries.last().map(|e| match e {
+                Entry::Job(d) => d.entry_id.clone().unwrap_or_default(),
+                Entry::Unreadable(id) => id.clone(),
+            });
+            *self.pel_cursor.borrow_mut() = last;
+        }
+        for e in entries {
+            match e {
+                Entry::Job(d) => out.push(d),
+                Entry::Unreadable(id) => {
+                    error!(entry = %String::from_utf8_lossy(&id), "stream entry without a readable job (deleted while pending?); acknowledging it");
+                    let ack = commands::xack(&self.keys.stream, [&id[..]]);
+                    let _ = self.cmd.call(&ack).await;
+                }
+            }
+        }
+    }
+
+    /// Marks deliveries in flight with their lease reset by the read sent at `read_at`, dropping
+    /// those already in flight (a pending-list re-read, which resets their lease too).
+    pub(super) fn hand_out(&self, deliveries: Vec<Delivery>, read_at: Instant) -> Vec<Delivery> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        deliveries
+            .into_iter()
+            .filter(|d| {
+                d.entry_id
+                    .as_ref()
+                    .is_none_or(|id| in_flight.insert(id.clone(), read_at).is_none())
+            })
+            .collect()
+    }
+
+    pub(super) fn done(&self, d: &Delivery) {
+        if let Some(id) = &d.entry_id {
+            self.in_flight.borrow_mut().remove(id);
+        }
+    }
+}

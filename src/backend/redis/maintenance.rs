@@ -1,0 +1,96 @@
+//! Upkeep every shard runs: acknowledged entries trimmed and due retries moved back to the
+//! stream every `RETRY_TICK` (Lua scripts, `scripts.rs`), and the depth gauges refreshed.
+
+use std::rc::Rc;
+
+use tracing::warn;
+
+use super::commands;
+use super::keys::GROUP;
+use super::queue::{now_ms, RedisQueue, RETRY_TICK};
+use crate::backend::Depth;
+use crate::resp::{Frame, RedisError};
+
+/// Every `RETRY_TICK`: moves due retries back onto the stream and deletes acknowledged entries.
+pub(super) async fn move_retries(q: Rc<RedisQueue>) {
+    loop {
+        monoio::time::sleep(RETRY_TICK).await;
+        let r = q
+            .cmd
+            .eval(&q.scripts.trim_acknowledged, &[&q.keys.stream], &[])
+            .await;
+        if let Err(e) = r {
+            if e != RedisError::Unavailable {
+                warn!(error = %e, "trimming acknowledged entries failed");
+            }
+        }
+        let (now, len) = crate::resp::encode::decimal(now_ms());
+        let r = q
+            .cmd
+            .eval(
+                &q.scripts.move_due_retries,
+                &[&q.keys.retries, &q.keys.stream],
+                &[&now[..len], &q.keys.retry_job_prefix],
+            )
+            .await;
+        if let Err(e) = r {
+            if e != RedisError::Unavailable {
+                warn!(error = %e, "moving due retries failed");
+            }
+        }
+    }
+}
+
+/// Reads the depth gauges: ready (the group's lag), delayed (retries waiting), pending.
+pub(super) async fn refresh_depth(q: &RedisQueue) {
+    let r = q
+        .cmd
+        .pipeline(4, |out| {
+            commands::xlen(&q.keys.stream).encode(out);
+            commands::zcard(&q.keys.retries).encode(out);
+            commands::xpending_summary(&q.keys.stream).encode(out);
+            commands::xinfo_groups(&q.keys.stream).encode(out);
+        })
+        .await;
+    if let Ok(frames) = r {
+        let n = |f: Option<&Frame>| match f {
+            Some(Frame::Integer(v)) => (*v).max(0) as u64,
+            _ => 0,
+        };
+        // XPENDING's summary starts with the number of pending entries.
+        let pending = n(frames
+            .get(2)
+            .and_then(Frame::as_array)
+            .and_then(|a| a.first()));
+        // Not yet delivered: the group's `lag`. The stream also holds acknowledged entries until
+        // the next trim, so `XLEN - pending` only bounds it from above (the fallback when Redis
+        // cannot tell the lag).
+        let ready =
+            group_lag(frames.get(3)).unwrap_or_else(|| n(frames.first()).saturating_sub(pending));
+        q.depth.set(Depth {
+            ready,
+            delayed: n(frames.get(1)),
+            pending,
+        });
+    }
+}
+
+/// The `lag` of this backend's group in an `XINFO GROUPS` reply.
+fn group_lag(reply: Option<&Frame>) -> Option<u64> {
+    reply?.as_array()?.iter().find_map(|g| {
+        let fields = g.as_array()?;
+        let get = |name: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0].as_bytes().is_some_and(|k| &k[..] == name))
+                .and_then(|kv| kv.get(1))
+        };
+        if get(b"name")?.as_bytes()?[..] != *GROUP {
+            return None;
+        }
+        match get(b"lag")? {
+            Frame::Integer(v) => Some((*v).max(0) as u64),
+            _ => None,
+        }
+    })
+}

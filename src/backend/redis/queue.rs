@@ -1,0 +1,236 @@
+//! One shard's Redis Streams queue: its two connections, its keys and the state its tasks
+//! share. What it does is split by concern: `submit.rs` (admission and `XADD`), `fetch.rs`
+//! (`XREADGROUP` and paging the pending list), `settle.rs` (completions, retries, dead
+//! letters, owner-only settling), `completions.rs` (the group commit), `takeover.rs` (leases and
+//! dead consumers' entries), `maintenance.rs` (trimming, due retries, depth).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tracing::{error, warn};
+
+use super::commands;
+use super::completions::{self, Completions};
+use super::keys::{self, Keys};
+use super::scripts::Scripts;
+use super::{maintenance, state_value, takeover};
+use crate::backend::{Delivery, Depth, QueueError};
+use crate::id::CorrelationId;
+use crate::resp::{Client, Frame, RedisTarget};
+use crate::store::RequestState;
+use crate::sync::notify::Notify;
+
+/// How long one `XREADGROUP` blocks before it is re-issued.
+pub(super) const BLOCK_MS: u64 = 1000;
+/// Most `XREADGROUP`s sent together (each of at most `worker.batch_size` entries).
+pub(super) const MAX_READS_PER_WRITE: usize = 16;
+/// How often due retries are moved back to the stream.
+pub(super) const RETRY_TICK: Duration = Duration::from_millis(100);
+/// How often leases are renewed and dead consumers' entries looked for.
+pub(super) const LEASE_TICK: Duration = Duration::from_secs(5);
+/// An entry idle this long in another consumer's pending list is taken over. Live workers renew
+/// their entries every `LEASE_TICK`, so only a dead consumer's entries get this old.
+pub(super) const LEASE: Duration = Duration::from_secs(30);
+/// A lease last reset less than this long ago (by this shard's clock, from when the resetting
+/// command was sent) is certainly still held: the 10 s below `LEASE` absorb scheduling delays and
+/// clock-rate differences. Past it, deliveries are settled by the owner-only scripts and no longer
+/// renewed (a renewal is a claim: it would take the entry back from a new owner).
+pub const LEASE_HELD: Duration = Duration::from_secs(20);
+
+/// Settings the backend needs.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Where Redis is.
+    pub target: RedisTarget,
+    /// Deadline of one command.
+    pub deadline: Duration,
+    /// Submits waiting for Redis before more are refused at once.
+    pub max_submits_in_flight: usize,
+    /// [`LEASE_HELD`]; shorter only in tests, which cannot wait 20 s for a lease to lapse.
+    pub lease_held: Duration,
+    /// TTL of request states.
+    pub ttl: Duration,
+    /// Deliveries after which a crashing (never finishing) job is dead-lettered.
+    pub max_deliveries: u32,
+    /// This consumer's name: stable per instance and shard.
+    pub consumer: String,
+    /// Shards per instance (every instance on one Redis runs the same number).
+    pub nr_shards: usize,
+    /// `queue.request_queue_name`.
+    pub requests_prefix: String,
+}
+
+/// Hashes stream entry ids (`<ms>-<seq>`). Redis writes them, not clients, so a fast fold (8
+/// bytes a step, a SplitMix64 finish) is safe here; SipHash cost ~300 instructions a request
+/// over the six lookups of an entry's life (callgrind).
+#[derive(Default)]
+pub(super) struct EntryIdHasher(u64);
+
+impl Hasher for EntryIdHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+}
+
+/// One shard's Redis Streams queue.
+pub(crate) struct RedisQueue {
+    pub(super) cmd: Client,
+    pub(super) block: Client,
+    pub(super) keys: Keys,
+    pub(super) scripts: Scripts,
+    pub(super) consumer: Bytes,
+    pub(super) ttl_text: Bytes,
+    pub(super) max_deliveries: u32,
+    /// While `Some`, `fetch` re-reads this consumer's own pending entries from that id on.
+    pub(super) pel_cursor: RefCell<Option<Bytes>>,
+    /// Set when something may have left entries in our pending list (a failed acknowledgement, a
+    /// lost read); `fetch` then starts the pending-list read over from `0`, even mid-read.
+    pub(super) reread: Cell<bool>,
+    /// Shards per instance, to find an id's owner (and its keys) from the id alone.
+    pub(super) nr_shards: usize,
+    /// The request-stream prefix, for other shards' state keys.
+    pub(super) requests_prefix: String,
+    /// Entry ids handed to worker slots and not yet finished, with when their lease was last
+    /// reset (the sending of the read, claim or renewal that did).
+    pub(super) in_flight: RefCell<HashMap<Bytes, Instant, BuildHasherDefault<EntryIdHasher>>>,
+    /// Entries taken over from dead consumers, waiting to be fetched.
+    pub(super) reclaimed: RefCell<VecDeque<Delivery>>,
+    pub(super) depth: Cell<Depth>,
+    /// Submits waiting for their transaction, and the most allowed.
+    pub(super) submits_in_flight: Cell<usize>,
+    pub(super) max_submits_in_flight: usize,
+    pub(super) lease_held: Duration,
+    /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
+    /// wake-up.
+    pub(super) completions: RefCell<Completions>,
+    pub(super) completions_ready: Notify,
+}
+
+impl RedisQueue {
+    /// Connects (in the background) and starts the shard's maintenance tasks.
+    pub(crate) fn start(settings: RedisSettings, keys: Keys) -> Rc<RedisQueue> {
+        let q = Rc::new(RedisQueue {
+            cmd: Client::start(settings.target.clone(), settings.deadline, "commands", true),
+            block: Client::start(settings.target, settings.deadline, "blocking reads", false),
+            keys,
+            scripts: Scripts::default(),
+            consumer: Bytes::from(settings.consumer),
+            ttl_text: Bytes::from(settings.ttl.as_secs().max(1).to_string()),
+            max_deliveries: settings.max_deliveries,
+            pel_cursor: RefCell::new(None),
+            reread: Cell::new(true),
+            nr_shards: settings.nr_shards,
+            requests_prefix: settings.requests_prefix,
+            in_flight: RefCell::default(),
+            reclaimed: RefCell::default(),
+            depth: Cell::new(Depth::default()),
+            submits_in_flight: Cell::new(0),
+            max_submits_in_flight: settings.max_submits_in_flight.max(1),
+            lease_held: settings.lease_held.min(LEASE_HELD),
+            completions: RefCell::default(),
+            completions_ready: Notify::new(),
+        });
+        monoio::spawn(completions::flush_completions(q.clone()));
+        monoio::spawn(maintenance::move_retries(q.clone()));
+        monoio::spawn(takeover::leases_and_reclaim(q.clone()));
+        q
+    }
+
+    /// Times either connection was lost.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.cmd.reconnects() + self.block.reconnects()
+    }
+
+    /// Round-trip times of the command connection.
+    pub(crate) fn round_trips(&self) -> crate::metrics::Histogram {
+        self.cmd.round_trips()
+    }
+
+    /// Creates the consumer group (and the stream); one that exists already is fine.
+    pub(super) async fn create_group(&self) {
+        let r = self
+            .cmd
+            .call(&commands::create_group(&self.keys.stream))
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(b"BUSYGROUP") => {}
+            Err(e) => warn!(error = %e, "cannot create the consumer group"),
+        }
+    }
+}
+
+impl RedisQueue {
+    /// The depth gauges as last refreshed (`maintenance.rs`).
+    pub(crate) fn depth(&self) -> Depth {
+        self.depth.get()
+    }
+
+    /// A `PING` round trip within 500 ms.
+    pub(crate) async fn check(&self) -> Result<(), QueueError> {
+        // A real round trip, within a short deadline: health must answer fast.
+        let deadline = Duration::from_millis(500);
+        match self
+            .cmd
+            .pipeline_within(deadline, 1, |out| commands::ping().encode(out))
+            .await
+        {
+            Ok(replies)
+                if replies
+                    .first()
+                    .and_then(Frame::as_bytes)
+                    .is_some_and(|b| &b[..] == b"PONG") =>
+            {
+                Ok(())
+            }
+            _ => Err(QueueError::Unavailable),
+        }
+    }
+
+    /// The state of `id` from its owner's key, readable by every instance.
+    pub(crate) async fn load_state(
+        &self,
+        id: &CorrelationId,
+    ) -> Result<Option<RequestState>, QueueError> {
+        // The owner's key: this shard may be reading for another one.
+        let owner = crate::id::shard_for(id, self.nr_shards);
+        let key = keys::state_key(&self.requests_prefix, owner, id);
+        let reply = self
+            .cmd
+            .call(&commands::get(&key))
+            .await
+            .map_err(|_| QueueError::Unavailable)?;
+        let Some(value) = reply.as_bytes() else {
+            return Ok(None);
+        };
+        match state_value::decode(value) {
+            Some(state) => Ok(Some(state)),
+            None => {
+                error!(correlation_id = %id, "unreadable request state in Redis");
+                Err(QueueError::Unavailable)
+            }
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the epoch (retry due times are shared between instances).
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,188 @@
+//! Ending deliveries: a completion (state + `XACK`, group-committed), a retry (the job parked
+//! in a hash and a sorted set, `PROCESSING`, `XACK`), a dead letter (`XADD` to the dead-letter
+//! stream, `FAILED`, `XACK`). While this consumer certainly holds the entry's lease each is a
+//! plain transaction; past that, an owner-only script that writes nothing unless the entry is
+//! still this consumer's (`scripts.rs`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tracing::warn;
+
+use super::commands;
+use super::fields::job_fields;
+use super::keys::GROUP;
+use super::queue::{now_ms, RedisQueue};
+use super::state_value;
+use crate::backend::{Delivery, Job};
+use crate::clock::Timestamp;
+use crate::resp::{Frame, RedisError, Script};
+use crate::store::RequestState;
+
+impl RedisQueue {
+    /// Records `PROCESSING` (a job that did not finish at once).
+    pub(crate) async fn processing(&self, job: &Job, now: Timestamp) {
+        let key = self.keys.state(&job.id);
+        let state = state_value::encode(&RequestState::processing(job.submitted_at, now));
+        let set = commands::set_state(&key, &state, &self.ttl_text);
+        if let Err(e) = self.cmd.call(&set).await {
+            warn!(correlation_id = %job.id, error = %e, "cannot record PROCESSING");
+        }
+    }
+
+    /// Ends `d` with its final `state` (the state this shard holds, absent only when it has
+    /// none): group-committed with the turn's other completions, or owner-only.
+    pub(crate) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
+        let entry = d.entry_id.clone().unwrap_or_default();
+        let key = self.keys.state(&d.job.id);
+        let value = state.as_ref().map(state_value::encode);
+        // The everyday path: together with the other completions of this turn.
+        let held = self.commit_completion(entry.clone(), value.as_deref().map(|v| (&key[..], v)));
+        let args = || {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(5);
+            args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
+            args.extend(value.as_deref());
+            args
+        };
+        let keys: [&[u8]; 2] = [&self.keys.stream, &key];
+        let owner_only = (&self.scripts.finish, &keys[..]);
+        self.settle(&d, held, owner_only, args, "cannot record completion")
+            .await;
+    }
+
+    /// Appends `SET key value EX ttl` (one command; `state_value.rs` encodes the value).
+    pub(super) fn put_state(&self, out: &mut BytesMut, key: &[u8], value: &[u8]) {
+        commands::set_state(key, value, &self.ttl_text).encode(out);
+    }
+
+    /// Appends `XACK` of `entry` (one command); `trim_acknowledged` deletes it later.
+    fn put_ack(&self, out: &mut BytesMut, entry: &[u8]) {
+        commands::xack(&self.keys.stream, [entry]).encode(out);
+    }
+
+    /// Whether this consumer certainly still holds the lease on `d`'s entry: the last command
+    /// that reset its idle time (the read that delivered it, a claim, a renewal) was sent less
+    /// than `lease_held` ago, so no other consumer can have taken it over (they take entries idle
+    /// for `LEASE`).
+    fn lease_held(&self, d: &Delivery) -> bool {
+        d.entry_id.as_ref().is_some_and(|id| {
+            self.in_flight
+                .borrow()
+                .get(id)
+                .is_some_and(|since| since.elapsed() < self.lease_held)
+        })
+    }
+
+    /// Ends a delivery: `held` (its transaction, not yet started: a future runs only when awaited)
+    /// while the lease is certainly held, else `owner_only` (a script of `scripts.rs` and its keys,
+    /// with the arguments built only then), which writes nothing unless the entry is still in this
+    /// consumer's pending list.
+    /// If the call fails the entry is still pending in Redis, so the pending list is read again
+    /// and the delivery finished then.
+    async fn settle<'a>(
+        &self,
+        d: &Delivery,
+        held: impl Future<Output = Result<(), RedisError>>,
+        owner_only: (&Script, &[&[u8]]),
+        owner_only_args: impl FnOnce() -> Vec<&'a [u8]>,
+        what: &str,
+    ) {
+        let r = if self.lease_held(d) {
+            held.await.map(|()| true)
+        } else {
+            let (script, keys) = owner_only;
+            let r = self.cmd.eval(script, keys, &owner_only_args()).await;
+            r.map(|f| f == Frame::Integer(1))
+        };
+        self.done(d);
+        match r {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(correlation_id = %d.job.id, "lease lapsed and the entry was taken over by another consumer; leaving it to that one");
+            }
+            Err(e) => {
+                warn!(correlation_id = %d.job.id, error = %e, "{what}; will redeliver");
+                self.reread.set(true);
+            }
+        }
+    }
+
+    /// Parks `d`'s job for another delivery (attempt + 1) after `delay`.
+    pub(crate) async fn retry(&self, d: Delivery, delay: Duration) {
+        let entry = d.entry_id.clone().unwrap_or_default();
+        let job_key = self.keys.retry_job(&d.job.id);
+        let fields = job_fields(&d.job, d.attempt + 1);
+        let due_ms = now_ms() + delay.as_millis() as u64;
+        let (due, dlen) = crate::resp::encode::decimal(due_ms);
+        let id = d.job.id.to_text();
+        let state_key = self.keys.state(&d.job.id);
+        // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
+        let waiting = RequestState::processing(d.job.submitted_at, Timestamp::now());
+        let state = state_value::encode(&waiting);
+        let plain = |out: &mut BytesMut| {
+            commands::hset(&job_key, fields.iter().map(|b| &b[..])).encode(out);
+            commands::zadd(&self.keys.retries, due_ms, &id).encode(out);
+            self.put_state(out, &state_key, &state);
+            self.put_ack(out, &entry);
+        };
+        let args = || {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(7 + fields.len());
+            args.extend([
+                GROUP,
+                &self.consumer[..],
+                &entry[..],
+                &self.ttl_text[..],
+                &due[..dlen],
+                &id[..],
+                &state[..],
+            ]);
+            args.extend(fields.iter().map(|b| &b[..]));
+            args
+        };
+        let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.retries, &job_key, &state_key];
+        let owner_only = (&self.scripts.retry, &keys[..]);
+        let held = async { self.cmd.transaction(4, plain).await.map(drop) };
+        self.settle(&d, held, owner_only, args, "cannot schedule the retry")
+            .await;
+    }
+
+    /// Moves `d`'s job to the dead-letter stream with `reason`, ending it with `state`.
+    pub(crate) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
+        let entry = d.entry_id.clone().unwrap_or_default();
+        let key = self.keys.state(&d.job.id);
+        let mut dlq = job_fields(&d.job, d.attempt);
+        dlq.push(Bytes::from_static(b"error"));
+        dlq.push(Bytes::copy_from_slice(reason.as_bytes()));
+        dlq.push(Bytes::from_static(b"failed_at"));
+        dlq.push(Bytes::from(Timestamp::now().0.to_string()));
+        let value = state.as_ref().map(state_value::encode);
+        let n = if value.is_none() { 2 } else { 3 };
+        let plain = |out: &mut BytesMut| {
+            commands::xadd(&self.keys.dlq, dlq.iter().map(|b| &b[..])).encode(out);
+            if let Some(v) = &value {
+                self.put_state(out, &key, v);
+            }
+            self.put_ack(out, &entry);
+        };
+        let (count, clen) = crate::resp::encode::decimal(dlq.len() as u64);
+        let args = || {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(6 + dlq.len());
+            args.extend([
+                GROUP,
+                &self.consumer[..],
+                &entry[..],
+                &self.ttl_text[..],
+                &count[..clen],
+            ]);
+            args.extend(dlq.iter().map(|b| &b[..]));
+            args.extend(value.as_deref());
+            args
+        };
+        let keys: [&[u8]; 3] = [&self.keys.stream, &self.keys.dlq, &key];
+        let owner_only = (&self.scripts.dead_letter, &keys[..]);
+        let held = async { self.cmd.transaction(n, plain).await.map(drop) };
+        self.settle(&d, held, owner_only, args, "cannot dead-letter")
+            .await;
+    }
+}

@@ -1,0 +1,51 @@
+//! Submitting: admission control, then the job's stream entry and its `PENDING` state in one
+//! transaction. The 202 is sent only once Redis answered.
+
+use std::cell::Cell;
+
+use tracing::warn;
+
+use super::commands;
+use super::fields::job_fields;
+use super::queue::RedisQueue;
+use super::state_value;
+use crate::backend::{Job, QueueError};
+use crate::store::RequestState;
+
+/// Counts one submit in flight for as long as it lives (also when the request is cancelled).
+struct InFlight<'a>(&'a Cell<usize>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl RedisQueue {
+    /// Queues `job` with its `PENDING` state; returns once Redis has both. Past
+    /// `max_submits_in_flight` submits waiting for Redis, refuses at once (`Overloaded`).
+    pub(crate) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        // Admission control: past the bound, Redis is already far behind; answering 503 now beats
+        // queueing more work in this process until the deadline.
+        let waiting = self.submits_in_flight.get();
+        if waiting >= self.max_submits_in_flight {
+            return Err(QueueError::Overloaded);
+        }
+        self.submits_in_flight.set(waiting + 1);
+        let _counted = InFlight(&self.submits_in_flight);
+        let state_key = self.keys.state(&job.id);
+        let state = state_value::encode(&RequestState::pending(job.submitted_at));
+        let entry = job_fields(&job, 1);
+        let r = self
+            .cmd
+            .transaction(2, |out| {
+                commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
+                commands::set_state(&state_key, &state, &self.ttl_text).encode(out);
+            })
+            .await;
+        r.map(drop).map_err(|e| {
+            warn!(correlation_id = %job.id, error = %e, "enqueue failed");
+            QueueError::Unavailable
+        })
+    }
+}
