@@ -80,10 +80,8 @@ mod tests {
             bulk("550e8400-e29b-41d4-a716-446655440000"),
             bulk("payload"),
             bulk("{}"),
-            bulk("timeout_ms"),
-            bulk("1000"),
-            bulk("submitted_at"),
-            bulk("5"),
+            bulk("meta"),
+            bulk("0 1000 0 5"),
             bulk("attempt"),
             bulk("2"),
         ]));
