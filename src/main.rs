@@ -11,10 +11,9 @@ use tracing::{error, info, warn};
 
 /// mimalloc: with glibc malloc, the mix of per-request and long-lived (state) allocations
 /// fragments the heap to about 1 KiB of RSS per stored state; mimalloc keeps it near what the
-/// data needs (~290 bytes, `examples/state_memory.rs`, PERFORMANCE.md). `alloc.rs` says why the
-/// calls go to mimalloc directly.
+/// data needs (`examples/state_memory.rs`, PERFORMANCE.md).
 #[global_allocator]
-static ALLOC: openhqm::alloc::MiMalloc = openhqm::alloc::MiMalloc;
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     disable_transparent_huge_pages();

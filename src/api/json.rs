@@ -110,7 +110,7 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// Appends an unsigned integer.
 pub fn put_num(out: &mut Vec<u8>, v: u64) {
-    crate::decimal::put_decimal(out, v);
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// Appends `"key":`.

@@ -141,8 +141,7 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Decimal digits of `v`.
 pub fn put_u64(out: &mut BytesMut, v: u64) {
-    let (buf, len) = crate::decimal::decimal(v);
-    out.put_slice(&buf[..len]);
+    out.put_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// Reason phrases for the statuses the broker sends.

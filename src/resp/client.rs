@@ -306,8 +306,9 @@ async fn connect(inner: &Inner) -> Result<TcpStream, String> {
         _ => expect = 0,
     }
     if t.db != 0 {
-        let (db, len) = super::encode::decimal(u64::from(t.db));
-        command(&mut hello, &[b"SELECT", &db[..len]]);
+        let mut digits = itoa::Buffer::new();
+        let db = digits.format(t.db).as_bytes();
+        command(&mut hello, &[b"SELECT", db]);
         expect += 1;
     }
     command(&mut hello, &[b"PING"]);

@@ -44,37 +44,27 @@ pub(crate) fn command_from(out: &mut BytesMut, parts: &[Part<'_>]) {
                 out.put_slice(b);
             }
             Part::Int(n) => {
-                let (digits, len) = decimal(*n);
-                put_header(out, b'$', len);
-                out.put_slice(&digits[..len]);
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(*n).as_bytes();
+                put_header(out, b'$', digits.len());
+                out.put_slice(digits);
             }
         }
         out.put_slice(b"\r\n");
     }
 }
 
-/// `<kind><n>\r\n` in one copy (a command is mostly these short headers; ~56 per request in
-/// Redis mode, so the one- and two-digit cases are fixed-size copies).
+/// `<kind><n>\r\n`.
 #[inline]
 fn put_header(out: &mut BytesMut, kind: u8, n: usize) {
-    if n < 10 {
-        out.put_slice(&[kind, b'0' + n as u8, b'\r', b'\n']);
-        return;
-    }
-    if n < 100 {
-        let (tens, ones) = (b'0' + (n / 10) as u8, b'0' + (n % 10) as u8);
-        out.put_slice(&[kind, tens, ones, b'\r', b'\n']);
-        return;
-    }
-    let (digits, len) = decimal(n as u64);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
     let mut head = [0u8; 23];
     head[0] = kind;
-    head[1..1 + len].copy_from_slice(&digits[..len]);
-    head[1 + len..3 + len].copy_from_slice(b"\r\n");
-    out.put_slice(&head[..3 + len]);
+    head[1..1 + digits.len()].copy_from_slice(digits);
+    head[1 + digits.len()..3 + digits.len()].copy_from_slice(b"\r\n");
+    out.put_slice(&head[..3 + digits.len()]);
 }
-
-pub use crate::decimal::decimal;
 
 #[cfg(test)]
 mod tests {

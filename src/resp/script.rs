@@ -53,11 +53,12 @@ impl Script {
         keys: &[&[u8]],
         args: &[&[u8]],
     ) {
-        let (n, len) = crate::decimal::decimal(keys.len() as u64);
+        let mut digits = itoa::Buffer::new();
+        let n = digits.format(keys.len()).as_bytes();
         let mut all: Vec<&[u8]> = Vec::with_capacity(3 + keys.len() + args.len());
         all.push(verb);
         all.push(script);
-        all.push(&n[..len]);
+        all.push(n);
         all.extend_from_slice(keys);
         all.extend_from_slice(args);
         command(out, &all);

@@ -8,13 +8,17 @@
 //! an index and one comparison of the whole id.
 //!
 //! The slot number goes into the id's last four bytes masked by a keyed pseudo-random function
-//! (SipHash-1-3, the function behind std's `HashMap`, under a 128-bit key from the kernel; here
-//! specialised to one 8-byte message, ~70 instructions) of eight other random bytes of the same id, so each id's mask is different and ids show neither slot numbers, nor how many
-//! requests a shard holds, nor when a slot is reused. The rest of the id stays random: 58 bits
+//! (SipHash-1-3, the function behind std's `HashMap`, under a 128-bit key from the kernel) of
+//! eight other random bytes of the same id, so each id's mask is different and ids show neither
+//! slot numbers, nor how many requests a shard holds, nor when a slot is reused. The rest of the id stays random: 58 bits
 //! besides the shard word (whose 32 bits carry 32 - log2(shards) more), at least 80 in all at the
 //! 1,024-shard maximum, and a lookup compares the whole id. Ids not minted with a slot (Redis
 //! mode, other instances, earlier runs) decode to a slot that does not hold them and are looked
 //! for elsewhere.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
 
 use super::state::RequestState;
 use crate::id::CorrelationId;
@@ -31,69 +35,14 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot(usize);
 
-/// SipHash-1-3 (Aumasson and Bernstein; one compression and three finalization rounds, as std's
-/// `HashMap` uses) of one 8-byte message, with the keyed initial state computed once.
-struct SipHash13 {
-    v: [u64; 4],
-}
-
-impl SipHash13 {
-    fn new(key: [u8; 16]) -> Self {
-        let k0 = u64::from_le_bytes(key[..8].try_into().unwrap_or_default());
-        let k1 = u64::from_le_bytes(key[8..].try_into().unwrap_or_default());
-        SipHash13 {
-            v: [
-                k0 ^ 0x736f_6d65_7073_6575,
-                k1 ^ 0x646f_7261_6e64_6f6d,
-                k0 ^ 0x6c79_6765_6e65_7261,
-                k1 ^ 0x7465_6462_7974_6573,
-            ],
-        }
-    }
-
-    /// The hash of the 8 bytes of `m` (little-endian), as SipHash-1-3 of that byte string.
-    fn hash(&self, m: u64) -> u64 {
-        self.hash_rounds::<1, 3>(m)
-    }
-
-    fn hash_rounds<const C: usize, const D: usize>(&self, m: u64) -> u64 {
-        let [mut v0, mut v1, mut v2, mut v3] = self.v;
-        let round = |v0: &mut u64, v1: &mut u64, v2: &mut u64, v3: &mut u64| {
-            *v0 = v0.wrapping_add(*v1);
-            *v1 = v1.rotate_left(13) ^ *v0;
-            *v0 = v0.rotate_left(32);
-            *v2 = v2.wrapping_add(*v3);
-            *v3 = v3.rotate_left(16) ^ *v2;
-            *v0 = v0.wrapping_add(*v3);
-            *v3 = v3.rotate_left(21) ^ *v0;
-            *v2 = v2.wrapping_add(*v1);
-            *v1 = v1.rotate_left(17) ^ *v2;
-            *v2 = v2.rotate_left(32);
-        };
-        // The message block, then the final block: no tail bytes, the length (8) in the top byte.
-        for block in [m, 8u64 << 56] {
-            v3 ^= block;
-            for _ in 0..C {
-                round(&mut v0, &mut v1, &mut v2, &mut v3);
-            }
-            v0 ^= block;
-        }
-        v2 ^= 0xff;
-        for _ in 0..D {
-            round(&mut v0, &mut v1, &mut v2, &mut v3);
-        }
-        v0 ^ v1 ^ v2 ^ v3
-    }
-}
-
 /// Slot storage with a free list.
 pub struct Slots {
     chunks: Vec<Box<[Option<Entry>]>>,
     free: Vec<u32>,
     /// Slots handed out so far (the next never-used one).
     used: usize,
-    /// The keyed function whose output masks the slot number.
-    mask: SipHash13,
+    /// The SipHash-1-3 key whose hash of other id bytes masks the slot number.
+    key: (u64, u64),
 }
 
 impl Default for Slots {
@@ -112,7 +61,10 @@ impl Slots {
             chunks: Vec::new(),
             free: Vec::new(),
             used: 0,
-            mask: SipHash13::new(key),
+            key: (
+                u64::from_le_bytes(key[..8].try_into().unwrap_or_default()),
+                u64::from_le_bytes(key[8..].try_into().unwrap_or_default()),
+            ),
         }
     }
 
@@ -198,9 +150,9 @@ impl Slots {
     /// The mask of an id's slot field: a keyed function of its bytes 4..12 (random but for the
     /// version and variant bits).
     fn mask(&self, id: &[u8; 16]) -> u32 {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&id[4..12]);
-        self.mask.hash(u64::from_le_bytes(word)) as u32
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(&id[4..12]);
+        h.finish() as u32
     }
 }
 
@@ -209,38 +161,6 @@ mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::id::{shard_for, IdMinter};
-
-    /// The specialised SipHash is SipHash: with 2 and 4 rounds it gives std's `SipHasher` (SipHash-2-4)
-    /// answers for the same key and 8-byte message.
-    #[test]
-    #[allow(deprecated)]
-    fn siphash_matches_the_reference() {
-        use std::hash::Hasher;
-        let key: [u8; 16] = core::array::from_fn(|i| i as u8 * 7 + 1);
-        let sip = SipHash13::new(key);
-        let (k0, k1) = (
-            u64::from_le_bytes(key[..8].try_into().unwrap()),
-            u64::from_le_bytes(key[8..].try_into().unwrap()),
-        );
-        for m in [
-            0u64,
-            1,
-            0x0706_0504_0302_0100,
-            u64::MAX,
-            0xdead_beef_cafe_f00d,
-        ] {
-            let mut reference = std::hash::SipHasher::new_with_keys(k0, k1);
-            reference.write(&m.to_le_bytes());
-            assert_eq!(sip.hash_rounds::<2, 4>(m), reference.finish(), "{m:#x}");
-        }
-        // The reference implementation's vector for key 00..0f and the 8-byte message 00..07
-        // (bytes 62 24 93 9a 79 f5 f5 93).
-        let sip = SipHash13::new(core::array::from_fn(|i| i as u8));
-        assert_eq!(
-            sip.hash_rounds::<2, 4>(0x0706_0504_0302_0100),
-            0x93f5_f579_9a93_2462
-        );
-    }
 
     /// The slot fields of consecutive slots look random: over 10,000 ids each of the 32 bits is set
     /// about half the time (±20 standard deviations; a plain or xor-ed counter would leave the

@@ -24,13 +24,14 @@ pub(super) async fn move_retries(q: Rc<RedisQueue>) {
                 warn!(error = %e, "trimming acknowledged entries failed");
             }
         }
-        let (now, len) = crate::resp::encode::decimal(now_ms());
+        let mut now = itoa::Buffer::new();
+        let now = now.format(now_ms()).as_bytes();
         let r = q
             .cmd
             .eval(
                 &q.scripts.move_due_retries,
                 &[&q.keys.retries, &q.keys.stream],
-                &[&now[..len], &q.keys.retry_job_prefix],
+                &[now, &q.keys.retry_job_prefix],
             )
             .await;
         if let Err(e) = r {

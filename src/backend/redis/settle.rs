@@ -114,7 +114,8 @@ impl RedisQueue {
         let job_key = self.keys.retry_job(&d.job.id);
         let fields = job_fields(&d.job, d.attempt + 1);
         let due_ms = now_ms() + delay.as_millis() as u64;
-        let (due, dlen) = crate::resp::encode::decimal(due_ms);
+        let mut due = itoa::Buffer::new();
+        let due = due.format(due_ms).as_bytes();
         let id = d.job.id.to_text();
         let state_key = self.keys.state(&d.job.id);
         // Waiting for a retry is PROCESSING (the state never moves back to PENDING).
@@ -133,7 +134,7 @@ impl RedisQueue {
                 &self.consumer[..],
                 &entry[..],
                 &self.ttl_text[..],
-                &due[..dlen],
+                due,
                 &id[..],
                 &state[..],
             ]);
@@ -165,7 +166,8 @@ impl RedisQueue {
             }
             self.put_ack(out, &entry);
         };
-        let (count, clen) = crate::resp::encode::decimal(dlq.len() as u64);
+        let mut count = itoa::Buffer::new();
+        let count = count.format(dlq.len()).as_bytes();
         let args = || {
             let mut args: Vec<&[u8]> = Vec::with_capacity(6 + dlq.len());
             args.extend([
@@ -173,7 +175,7 @@ impl RedisQueue {
                 &self.consumer[..],
                 &entry[..],
                 &self.ttl_text[..],
-                &count[..clen],
+                count,
             ]);
             args.extend(dlq.iter().map(|b| &b[..]));
             args.extend(value.as_deref());

@@ -19,12 +19,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::clock::Timestamp;
-use crate::resp::encode::decimal;
 use crate::store::{Outcome, RequestState, Status};
 
 fn put_num(out: &mut BytesMut, v: u64) {
-    let (digits, len) = decimal(v);
-    out.put_slice(&digits[..len]);
+    out.put_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 fn put_blob(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
