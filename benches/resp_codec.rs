@@ -13,7 +13,7 @@ use openhqm::backend::redis::state_value;
 use openhqm::backend::{Job, Metadata};
 use openhqm::clock::Timestamp;
 use openhqm::id::IdMinter;
-use openhqm::resp::{command, Frame};
+use openhqm::resp::{encode::command, Frame};
 use openhqm::store::RequestState;
 
 fn job(minter: &mut IdMinter) -> Job {

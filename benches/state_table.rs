@@ -33,7 +33,8 @@ fn filled(n: usize, ttl: Duration) -> (StateTable, Vec<CorrelationId>) {
         .collect();
     for id in &ids {
         t.start(id, Timestamp(1)).unwrap();
-        t.finish(id, Status::Completed, outcome(), now).unwrap();
+        t.finish_or_insert(id, Status::Completed, outcome(), Timestamp(0), now)
+            .unwrap();
     }
     (t, ids)
 }
@@ -49,7 +50,7 @@ fn bench(c: &mut Criterion) {
             let id = table.insert_pending(m.mint(), Timestamp(1));
             table.start(&id, Timestamp(1)).unwrap();
             table
-                .finish(&id, Status::Completed, outcome(), now)
+                .finish_or_insert(&id, Status::Completed, outcome(), Timestamp(0), now)
                 .unwrap();
         })
     });

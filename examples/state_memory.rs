@@ -44,7 +44,13 @@ fn main() {
             completed_at: Timestamp::now(),
         };
         table
-            .finish(&id, Status::Completed, outcome, Instant::now())
+            .finish_or_insert(
+                &id,
+                Status::Completed,
+                outcome,
+                Timestamp(0),
+                Instant::now(),
+            )
             .expect("processing");
         // What the submit path allocates and frees per request, interleaved as in the broker.
         drop(std::hint::black_box(Bytes::copy_from_slice(payload)));

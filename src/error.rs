@@ -40,8 +40,6 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The queue cannot take the request now (down, slow, or full).
     QueueUnavailable,
-    /// A failure inside the broker.
-    Internal,
 }
 
 impl ErrorKind {
@@ -58,7 +56,6 @@ impl ErrorKind {
             ErrorKind::ExpectationFailed => 417,
             ErrorKind::InvalidShape => 422,
             ErrorKind::HeadersTooLarge => 431,
-            ErrorKind::Internal => 500,
             ErrorKind::MethodNotImplemented | ErrorKind::UnknownTransferCoding => 501,
             ErrorKind::QueueUnavailable => 503,
             ErrorKind::VersionNotSupported => 505,
@@ -183,7 +180,6 @@ mod tests {
             (MethodNotImplemented, 501),
             (ExpectationFailed, 417),
             (RequestTimeout, 408),
-            (Internal, 500),
         ];
         for (kind, status) in table {
             assert_eq!(kind.status(), status, "{kind:?}");

@@ -29,31 +29,39 @@
 //!
 //! `docs/ARCHITECTURE.md` has the longer tour and the glossary.
 
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs)]
+// With `internals` the inner modules are public for the project's own tests, benches, fuzz
+// targets and load generator; without it they are crate-private, so the dead-code lint sees them.
+#![cfg_attr(feature = "internals", warn(unreachable_pub))]
 
-pub use backend::Job;
+pub use backend::{Job, Metadata};
 pub use broker::{Broker, StartError};
+pub use clock::Timestamp;
 pub use config::Config;
+pub use id::CorrelationId;
 pub use server::Running;
-pub use worker::{Output, ProcessError, Processor};
+pub use worker::{Output, ProcessError, Processor, UnknownProcessor, BUILTIN};
 
-pub mod api;
-pub mod backend;
-pub mod backoff;
+/// Declares inner modules: `pub` (hidden from the docs) with the `internals` feature, else
+/// `pub(crate)`.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "internals")]
+            #[doc(hidden)]
+            pub mod $name;
+            #[cfg(not(feature = "internals"))]
+            pub(crate) mod $name;
+        )*
+    };
+}
+
+internal!(
+    api, backend, backoff, clock, error, http, id, mesh, metrics, resp, server, shard, store, sync,
+    worker,
+);
 mod broker;
-pub mod clock;
 pub mod config;
-pub mod error;
-pub mod http;
-pub mod id;
 pub mod log;
-pub mod mesh;
-pub mod metrics;
-pub mod resp;
-pub mod server;
-pub mod shard;
-pub mod store;
-pub mod sync;
 #[cfg(test)]
 mod testing;
-pub mod worker;

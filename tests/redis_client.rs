@@ -32,7 +32,7 @@ fn a_late_reply_is_absorbed_and_the_next_call_gets_its_own() {
         let started = Instant::now();
         let slow = client
             .pipeline_within(Duration::from_millis(200), 1, |out| {
-                openhqm::resp::command(out, &[b"DEBUG", b"SLEEP", b"1"])
+                openhqm::resp::encode::command(out, &[b"DEBUG", b"SLEEP", b"1"])
             })
             .await;
         let waited = started.elapsed();

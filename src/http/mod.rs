@@ -10,7 +10,7 @@ pub mod parse;
 
 pub use conn::{Conn, Event, Reading, Request};
 pub use encode::{ContentType, Response};
-pub use parse::{Framing, Limits, Method, RequestHead};
+pub use parse::{Limits, Method, RequestHead};
 
 use crate::error::{Error, ErrorKind};
 

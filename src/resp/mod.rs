@@ -13,7 +13,6 @@ pub mod url;
 
 pub use client::{Client, RedisError};
 pub use cmd::Cmd;
-pub use encode::command;
 pub use frame::Frame;
 pub use script::Script;
 pub use url::RedisTarget;

@@ -25,12 +25,14 @@ impl Script {
         Script { body, sha }
     }
 
-    /// The Lua source.
+    /// The Lua source (for tests that run a script by hand).
+    #[cfg(any(test, feature = "internals"))]
     pub fn body(&self) -> &'static [u8] {
         self.body
     }
 
-    /// The digest, as `EVALSHA` takes it.
+    /// The digest, as `EVALSHA` takes it (for tests that check it against Redis's).
+    #[cfg(any(test, feature = "internals"))]
     pub fn sha(&self) -> &[u8] {
         &self.sha
     }

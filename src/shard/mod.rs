@@ -89,12 +89,7 @@ pub(crate) async fn run(
                 nr_shards: wiring.mesh.nr_shards(),
                 requests_prefix: q.request_queue_name.clone(),
             };
-            let keys = Keys::new(
-                &q.request_queue_name,
-                &q.response_queue_name,
-                &q.dlq_name,
-                wiring.id,
-            );
+            let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);
             ready();
             Shard::new(wiring, backend).serve(listener, inbox).await;

@@ -54,11 +54,13 @@ impl Expiry {
     }
 
     /// Entries queued.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum::<usize>() - self.head
     }
 
     /// Whether nothing is queued.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -92,13 +92,8 @@ impl StateTable {
     }
 
     /// Number of states held.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.len
-    }
-
-    /// Whether the table holds no state.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Records a newly accepted request: `minted` (a fresh id this shard owns) with the slot its
@@ -147,21 +142,6 @@ impl StateTable {
     pub fn start(&mut self, id: &CorrelationId, now: Timestamp) -> Result<(), UpdateError> {
         let state = self.get_mut(id).ok_or(UpdateError::Unknown)?;
         state.start(now).map_err(UpdateError::Refused)
-    }
-
-    /// The request is final; its expiry clock starts now (`at` is the monotonic now).
-    pub fn finish(
-        &mut self,
-        id: &CorrelationId,
-        to: Status,
-        outcome: Outcome,
-        at: Instant,
-    ) -> Result<(), UpdateError> {
-        let deadline = at + self.ttl;
-        let state = self.get_mut(id).ok_or(UpdateError::Unknown)?;
-        state.finish(to, outcome).map_err(UpdateError::Refused)?;
-        self.expiry.push(deadline, *id);
-        Ok(())
     }
 
     /// The request is final with `outcome`: in the state the table holds, or, when it holds none
@@ -233,21 +213,21 @@ mod tests {
         let a = t.insert_pending(a, Timestamp(1));
         let b = t.insert_pending(b, Timestamp(1));
         assert_eq!(t.start(&a, Timestamp(2)), Ok(()));
-        assert_eq!(t.finish(&a, Status::Failed, outcome(), t0), Ok(()));
+        assert_eq!(t.finish_or_insert(&a, Status::Failed, outcome(), Timestamp(0), t0), Ok(()));
         assert_eq!(t.get(&a).unwrap().status, Status::Failed);
         // Not yet due; pending states never expire.
         assert_eq!(t.expire(t0 + ttl - Duration::from_millis(1)), 0);
         assert_eq!(t.expire(t0 + ttl * 100), 1);
         assert!(t.get(&a).is_none());
         assert_eq!(t.get(&b).unwrap().status, Status::Pending);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.count(), 1);
         // The expired state's slot is the next one handed out; its old id stays unknown.
         let c = t.insert_pending(m.mint(), Timestamp(3));
         assert_eq!(t.slots.slot_of(&a), t.slots.slot_of(&c));
         assert_ne!(a.as_bytes()[12..], c.as_bytes()[12..]);
         assert!(t.get(&a).is_none());
         assert_eq!(t.get(&c).unwrap().status, Status::Pending);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.count(), 2);
     }
 
     /// `finish_or_insert` finishes a state a slot holds in place (no second copy in the map, no
@@ -264,18 +244,18 @@ mod tests {
             t.finish_or_insert(&id, Status::Failed, outcome(), Timestamp(1), now)
         };
         fin(&mut t, own).unwrap();
-        assert_eq!((t.len(), t.get(&own).unwrap().status), (1, Status::Failed));
+        assert_eq!((t.count(), t.get(&own).unwrap().status), (1, Status::Failed));
         assert!(!t.segment(&own).map.contains_key(&own));
         let foreign = m.mint();
         fin(&mut t, foreign).unwrap();
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.count(), 2);
         assert!(t.segment(&foreign).map.contains_key(&foreign));
         assert!(fin(&mut t, foreign).is_err(), "a final state is never left");
         t.remove(&own);
         t.remove(&foreign);
-        assert_eq!(t.len(), 2, "final states leave by expiry only");
+        assert_eq!(t.count(), 2, "final states leave by expiry only");
         assert_eq!(t.expire(now + ttl), 2);
-        assert!(t.is_empty());
+        assert_eq!(t.count(), 0);
     }
 
     #[test]
@@ -285,16 +265,14 @@ mod tests {
         let a = m.mint();
         assert_eq!(t.start(&a, Timestamp(1)), Err(UpdateError::Unknown));
         let a = t.insert_pending(a, Timestamp(1));
-        t.finish(&a, Status::Completed, outcome(), Instant::now())
+        t.finish_or_insert(&a, Status::Completed, outcome(), Timestamp(0), Instant::now())
             .unwrap();
         assert!(matches!(
             t.start(&a, Timestamp(2)),
             Err(UpdateError::Refused(_))
         ));
-        assert!(matches!(
-            t.finish(&a, Status::Failed, outcome(), Instant::now()),
-            Err(UpdateError::Refused(_))
-        ));
+        let again = t.finish_or_insert(&a, Status::Failed, outcome(), Timestamp(0), Instant::now());
+        assert!(again.is_err());
         // The refused second finish scheduled no extra expiry.
         assert_eq!(t.expiry.len(), 1);
     }
@@ -427,7 +405,7 @@ mod model_tests {
                     }
                     _ => {}
                 }
-                assert_eq!(t.len(), model.len(), "seed {seed}");
+                assert_eq!(t.count(), model.len(), "seed {seed}");
             }
             for id in &known {
                 assert_eq!(

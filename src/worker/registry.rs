@@ -94,11 +94,6 @@ impl Processors {
         self.by_name.contains_key(name)
     }
 
-    /// The name of the default processor.
-    pub fn default_name(&self) -> &str {
-        &self.default_name
-    }
-
     /// The processor for a job that names `name` (the default for `None`).
     pub(crate) fn resolve(
         &self,
@@ -139,7 +134,7 @@ mod tests {
     fn resolves_by_name_and_default() {
         let mut p = Processors::default();
         assert!(p.contains(BUILTIN));
-        assert_eq!(p.default_name(), BUILTIN);
+        assert_eq!(p.default_name, BUILTIN);
         p.register("one", Fixed("1"));
         assert_eq!(output(p.resolve(Some("one")).unwrap()), "1");
         assert_eq!(

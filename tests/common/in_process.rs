@@ -26,7 +26,7 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
         nr_shards: 1,
         requests_prefix: "openhqm-requests".into(),
     };
-    let keys = Keys::new("openhqm-requests", "openhqm-responses", "openhqm-dlq", 0);
+    let keys = Keys::new("openhqm-requests", "openhqm-dlq", 0);
     RedisBackend::start(settings, keys, IdMinter::new(0, 1))
 }
 

@@ -35,6 +35,10 @@ impl EmbeddedBackend {
     }
 
     /// Dead letters kept so far, oldest first.
+    #[cfg_attr(
+        not(any(test, feature = "internals")),
+        expect(dead_code, reason = "read by tests until the dead-letter admin operations read it")
+    )]
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.queue.dead_letters()
     }
@@ -116,7 +120,7 @@ impl Backend for EmbeddedBackend {
         m.queue_ready = depth.ready;
         m.queue_delayed = depth.delayed;
         m.queue_pending = depth.pending;
-        m.states = self.table.borrow().len() as u64;
+        m.states = self.table.borrow().count() as u64;
     }
 
     fn lost_on_exit(&self) -> u64 {

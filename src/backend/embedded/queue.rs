@@ -16,6 +16,10 @@ const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A job that failed for good.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(any(test, feature = "internals")),
+    expect(dead_code, reason = "read by tests until the dead-letter admin operations read it")
+)]
 pub struct DeadLetter {
     /// The job as it was queued.
     pub job: Job,

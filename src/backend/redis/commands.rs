@@ -139,7 +139,7 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
-    use crate::resp::command;
+    use crate::resp::encode::command;
 
     fn encoded(cmd: &Cmd<'_>) -> BytesMut {
         let mut out = BytesMut::new();

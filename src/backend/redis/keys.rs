@@ -11,8 +11,6 @@ pub struct Keys {
     pub stream: Vec<u8>,
     /// The dead-letter stream, `openhqm-dlq:{3}`.
     pub dlq: Vec<u8>,
-    /// The response stream, `openhqm-responses:{3}`.
-    pub responses: Vec<u8>,
     /// Sorted set of ids waiting for a retry, scored by due time (ms).
     pub retries: Vec<u8>,
     /// Prefix of the hashes holding jobs waiting for a retry.
@@ -23,12 +21,11 @@ pub struct Keys {
 
 impl Keys {
     /// The keys of `shard` for the configured stream prefixes.
-    pub fn new(requests: &str, responses: &str, dlq: &str, shard: ShardId) -> Keys {
+    pub fn new(requests: &str, dlq: &str, shard: ShardId) -> Keys {
         let tag = format!("{{{shard}}}");
         Keys {
             stream: format!("{requests}:{tag}").into_bytes(),
             dlq: format!("{dlq}:{tag}").into_bytes(),
-            responses: format!("{responses}:{tag}").into_bytes(),
             retries: format!("{requests}:{tag}:retries").into_bytes(),
             retry_job_prefix: format!("{requests}:{tag}:retry:").into_bytes(),
             state_prefix: format!("{requests}:{tag}:state:").into_bytes(),
@@ -66,7 +63,7 @@ mod tests {
 
     #[test]
     fn keys_share_the_shard_hash_tag() {
-        let k = Keys::new("openhqm-requests", "openhqm-responses", "openhqm-dlq", 3);
+        let k = Keys::new("openhqm-requests", "openhqm-dlq", 3);
         let id = CorrelationId::parse(b"550e8400-e29b-41d4-a716-446655440000").unwrap();
         assert_eq!(k.stream, b"openhqm-requests:{3}");
         assert_eq!(k.dlq, b"openhqm-dlq:{3}");
@@ -79,7 +76,7 @@ mod tests {
             b"openhqm-requests:{3}:retry:550e8400-e29b-41d4-a716-446655440000"
         );
         assert_eq!(state_key("openhqm-requests", 3, &id), k.state(&id));
-        for key in [&k.stream, &k.dlq, &k.responses, &k.retries, &k.state(&id)] {
+        for key in [&k.stream, &k.dlq, &k.retries, &k.state(&id)] {
             let s = String::from_utf8_lossy(key);
             assert!(s.contains("{3}"), "{s}");
         }

@@ -42,7 +42,7 @@ use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
 use crate::store::{RequestState, StateTable, Status};
-pub use keys::{Keys, GROUP};
+pub use keys::Keys;
 use queue::RedisQueue;
 pub use queue::{RedisSettings, LEASE_HELD};
 
@@ -153,7 +153,7 @@ impl Backend for RedisBackend {
         m.queue_ready = depth.ready;
         m.queue_delayed = depth.delayed;
         m.queue_pending = depth.pending;
-        m.states = self.finals.borrow().len() as u64;
+        m.states = self.finals.borrow().count() as u64;
         m.redis_round_trips = self.queue.round_trips();
         m.redis_reconnects = self.queue.reconnects();
     }
