@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_error, assert_healthy, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final, Broker,
-    Client,
+    assert_error, assert_healthy, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final,
+    wait_until, Broker, Client,
 };
 use serde_json::{json, Value};
 
@@ -255,21 +255,17 @@ fn final_states_expire_after_the_ttl() {
     let id = c.submit(r#"{"operation":"echo","data":"short-lived"}"#);
     let done = wait_final(&mut c, &id, Instant::now() + Duration::from_secs(10));
     assert_eq!(done.json()["status"], "COMPLETED");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = c.get(&format!("/api/v1/status/{id}"));
-        if r.status == 404 {
-            assert_error(&r, 404);
-            assert_error(&c.get(&format!("/api/v1/response/{id}")), 404);
-            break;
-        }
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert!(
-            Instant::now() < deadline,
-            "state still readable 5 s after completion with a 1 s TTL"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Instant::now() + Duration::from_secs(5),
+        "the state to expire (1 s TTL)",
+        || {
+            let r = c.get(&format!("/api/v1/status/{id}"));
+            assert!(r.status == 200 || r.status == 404, "{}", r.text());
+            r.status == 404
+        },
+    );
+    assert_error(&c.get(&format!("/api/v1/status/{id}")), 404);
+    assert_error(&c.get(&format!("/api/v1/response/{id}")), 404);
 }
 
 #[test]

@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::redis::{await_final_all, random_uuid, RedisServer};
 use common::{
-    assert_error, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final, Broker, Client,
+    assert_error, assert_outcome_null, is_rfc3339_utc, is_uuid, metric, wait_final, wait_until,
+    Broker, Client,
 };
 use openhqm::store::Status;
 use serde_json::{json, Value};
 
 const SUBMIT: &str = "/api/v1/submit";
+const RETRIES: &str = r#"openhqm_queue_retries_total{queue_name="openhqm-requests"}"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -68,15 +70,27 @@ impl Env {
         // Acknowledged entries are trimmed every 100 ms.
         let streams = redis.cli(&["KEYS", "openhqm-requests:{*}"]);
         for stream in streams.lines().filter(|s| s.ends_with('}')) {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-            while redis.cli_int(&["XLEN", stream]) != 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{stream} not empty 3 s after completion"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_until(
+                Instant::now() + Duration::from_secs(3),
+                &format!("{stream} to be trimmed empty after completion"),
+                || redis.cli_int(&["XLEN", stream]) == 0,
+            );
         }
+    }
+
+    /// Waits until the first attempt of `id` (an `error` job) has failed and its retry is
+    /// scheduled: the retry is counted, and on Redis the id waits in its shard's retry set.
+    fn wait_retry_scheduled(&self, id: &str, deadline: Instant) {
+        wait_until(deadline, "the first attempt's retry to be counted", || {
+            metric(self.broker.addr, RETRIES).is_some_and(|n| n >= 1.0)
+        });
+        let Some(redis) = &self.redis else { return };
+        wait_until(deadline, &format!("{id} in a retry set"), || {
+            redis
+                .cli(&["KEYS", "openhqm-requests:*:retries"])
+                .lines()
+                .any(|set| !redis.cli(&["ZSCORE", set, id]).is_empty())
+        });
     }
 }
 
@@ -233,17 +247,15 @@ fn status_and_response_shapes(kind: Kind) {
     // with the full shape and every outcome field null.
     let id = c.submit(r#"{"operation":"error","data":"later"}"#);
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until(deadline, "the error job to be PROCESSING", || {
         let v = c.get(&format!("/api/v1/status/{id}")).json();
-        if v["status"] == "PROCESSING" {
-            break;
+        if v["status"] != "PROCESSING" {
+            assert_eq!(v["status"], "PENDING", "{v}");
         }
-        assert_eq!(v["status"], "PENDING", "{v}");
-        assert!(Instant::now() < deadline, "never PROCESSING: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Its first attempt has failed (or is about to): it must stay PROCESSING, not final.
-    std::thread::sleep(Duration::from_millis(300));
+        v["status"] == "PROCESSING"
+    });
+    // Its first attempt has failed and the retry waits 30 s: it must stay PROCESSING, not final.
+    env.wait_retry_scheduled(&id, deadline);
     let r = c.get(&format!("/api/v1/response/{id}"));
     assert_eq!(r.status, 202, "{}", r.text());
     let v = r.json();
