@@ -1,7 +1,9 @@
 //! One backend conformance suite, run against both queue backends: the same test bodies are called
 //! from `memory_*` (embedded queue) and `redis_*` (Redis Streams on a private `redis-server`)
 //! wrappers. Covers the built-in operations, the status and response shapes (final and not
-//! final), unknown ids, retries ending FAILED, 500 concurrent submits and `metadata.timeout`.
+//! final) with the README's quick start, unknown and malformed ids, retries ending FAILED, 500
+//! concurrent submits and `metadata.timeout`. What `api.rs` checked of the same requests lives
+//! here now, so both backends answer to it.
 
 mod common;
 
@@ -10,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use common::redis::{await_final_all, random_uuid, RedisServer};
 use common::{
-    assert_error, assert_outcome_null, is_rfc3339_utc, is_uuid, wait_final, Broker, Client,
+    assert_error, assert_outcome_null, is_rfc3339_utc, is_uuid, metric, wait_final, wait_until,
+    Broker, Client,
 };
 use openhqm::store::Status;
 use serde_json::{json, Value};
 
 const SUBMIT: &str = "/api/v1/submit";
+const RETRIES: &str = r#"openhqm_queue_retries_total{queue_name="openhqm-requests"}"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -68,15 +72,27 @@ impl Env {
         // Acknowledged entries are trimmed every 100 ms.
         let streams = redis.cli(&["KEYS", "openhqm-requests:{*}"]);
         for stream in streams.lines().filter(|s| s.ends_with('}')) {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-            while redis.cli_int(&["XLEN", stream]) != 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{stream} not empty 3 s after completion"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_until(
+                Instant::now() + Duration::from_secs(3),
+                &format!("{stream} to be trimmed empty after completion"),
+                || redis.cli_int(&["XLEN", stream]) == 0,
+            );
         }
+    }
+
+    /// Waits until the first attempt of `id` (an `error` job) has failed and its retry is
+    /// scheduled: the retry is counted, and on Redis the id waits in its shard's retry set.
+    fn wait_retry_scheduled(&self, id: &str, deadline: Instant) {
+        wait_until(deadline, "the first attempt's retry to be counted", || {
+            metric(self.broker.addr, RETRIES).is_some_and(|n| n >= 1.0)
+        });
+        let Some(redis) = &self.redis else { return };
+        wait_until(deadline, &format!("{id} in a retry set"), || {
+            redis
+                .cli(&["KEYS", "openhqm-requests:*:retries"])
+                .lines()
+                .any(|set| !redis.cli(&["ZSCORE", set, id]).is_empty())
+        });
     }
 }
 
@@ -141,6 +157,10 @@ fn builtin_operations(kind: Kind) {
             json!({"a": [1, 2.5, null], "b": "x"}),
         ),
         (
+            json!({"data": "no operation means echo"}),
+            json!("no operation means echo"),
+        ),
+        (
             json!({"operation": "uppercase", "data": "mixed Case ß"}),
             json!("MIXED CASE SS"),
         ),
@@ -148,6 +168,10 @@ fn builtin_operations(kind: Kind) {
         (
             json!({"operation": "reverse", "data": "héllo wörld 😀!"}),
             json!("!😀 dlröw olléh"),
+        ),
+        (
+            json!({"operation": "frobnicate", "data": "x"}),
+            json!("Unknown operation: frobnicate"),
         ),
     ];
     let ids: Vec<String> = cases
@@ -176,8 +200,11 @@ fn status_and_response_shapes(kind: Kind) {
     );
     let mut c = env.client();
 
-    // The 202.
-    let r = c.post_json(SUBMIT, r#"{"payload":{"operation":"echo","data":"shape"}}"#);
+    // The 202, to the README's quick start.
+    let r = c.post_json(
+        SUBMIT,
+        r#"{"payload":{"operation":"uppercase","data":"hello"}}"#,
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let v = r.json();
@@ -208,7 +235,7 @@ fn status_and_response_shapes(kind: Kind) {
     let fin = wait_final(&mut c, &id, Instant::now() + Duration::from_secs(10));
     assert_eq!(fin.status, 200);
     assert_eq!(fin.header("cache-control"), Some("no-store"));
-    check_completed(&id, &fin.json(), &json!("shape"));
+    check_completed(&id, &fin.json(), &json!("HELLO"));
     let completed_at = fin.json()["completed_at"].as_str().unwrap().to_owned();
     assert!(
         completed_at >= submitted_at,
@@ -233,17 +260,15 @@ fn status_and_response_shapes(kind: Kind) {
     // with the full shape and every outcome field null.
     let id = c.submit(r#"{"operation":"error","data":"later"}"#);
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until(deadline, "the error job to be PROCESSING", || {
         let v = c.get(&format!("/api/v1/status/{id}")).json();
-        if v["status"] == "PROCESSING" {
-            break;
+        if v["status"] != "PROCESSING" {
+            assert_eq!(v["status"], "PENDING", "{v}");
         }
-        assert_eq!(v["status"], "PENDING", "{v}");
-        assert!(Instant::now() < deadline, "never PROCESSING: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Its first attempt has failed (or is about to): it must stay PROCESSING, not final.
-    std::thread::sleep(Duration::from_millis(300));
+        v["status"] == "PROCESSING"
+    });
+    // Its first attempt has failed and the retry waits 30 s: it must stay PROCESSING, not final.
+    env.wait_retry_scheduled(&id, deadline);
     let r = c.get(&format!("/api/v1/response/{id}"));
     assert_eq!(r.status, 202, "{}", r.text());
     let v = r.json();
@@ -254,24 +279,56 @@ fn status_and_response_shapes(kind: Kind) {
 }
 
 fn unknown_and_malformed_ids(kind: Kind) {
-    let env = Env::start(kind, &[]);
+    // Two shards, so a lookup must find the shard that owns the id.
+    let env = Env::start(kind, &["--shards", "2"]);
     let mut c = env.client();
     // Something exists, so the lookup is not trivially empty.
     let known = c.submit(r#"{"operation":"echo","data":"x"}"#);
     wait_final(&mut c, &known, Instant::now() + Duration::from_secs(10));
-    for _ in 0..5 {
-        let id = random_uuid();
-        assert!(is_uuid(&id));
-        assert_error(&c.get(&format!("/api/v1/status/{id}")), 404);
-        assert_error(&c.get(&format!("/api/v1/response/{id}")), 404);
+
+    // Unknown: random ids and both ends of the UUIDv4 space, also in upper case.
+    let mut unknown: Vec<String> = (0..5).map(|_| random_uuid()).collect();
+    unknown.push("00000000-0000-4000-8000-000000000000".into());
+    unknown.push("ffffffff-ffff-4fff-bfff-ffffffffffff".into());
+    for id in &unknown {
+        assert!(is_uuid(id), "{id}");
+        for kind in ["status", "response"] {
+            assert_error(&c.get(&format!("/api/v1/{kind}/{id}")), 404);
+        }
         assert_error(
             &c.get(&format!("/api/v1/status/{}", id.to_ascii_uppercase())),
             404,
         );
     }
-    for bad in ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"] {
-        assert_error(&c.get(&format!("/api/v1/status/{bad}")), 400);
-        assert_error(&c.get(&format!("/api/v1/response/{bad}")), 400);
+    // The canonical form in upper case names the same request.
+    let r = c.get(&format!("/api/v1/status/{}", known.to_ascii_uppercase()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["correlation_id"], known.as_str());
+
+    // Malformed: 400, and the error never echoes what it was given.
+    for bad in [
+        "../etc",
+        "..%2F..",
+        "not-a-uuid",
+        "123",
+        "*",
+        "%00",
+        "%0d%0a",
+        "550e8400-e29b-41d4-a716-44665544000",
+        "550e8400-e29b-41d4-a716-4466554400000",
+        "550e8400xe29b-41d4-a716-446655440000",
+        "550e8400-e29b-41d4-a716-44665544000g",
+        "00000000-0000-0000-0000-00000000000g",
+        &"a".repeat(200),
+        &format!("{known}/x"),
+    ] {
+        for kind in ["status", "response"] {
+            let v = assert_error(&c.get(&format!("/api/v1/{kind}/{bad}")), 400);
+            assert!(
+                !v["detail"].as_str().unwrap().contains(bad),
+                "the error must not echo the id: {v}"
+            );
+        }
     }
 }
 
@@ -300,6 +357,7 @@ fn error_operation_retried_then_failed(kind: Kind) {
         v["completed_at"].as_str().is_some_and(is_rfc3339_utc),
         "{v}"
     );
+    assert!(v["processing_time_ms"].is_u64(), "{v}");
     let s = c.get(&format!("/api/v1/status/{id}")).json();
     assert_eq!(s["status"], "FAILED", "{s}");
 
@@ -309,14 +367,15 @@ fn error_operation_retried_then_failed(kind: Kind) {
         m.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
     };
-    assert_eq!(
-        sample(r#"openhqm_queue_retries_total{queue_name="openhqm-requests"}"#),
-        Some(2.0),
-        "{m}"
-    );
+    assert_eq!(sample(RETRIES), Some(2.0), "{m}");
     assert_eq!(
         sample(r#"openhqm_queue_dlq_total{reason="max_retries_exceeded"}"#),
         Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(r#"openhqm_worker_errors_total{error_type="processing_error"}"#),
+        Some(3.0),
         "{m}"
     );
 }
@@ -392,10 +451,16 @@ fn metadata_timeout_is_accepted(kind: Kind) {
         let v = wait_final(&mut c, id, deadline).json();
         check_completed(id, &v, &json!(format!("T{i}")));
     }
-    // Out of range is still a validation error on every backend.
+    // Out of range is still a validation error on every backend, naming the field.
     for bad in [json!({"timeout": 0}), json!({"timeout": -1})] {
         let body = json!({"payload": {"data": "x"}, "metadata": bad});
-        assert_error(&c.post_json(SUBMIT, &body.to_string()), 422);
+        let v = assert_error(&c.post_json(SUBMIT, &body.to_string()), 422);
+        assert_eq!(
+            v["detail"][0]["loc"],
+            json!(["body", "metadata", "timeout"]),
+            "{bad}: {v}"
+        );
+        assert_eq!(v["detail"].as_array().map(Vec::len), Some(1), "{bad}: {v}");
     }
 }
 

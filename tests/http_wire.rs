@@ -146,6 +146,8 @@ fn chunked_submit_body_one_chunk_per_write() {
     let mut c = Client::connect(b.addr);
     c.send(format!("{SUBMIT_HEAD}Transfer-Encoding: chunked\r\n\r\n").as_bytes())
         .unwrap();
+    // Not synchronisation: the pauses are the subject, so each chunk reaches the server in a read
+    // of its own (nothing on the wire says when the server has read the one before).
     for chunk in chunks_of(&body) {
         std::thread::sleep(Duration::from_millis(40));
         c.send(chunk.as_bytes()).unwrap();
@@ -165,6 +167,7 @@ fn send_in_pieces(c: &mut Client, wire: &[u8], step: usize) {
     for piece in wire.chunks(step) {
         c.send(piece)
             .unwrap_or_else(|e| panic!("writing {:?}: {e}", String::from_utf8_lossy(piece)));
+        // Not synchronisation: a slow client is what is tested.
         std::thread::sleep(Duration::from_millis(15));
     }
 }
@@ -176,6 +179,7 @@ fn request_head_split_across_writes() {
     let mut c = Client::connect(b.addr);
     c.set_read_timeout(Duration::from_secs(5));
     c.send(b"GET /health HTTP/1.1\r\nHo").unwrap();
+    // Not synchronisation: the pause splits the head across two reads, which is the subject.
     std::thread::sleep(Duration::from_millis(50));
     c.send(b"st: 127.0.0.1\r\n\r\n").unwrap();
     let r = c

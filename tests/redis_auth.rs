@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::{get, post_json, wait_final, Broker};
+use common::{get, post_json, wait_final, wait_until, Broker};
 
 const SECRET: &str = "s3cret-hunter2";
 
@@ -42,14 +42,11 @@ fn acl_user_and_password_are_used() {
     let redis = RedisServer::start();
     acl_user(&redis);
     let broker = start(&redis, SECRET);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(broker.addr, "/health").status != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "never healthy with the right password"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "health 200 with the right password",
+        || get(broker.addr, "/health").status == 200,
+    );
     let r = post_json(
         broker.addr,
         "/api/v1/submit",
@@ -70,7 +67,12 @@ fn a_wrong_password_degrades_and_is_never_logged() {
     let redis = RedisServer::start();
     acl_user(&redis);
     let broker = start(&redis, "wrong-password-777");
-    std::thread::sleep(Duration::from_millis(300));
+    // Redis has refused the password: from here on the broker must answer degraded.
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the broker to log Redis's WRONGPASS",
+        || broker.logs().iter().any(|l| l.contains("WRONGPASS")),
+    );
     let h = get(broker.addr, "/health");
     assert_eq!(h.status, 503, "{}", h.text());
     assert_eq!(h.json()["status"], "degraded");

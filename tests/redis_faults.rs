@@ -20,13 +20,13 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::redis::{await_final_all, try_get, try_submit, RedisServer, Submit};
-use common::{wait_final, Broker, Client};
+use common::{wait_final, wait_until, Broker, Client};
 use openhqm::store::{RequestState, Status};
 use serde_json::{json, Value};
 
@@ -64,6 +64,8 @@ struct Sent {
 
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Submits answered 202 so far, across the threads.
+    accepted: Arc<AtomicUsize>,
     handles: Vec<JoinHandle<Vec<Sent>>>,
 }
 
@@ -72,9 +74,11 @@ impl Load {
     /// stopped. A broken connection is recorded and replaced; refused connects are retried.
     fn start(addr: SocketAddr, threads: usize, pause: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let handles = (0..threads)
             .map(|t| {
                 let stop = stop.clone();
+                let accepted = accepted.clone();
                 std::thread::spawn(move || {
                     let mut out = Vec::new();
                     let mut client: Option<Client> = None;
@@ -88,6 +92,7 @@ impl Load {
                                     client.insert(c)
                                 }
                                 Err(_) => {
+                                    // Poll until the broker listens (again).
                                     std::thread::sleep(Duration::from_millis(20));
                                     continue;
                                 }
@@ -102,7 +107,10 @@ impl Load {
                         let drop_conn = match &outcome {
                             Submit::Broken(_) => true,
                             Submit::Refused(r) => r.closes(),
-                            Submit::Accepted(_) => false,
+                            Submit::Accepted(_) => {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                                false
+                            }
                         };
                         if drop_conn {
                             client = None;
@@ -114,6 +122,7 @@ impl Load {
                             latency,
                         });
                         if !pause.is_zero() {
+                            // The load's pace (light load), not synchronisation.
                             std::thread::sleep(pause);
                         }
                     }
@@ -121,7 +130,22 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, handles }
+        Load {
+            stop,
+            accepted,
+            handles,
+        }
+    }
+
+    /// Waits (bounded) until `n` more submits than now have been accepted. With one submit in
+    /// flight per thread, `n` > threads means at least one of them was sent after this call.
+    fn wait_accepted(&self, n: usize, within: Duration) {
+        let target = self.accepted.load(Ordering::Relaxed) + n;
+        wait_until(
+            Instant::now() + within,
+            &format!("{n} more submits accepted under load"),
+            || self.accepted.load(Ordering::Relaxed) >= target,
+        );
     }
 
     fn stop(self) -> Vec<Sent> {
@@ -451,9 +475,11 @@ fn broker_kill9_under_load_loses_nothing() {
     let mut broker = Broker::start_on_redis(&redis, FAST);
     let port = broker.addr.port();
     let load = Load::start(broker.addr, 8, Duration::ZERO);
-    std::thread::sleep(Duration::from_millis(1000));
+    // A fixed amount of work (about a second's worth on a 2-core machine), whatever the speed.
+    load.wait_accepted(3000, Duration::from_secs(30));
     broker.kill9();
-    std::thread::sleep(Duration::from_millis(500));
+    // The broker's sockets died with it: every thread's submit in flight ends now, so stopping
+    // (and joining) the load needs no pause.
     let sent = load.stop();
     let ok = accepted(&sent);
     let broken = sent
@@ -514,11 +540,14 @@ fn redis_restart_under_load_503s_fast_and_recovers() {
     let mut outages = Vec::new();
     let mut healthy_at = Instant::now();
     for _ in 0..2 {
-        std::thread::sleep(Duration::from_millis(700));
+        // Load is flowing (again) before each kill.
+        load.wait_accepted(1500, Duration::from_secs(30));
         redis.kill9();
         let killed = Instant::now();
         let degraded_at = wait_health(addr, 503, Duration::from_secs(3));
         eprintln!("/health degraded {:?} after the kill", degraded_at - killed);
+        // Not synchronisation: the outage lasts ~1 s on purpose, longer than the broker's 1 s
+        // Redis deadline, so submits in flight time out and new ones are refused meanwhile.
         std::thread::sleep(Duration::from_secs(1).saturating_sub(killed.elapsed()));
         redis.restart();
         let restarted = Instant::now();
@@ -530,7 +559,8 @@ fn redis_restart_under_load_503s_fast_and_recovers() {
         );
         outages.push((killed, restarted));
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    // Submits sent after the recovery are accepted.
+    load.wait_accepted(1000, Duration::from_secs(30));
     let sent = load.stop();
 
     let broken: Vec<&String> = sent
@@ -629,11 +659,13 @@ fn client_kill_idle_and_under_light_load() {
     let load = Load::start(addr, 2, Duration::from_millis(10));
     let mut kills = Vec::new();
     for _ in 0..2 {
-        std::thread::sleep(Duration::from_millis(600));
+        // Load is flowing (again) before each kill.
+        load.wait_accepted(100, Duration::from_secs(30));
         redis.cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
         kills.push(Instant::now());
     }
-    std::thread::sleep(Duration::from_millis(2000));
+    // Submits sent after the last kill are accepted.
+    load.wait_accepted(200, Duration::from_secs(30));
     let sent = load.stop();
     for s in &sent {
         match &s.outcome {
@@ -692,6 +724,8 @@ fn two_instances_share_one_redis() {
         let id = ca.submit(&json!({"operation": "echo", "data": data}).to_string());
         through_a.push((id, data));
         if i % 20 == 19 {
+            // The load's shape, not synchronisation: between bursts both instances' blocked
+            // readers get turns (that both take part is asserted below).
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -853,11 +887,11 @@ fn broker_crash_between_retries_still_dead_letters() {
     let retries = format!("openhqm-requests:{tag}:retries");
 
     // Right after the first failure the retry is scheduled in Redis (for 0.5..1 s from now).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while redis.cli_int(&["ZCARD", &retries]) == 0 {
-        assert!(Instant::now() < deadline, "the retry was never scheduled");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        Instant::now() + Duration::from_secs(5),
+        "the retry to be scheduled",
+        || redis.cli_int(&["ZCARD", &retries]) != 0,
+    );
     broker.kill9();
     drop(c);
     assert_eq!(
@@ -905,11 +939,11 @@ fn retry_wait_is_processing_in_redis() {
     let id = c.submit(r#"{"operation":"error","data":"waits for its retry"}"#);
     let tag = shard_of(&redis, &id);
     let retries = format!("openhqm-requests:{tag}:retries");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while redis.cli_int(&["ZCARD", &retries]) == 0 {
-        assert!(Instant::now() < deadline, "the retry was never scheduled");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        Instant::now() + Duration::from_secs(5),
+        "the retry to be scheduled",
+        || redis.cli_int(&["ZCARD", &retries]) != 0,
+    );
     // This instance answers from memory...
     let api = c.get(&format!("/api/v1/status/{id}")).json();
     assert_eq!(api["status"], "PROCESSING", "{api}");

@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests: a [`Broker`] (the real `openhqm` binary on a free
 //! loopback port) and a tiny raw HTTP/1.1 client ([`Client`]) that works on bytes, so tests can
 //! send anything, including what no well-behaved client would. Every socket read has a timeout,
-//! so no test can hang on a silent server.
+//! so no test can hang on a silent server. Tests wait with [`wait_until`] / [`wait_for`]: for a
+//! condition under a deadline, never for a fixed time.
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -89,7 +90,7 @@ impl Broker {
                 "openhqm printed no \"listening\" line within {START_TIMEOUT:?}; stdout: {:?}",
                 broker.logs()
             );
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL_EVERY);
         }
     }
 
@@ -136,7 +137,7 @@ impl Broker {
             if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL_EVERY);
         }
     }
 
@@ -239,7 +240,7 @@ pub fn run_to_exit_env(
             let _ = child.wait();
             panic!("openhqm {args:?} did not exit within {timeout:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(POLL_EVERY);
     };
     for r in readers {
         let _ = r.join();
@@ -707,19 +708,74 @@ pub fn is_uuid(s: &str) -> bool {
 }
 
 /// Polls `GET /api/v1/response/{id}` on `client` until it is 200 (final) or `deadline` passes.
+#[track_caller]
 pub fn wait_final(client: &mut Client, id: &str, deadline: Instant) -> Resp {
-    loop {
+    wait_for(deadline, &format!("response/{id} to be final"), || {
         let r = client.get(&format!("/api/v1/response/{id}"));
         match r.status {
-            200 => return r,
-            202 => {}
+            200 => Ok(r),
+            202 => Err(r.text()),
             other => panic!("response/{id}: unexpected {other}: {}", r.text()),
         }
+    })
+}
+
+/// The value of one exact series (`name{labels}`, as the exposition writes it) in a fresh
+/// `GET /metrics` from `addr`; `None` if the series is absent.
+pub fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200, "/metrics: {}", r.text());
+    r.text().lines().find_map(|l| {
+        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad sample line {l:?}")),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting for conditions.
+// ---------------------------------------------------------------------------------------------
+
+/// The pause between two checks of a condition in [`wait_until`] and [`wait_for`].
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Checks `ready` every [`POLL_EVERY`] until it holds; panics naming `what` once `deadline` has
+/// passed. Tests wait for the condition they need, never for a fixed time: a fixed sleep is too
+/// long on an idle machine and too short on a loaded one, and then the test checks nothing.
+#[track_caller]
+pub fn wait_until(deadline: Instant, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
         assert!(
             Instant::now() < deadline,
-            "response/{id} not final in time; last: {}",
-            r.text()
+            "gave up waiting for {what} after {:?}",
+            started.elapsed()
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// [`wait_until`] for a condition that yields a value: `poll` returns `Ok(value)` once it holds
+/// and `Err(seen)` before; the last `seen` goes into the panic message.
+#[track_caller]
+pub fn wait_for<T, S: std::fmt::Debug>(
+    deadline: Instant,
+    what: &str,
+    mut poll: impl FnMut() -> Result<T, S>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match poll() {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what} after {:?}; last seen: {seen:?}",
+                started.elapsed()
+            ),
+        }
+        std::thread::sleep(POLL_EVERY);
     }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use openhqm::backend::redis::state_value;
 use openhqm::store::RequestState;
 
-use super::{Broker, Client, ReadError, Resp};
+use super::{wait_for, wait_until, Broker, Client, ReadError, Resp};
 
 /// How long a starting (or AOF-loading) Redis may take to answer `PING`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -208,14 +208,14 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill9();
         let mut last = String::new();
-        // The port is ours, but a just-killed listener can take a moment to be rebindable.
         for _ in 0..5 {
+            // The port is ours, but a just-killed listener can take a moment to be rebindable.
+            wait_port_free(self.port);
             match self.spawn_and_wait() {
                 Ok(()) => return,
                 Err(log) => {
                     last = log;
                     self.kill9();
-                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
         }
@@ -309,6 +309,16 @@ fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// Waits (bounded) until `port` on 127.0.0.1 can be bound again, e.g. after its listener was
+/// killed.
+fn wait_port_free(port: u16) {
+    wait_until(
+        Instant::now() + Duration::from_secs(5),
+        &format!("port {port} to be free again"),
+        || TcpListener::bind(("127.0.0.1", port)).is_ok(),
+    );
+}
+
 /// A new, empty directory under the system temp dir.
 fn fresh_dir() -> PathBuf {
     loop {
@@ -396,40 +406,31 @@ impl Broker {
         flags.extend(extra.iter().map(|s| (*s).to_owned()));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let broker = Broker::start_with(&flags);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = Client::try_connect(broker.addr)
-                .ok()
-                .and_then(|mut c| try_get(&mut c, "/health"));
-            if r.as_ref().is_some_and(|r| r.status == 200) {
-                return broker;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker on {} not healthy within 10 s: {:?}",
-                redis.url(),
-                r.map(|r| r.text())
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for(
+            Instant::now() + Duration::from_secs(10),
+            &format!("the broker on {} to be healthy", redis.url()),
+            || {
+                let r = Client::try_connect(broker.addr)
+                    .ok()
+                    .and_then(|mut c| try_get(&mut c, "/health"));
+                match r {
+                    Some(r) if r.status == 200 => Ok(()),
+                    other => Err(other.map(|r| r.text())),
+                }
+            },
+        );
+        broker
     }
 
     /// Starts a broker on `redis` with `extra` flags on a given port (a restarted instance: its
     /// Redis consumer names are `<host>:<port>:<shard>`, so the same port finds the crashed
     /// instance's pending entries at once).
     pub fn start_on_redis_port(redis: &RedisServer, port: u16, extra: &[&str]) -> Broker {
+        // The port bound a moment ago by the killed instance can need a moment to be free.
+        wait_port_free(port);
         let port = port.to_string();
         let mut flags = vec!["--port", port.as_str()];
         flags.extend_from_slice(extra);
-        // The port bound a moment ago by the killed instance can need a moment to be free.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let probe = TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()));
-            if probe.is_ok() || Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
         Broker::start_on_redis(redis, &flags)
     }
 }
