@@ -89,6 +89,36 @@ fn bench(c: &mut Criterion) {
             reads::xreadgroup(&frame).unwrap().len()
         })
     });
+    // The reply decoder alone, ours against redis-protocol's (both zero-copy over `Bytes`): the
+    // measurement behind decoding RESP by hand (docs/ARCHITECTURE.md, Dependencies).
+    for n in [1usize, 10] {
+        let reply = xreadgroup_reply(n);
+        g.throughput(Throughput::Bytes(reply.len() as u64));
+        g.bench_function(format!("frame_xreadgroup_{n}/ours"), |b| {
+            b.iter(|| Frame::decode(black_box(&reply)).unwrap().unwrap().1)
+        });
+        g.bench_function(format!("frame_xreadgroup_{n}/redis_protocol"), |b| {
+            b.iter(|| {
+                redis_protocol::resp2::decode::decode_bytes(black_box(&reply))
+                    .unwrap()
+                    .unwrap()
+                    .1
+            })
+        });
+    }
+    let ok = Bytes::from_static(b"+OK\r\n");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("frame_ok/ours", |b| {
+        b.iter(|| Frame::decode(black_box(&ok)).unwrap().unwrap().1)
+    });
+    g.bench_function("frame_ok/redis_protocol", |b| {
+        b.iter(|| {
+            redis_protocol::resp2::decode::decode_bytes(black_box(&ok))
+                .unwrap()
+                .unwrap()
+                .1
+        })
+    });
     g.finish();
 }
 

@@ -30,8 +30,8 @@ impl Timestamp {
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`. The part up to the seconds is cached per thread for the
-    /// last second formatted (timestamps of one request are in the same second): a request wrote
-    /// two, and formatting the date cost ~200 instructions each (callgrind).
+    /// last second formatted (timestamps of one request are in the same second, and a request
+    /// writes two).
     pub fn rfc3339(self) -> [u8; RFC3339_LEN] {
         let secs = self.0 / 1_000_000;
         let micros = (self.0 % 1_000_000) as u32;

@@ -57,8 +57,8 @@ macro_rules! internal {
 }
 
 internal!(
-    api, backend, backoff, clock, error, http, id, mesh, metrics, resp, server, shard, store, sync,
-    worker,
+    api, backend, backoff, clock, error, http, id, mesh, metrics, plain_json, resp, server, shard,
+    store, sync, worker,
 );
 mod broker;
 pub mod config;

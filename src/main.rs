@@ -95,10 +95,9 @@ fn main() -> ExitCode {
 }
 
 /// Opts this process out of transparent huge pages. The allocator asks for them on its heap
-/// (`madvise`), and the kernel then zeroes a whole 2 MiB page inside the first touch: measured
-/// at 11 ms on these VMs, in the middle of a request (`perf record -g -C 0` during an open-loop
-/// run: `clear_page_erms <- folio_zero_user <- do_huge_pmd_anonymous_page`, PERFORMANCE.md).
-/// With 4 KiB pages the same zeroing is spread over many sub-microsecond faults.
+/// (`madvise`), and the kernel then zeroes a whole 2 MiB page inside the first touch, in the
+/// middle of a request (milliseconds; PERFORMANCE.md). With 4 KiB pages the same zeroing is
+/// spread over many short faults.
 fn disable_transparent_huge_pages() {
     // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only and touches no memory
     // of ours; failure (an old kernel) leaves the default, which is only slower at the tail.

@@ -1,15 +1,25 @@
-//! Submit-body validation on arbitrary bytes: never panics, and an accepted body's payload is a
-//! JSON object that serde_json reads back (what the worker and the echo output rely on).
+//! Submit-body validation on arbitrary bytes: never panics; an accepted body's payload is a JSON
+//! object that serde_json reads back (what the worker and the echo output rely on); and the
+//! one-pass fast path gives the full parse's answer wherever it answers, with the same payload.
 #![no_main]
 
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use openhqm::api::submit;
+use openhqm::api::submit_plain::plain_members;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(members) = plain_members(data) {
+        // Same answer either way (a 422 for a wrong member included), and the same payload.
+        let full = submit::parse_full(data, TIMEOUT);
+        assert_eq!(submit::parse(data, TIMEOUT), full);
+        if let Ok(full) = full {
+            assert_eq!(full.payload, members.payload);
+        }
+    }
     if let Ok(sub) = submit::parse(data, TIMEOUT) {
         let payload = &data[sub.payload];
         assert_eq!(payload.first(), Some(&b'{'));

@@ -10,6 +10,7 @@ pub mod response;
 pub mod route;
 pub mod status;
 pub mod submit;
+pub mod submit_plain;
 
 use std::cell::RefCell;
 use std::rc::Rc;

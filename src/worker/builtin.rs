@@ -5,14 +5,16 @@
 //! `echo`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Output, ProcessError, Processor};
-use crate::backend::Job;
 use crate::clock::{Timestamp, RFC3339_LEN};
+use crate::plain_json;
+use crate::backend::Job;
 
 /// The built-in operations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,11 +36,16 @@ impl Processor for Builtin {
 
 /// Runs one operation on a payload (the submit path validated it as a JSON object).
 pub fn run(payload: &[u8]) -> Result<Output, ProcessError> {
-    let p: Payload<'_> = serde_json::from_slice(payload).map_err(|e| ProcessError {
-        message: format!("invalid payload: {e}"),
-        retryable: false,
-    })?;
-    let (op, data) = (p.operation, p.data.map(RawValue::get));
+    let (op, data) = match plain_fields(payload) {
+        Some(fields) => fields,
+        None => {
+            let p: Payload<'_> = serde_json::from_slice(payload).map_err(|e| ProcessError {
+                message: format!("invalid payload: {e}"),
+                retryable: false,
+            })?;
+            (p.operation, p.data.map(RawValue::get))
+        }
+    };
     let op = op.as_deref().unwrap_or("echo");
     let output: Vec<u8> = match op {
         "echo" => data.unwrap_or("null").as_bytes().to_vec(),
@@ -66,6 +73,26 @@ pub fn run(payload: &[u8]) -> Result<Output, ProcessError> {
         status_code: 200,
         headers: None,
     })
+}
+
+/// `operation` and `data` of a plain payload (`plain_json.rs`) whose operation, if any, is a string
+/// without escapes or `null`: one pass instead of serde's. Anything else is serde's to read.
+fn plain_fields(payload: &[u8]) -> Option<(Option<Cow<'_, str>>, Option<&str>)> {
+    let [op, data] = plain_json::members(payload, [b"operation", b"data"])?;
+    // Plain JSON is ASCII: these are text.
+    let text = |r: Range<usize>| std::str::from_utf8(&payload[r]).ok();
+    let op = match op.map(|r| &payload[r]) {
+        None | Some(b"null") => None,
+        Some(value) => Some(Cow::Borrowed(
+            std::str::from_utf8(plain_json::plain_string(value)?).ok()?,
+        )),
+    };
+    // A `null` data reads as absent with serde; every operation treats the two alike.
+    let data = match data {
+        Some(r) => Some(text(r)?),
+        None => None,
+    };
+    Some((op, data))
 }
 
 /// The string a text operation works on: a JSON string's value, `""` for no data, otherwise the
@@ -129,8 +156,31 @@ mod tests {
         }
     }
 
+    /// The one-pass reading of plain payloads gives what serde's gives.
     #[test]
-    fn escaped_operations_are_read() {
+    fn plain_payloads_read_as_serde_reads_them() {
+        for payload in [
+            r#"{"operation":"uppercase","data":"hello"}"#,
+            r#"{"data":{"a":[1,2.5]},"operation":"echo","other":[null]}"#,
+            r#"{"operation":null,"data":null}"#,
+            r#"{"operation":"reverse"}"#,
+            r#"{}"#,
+        ] {
+            let (op, data) = plain_fields(payload.as_bytes()).expect("plain");
+            let p: Payload<'_> = serde_json::from_str(payload).unwrap();
+            assert_eq!(op, p.operation, "{payload}");
+            let serde_data = p.data.map(RawValue::get);
+            assert!(data == serde_data || (data == Some("null") && serde_data.is_none()));
+        }
+        // Not plain, or an operation serde must read (or refuse): serde's.
+        for payload in [
+            r#"{"operation":"upper\u0063ase"}"#,
+            r#"{"operation":5}"#,
+            r#"{"operation":"echo","operation":"echo"}"#,
+            r#"{"data":1e3}"#,
+        ] {
+            assert_eq!(plain_fields(payload.as_bytes()), None, "{payload}");
+        }
         assert_eq!(
             output(r#"{"operation":"upper\u0063ase","data":"a"}"#),
             r#""A""#

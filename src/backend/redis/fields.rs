@@ -35,7 +35,6 @@ pub fn job_fields(job: &Job, attempt: u32) -> Args {
     pair(b"id", Bytes::copy_from_slice(&job.id.to_text()));
     pair(b"payload", job.payload.clone());
     pair(b"attempt", num(u64::from(attempt)));
-    // No `format!`: it cost ~800 instructions a submit (callgrind).
     let mut meta = Vec::with_capacity(48);
     put_num(&mut meta, u64::from(job.metadata.priority));
     meta.push(b' ');

@@ -6,7 +6,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -64,29 +63,6 @@ pub struct RedisSettings {
     pub requests_prefix: String,
 }
 
-/// Hashes stream entry ids (`<ms>-<seq>`). Redis writes them, not clients, so a fast fold (8
-/// bytes a step, a SplitMix64 finish) is safe here; SipHash cost ~300 instructions a request
-/// over the six lookups of an entry's life (callgrind).
-#[derive(Default)]
-pub(super) struct EntryIdHasher(u64);
-
-impl Hasher for EntryIdHasher {
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-}
-
 /// One shard's Redis Streams queue.
 pub(crate) struct RedisQueue {
     pub(super) cmd: Client,
@@ -107,7 +83,7 @@ pub(crate) struct RedisQueue {
     pub(super) requests_prefix: String,
     /// Entry ids handed to worker slots and not yet finished, with when their lease was last
     /// reset (the sending of the read, claim or renewal that did).
-    pub(super) in_flight: RefCell<HashMap<Bytes, Instant, BuildHasherDefault<EntryIdHasher>>>,
+    pub(super) in_flight: RefCell<HashMap<Bytes, Instant>>,
     /// Entries taken over from dead consumers, waiting to be fetched.
     pub(super) reclaimed: RefCell<VecDeque<Delivery>>,
     pub(super) depth: Cell<Depth>,

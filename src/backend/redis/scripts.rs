@@ -7,8 +7,8 @@
 //! as one of these scripts instead, which settles **only if the entry is still in this consumer's
 //! pending list**: a worker whose entry was taken over (and maybe already finished) by another
 //! instance then writes nothing, so it cannot overwrite the outcome it no longer owns.
-//! Scripts are not the hot path because each `EVALSHA` costs Redis ~10 µs more CPU than the
-//! same commands in `MULTI/EXEC` (7.0, `INFO commandstats`; PERFORMANCE.md).
+//! Scripts are not the hot path because an `EVALSHA` costs Redis more CPU than the same
+//! commands in `MULTI/EXEC` (PERFORMANCE.md).
 //!
 //! Every key is passed in `KEYS` and carries the shard's hash tag. State values are encoded by
 //! `state_value.rs`, job fields by `fields.rs`; the scripts pass both through unread.
@@ -71,8 +71,7 @@ return #ids";
 /// Deletes the entries every consumer group of the stream has acknowledged: those before the
 /// oldest pending entry, or, with none pending, up to the last delivered one. Entries still
 /// pending or not yet delivered are never touched (unlike `MAXLEN`, which before Redis 8.2 deletes
-/// pending entries). One call every 100 ms replaces an `XDEL` per request, which cost Redis
-/// ~8 µs each (`INFO commandstats`). KEYS: stream. Returns the number of entries deleted.
+/// pending entries). One call every 100 ms replaces an `XDEL` per request. KEYS: stream. Returns the number of entries deleted.
 const TRIM_ACKNOWLEDGED: &[u8] = b"local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
