@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
     let worker = Worker::new(
         backend.clone(),
         metrics.clone(),
-        processors.clone(),
+        processors.for_shard(),
         &config.worker,
         1,
     );

@@ -71,10 +71,23 @@ impl Broker {
         }
     }
 
-    /// Registers `processor` as `name`: jobs whose `metadata.endpoint` is `name` run it, and a
-    /// submit naming an unregistered processor is refused (422).
-    pub fn processor(mut self, name: &str, processor: impl Processor) -> Self {
+    /// Registers `processor` as `name`, one value for every shard: jobs whose
+    /// `metadata.endpoint` is `name` run it, and a submit naming an unregistered processor is
+    /// refused (422).
+    pub fn processor(mut self, name: &str, processor: impl Processor + Send + Sync) -> Self {
         self.processors.register(name, processor);
+        self
+    }
+
+    /// Registers the processors `make` builds as `name`: each shard calls it once, on its own
+    /// thread, so the processor may keep per-shard state (a connection pool, a cache) that is
+    /// not `Send`.
+    pub fn processor_per_shard<P, F>(mut self, name: &str, make: F) -> Self
+    where
+        P: Processor,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.processors.register_per_shard(name, make);
         self
     }
 

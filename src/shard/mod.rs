@@ -116,7 +116,7 @@ impl<B: Backend + 'static> Shard<B> {
         let worker = Rc::new(Worker::new(
             backend.clone(),
             metrics.clone(),
-            processors.clone(),
+            processors.for_shard(),
             &config.worker,
             seed,
         ));

@@ -67,11 +67,12 @@ impl ProcessError {
 /// User logic plugs in here: register an implementation by name on [`crate::Broker`], and jobs
 /// whose `metadata.endpoint` names it (or every job, when it is the default) run it.
 ///
-/// One value serves every shard (hence `Send + Sync`), but `process` runs on a shard's own
-/// thread and its future need not be `Send`: it may hold `Rc`s and use the shard's runtime
-/// (monoio) for I/O and timers. A processor that waits holds its worker slot, never the shard.
+/// `process` runs on a shard's own thread and its future need not be `Send`: it may hold `Rc`s
+/// and use the shard's runtime (monoio) for I/O and timers. A processor that waits holds its
+/// worker slot, never the shard. One value can serve every shard (`Broker::processor`, which
+/// then needs `Send + Sync`), or each shard can build its own (`Broker::processor_per_shard`).
 #[allow(async_fn_in_trait)]
-pub trait Processor: Send + Sync + 'static {
+pub trait Processor: 'static {
     /// Processes one job.
     async fn process(&self, job: &Job) -> Result<Output, ProcessError>;
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use super::registry::Processors;
+use super::registry::ShardProcessors;
 use super::verdict::{judge, Ran, RetryPolicy, Timing};
 use super::ProcessError;
 use crate::backend::{Backend, Delivery, Settlement, Start};
@@ -30,7 +30,7 @@ use crate::sync::shutdown::Shutdown;
 pub struct Worker<B> {
     backend: Rc<B>,
     metrics: Rc<RefCell<ShardMetrics>>,
-    processors: Processors,
+    processors: ShardProcessors,
     slots: usize,
     batch_size: usize,
     policy: RetryPolicy,
@@ -44,7 +44,7 @@ impl<B: Backend + 'static> Worker<B> {
     pub fn new(
         backend: Rc<B>,
         metrics: Rc<RefCell<ShardMetrics>>,
-        processors: Processors,
+        processors: ShardProcessors,
         config: &WorkerConfig,
         seed: u64,
     ) -> Self {
@@ -236,7 +236,7 @@ mod tests {
     use crate::config::Config;
     use crate::store::Status;
     use crate::testing::{embedded, metadata, ready};
-    use crate::worker::{Job, Output, ProcessError, Processor};
+    use crate::worker::{Job, Output, ProcessError, Processor, Processors};
 
     /// Counts its runs; fails (retryably) while `fail` says so.
     struct Counting {
@@ -275,7 +275,13 @@ mod tests {
         );
         let mut config = Config::default().worker;
         config.max_retries = 2;
-        let worker = Worker::new(backend.clone(), metrics.clone(), processors, &config, 7);
+        let worker = Worker::new(
+            backend.clone(),
+            metrics.clone(),
+            processors.for_shard(),
+            &config,
+            7,
+        );
         Setup {
             backend,
             worker,
