@@ -58,7 +58,7 @@ macro_rules! internal {
 
 internal!(
     api, backend, backoff, clock, error, http, id, mesh, metrics, plain_json, resp, server, shard,
-    store, sync, worker,
+    store, sync, upstream, worker,
 );
 mod broker;
 pub mod config;

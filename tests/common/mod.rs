@@ -9,6 +9,7 @@
 
 pub mod in_process;
 pub mod redis;
+pub mod upstream;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -1,0 +1,250 @@
+//! One shard's keep-alive connections to one upstream address, on the shard's own runtime: at
+//! most `max` open at once (a request beyond waits for one to free up, within its own deadline),
+//! idle ones reused, and each exchange bounded by a deadline. A reused connection that the
+//! upstream had already closed (nothing received) is replaced by a fresh one once.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::response::{Read, ResponseError, ResponseReader, UpstreamResponse};
+use crate::sync::notify::Notify;
+
+/// First read buffer of an exchange, and the step it grows by.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The connection could not be opened (refused, unreachable) or not in time.
+    Connect(io::ErrorKind),
+    /// No complete response within the attempt's deadline.
+    Timeout,
+    /// The connection failed while the request or the response was on it.
+    Io(io::ErrorKind),
+    /// The response was not HTTP/1.x, or its framing could not be trusted.
+    Malformed(&'static str),
+    /// The response was larger than allowed.
+    TooLarge,
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Connect(k) => write!(f, "cannot connect to the upstream: {k}"),
+            UpstreamError::Timeout => write!(f, "the upstream did not answer in time"),
+            UpstreamError::Io(k) => write!(f, "the upstream connection failed: {k}"),
+            UpstreamError::Malformed(why) => write!(f, "unreadable upstream response: {why}"),
+            UpstreamError::TooLarge => write!(f, "the upstream response is too large"),
+        }
+    }
+}
+
+impl From<ResponseError> for UpstreamError {
+    fn from(e: ResponseError) -> Self {
+        match e {
+            ResponseError::Malformed(why) => UpstreamError::Malformed(why),
+            ResponseError::TooLarge => UpstreamError::TooLarge,
+        }
+    }
+}
+
+/// One request's exchange, as the pool needs it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The encoded request (`request::encode`).
+    pub request: Bytes,
+    /// Whether it is a `HEAD` (its response has no body).
+    pub head_request: bool,
+    /// Largest response body accepted.
+    pub max_body: usize,
+    /// Deadline of the whole attempt: waiting for a connection, connecting, sending, reading.
+    pub timeout: Duration,
+}
+
+/// Keep-alive connections to one upstream address.
+pub struct Pool {
+    addr: SocketAddr,
+    max: usize,
+    connect_timeout: Duration,
+    idle: RefCell<Vec<TcpStream>>,
+    open: Cell<usize>,
+    opened: Cell<u64>,
+    freed: Notify,
+}
+
+impl Pool {
+    /// A pool of at most `max` connections to `addr`; a connect may take `connect_timeout`.
+    pub fn new(addr: SocketAddr, max: usize, connect_timeout: Duration) -> Self {
+        Pool {
+            addr,
+            max: max.max(1),
+            connect_timeout,
+            idle: RefCell::default(),
+            open: Cell::new(0),
+            opened: Cell::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    /// Connections opened since the pool was made.
+    pub fn opened(&self) -> u64 {
+        self.opened.get()
+    }
+
+    /// Connections open now (in use or idle).
+    pub fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Sends one request and reads its response, within `ex.timeout`.
+    pub async fn send(&self, ex: &Exchange) -> Result<UpstreamResponse, UpstreamError> {
+        match monoio::time::timeout(ex.timeout, self.send_in_time(ex)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    async fn send_in_time(&self, ex: &Exchange) -> Result<UpstreamResponse, UpstreamError> {
+        let mut fresh_only = false;
+        loop {
+            let mut lease = self.acquire(fresh_only).await?;
+            let reused = lease.reused;
+            match exchange(lease.stream(), ex).await {
+                Ok(resp) => {
+                    if resp.reusable {
+                        lease.keep();
+                    }
+                    return Ok(resp);
+                }
+                Err((e, received)) => {
+                    drop(lease);
+                    // An idle connection the upstream closed meanwhile: nothing was received,
+                    // so the request was not answered; once more on a fresh connection.
+                    if reused && !received && !fresh_only {
+                        fresh_only = true;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A connection: an idle one (unless `fresh_only`), a new one while fewer than `max` are
+    /// open, else the next one freed.
+    async fn acquire(&self, fresh_only: bool) -> Result<Lease<'_>, UpstreamError> {
+        loop {
+            if !fresh_only {
+                if let Some(stream) = self.idle.borrow_mut().pop() {
+                    return Ok(Lease {
+                        pool: self,
+                        stream: Some(stream),
+                        reused: true,
+                        keep: false,
+                    });
+                }
+            } else if self.open.get() >= self.max && !self.idle.borrow().is_empty() {
+                // Make room for the fresh one by closing an idle one.
+                drop(self.idle.borrow_mut().pop());
+                self.open.set(self.open.get() - 1);
+            }
+            if self.open.get() < self.max {
+                self.open.set(self.open.get() + 1);
+                self.opened.set(self.opened.get() + 1);
+                // Counted from here: a failed or abandoned connect gives the place back.
+                let mut lease = Lease {
+                    pool: self,
+                    stream: None,
+                    reused: false,
+                    keep: false,
+                };
+                let connect = TcpStream::connect(self.addr);
+                let stream = match monoio::time::timeout(self.connect_timeout, connect).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),
+                    Err(_) => return Err(UpstreamError::Connect(io::ErrorKind::TimedOut)),
+                };
+                let _ = stream.set_nodelay(true);
+                lease.stream = Some(stream);
+                return Ok(lease);
+            }
+            self.freed.notified().await;
+        }
+    }
+}
+
+/// A connection taken from the pool; back to the idle list when kept, else closed.
+struct Lease<'p> {
+    pool: &'p Pool,
+    stream: Option<TcpStream>,
+    reused: bool,
+    keep: bool,
+}
+
+impl Lease<'_> {
+    fn stream(&mut self) -> &mut TcpStream {
+        self.stream.as_mut().expect("a lease holds its connection")
+    }
+
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        match self.stream.take() {
+            Some(stream) if self.keep => self.pool.idle.borrow_mut().push(stream),
+            _ => self.pool.open.set(self.pool.open.get() - 1),
+        }
+        self.pool.freed.notify();
+    }
+}
+
+/// Writes the request and reads the response. On failure, also whether any response byte came.
+async fn exchange(
+    stream: &mut TcpStream,
+    ex: &Exchange,
+) -> Result<UpstreamResponse, (UpstreamError, bool)> {
+    let (written, _) = stream.write_all(ex.request.clone()).await;
+    if let Err(e) = written {
+        return Err((UpstreamError::Io(e.kind()), false));
+    }
+    let mut reader = ResponseReader::new(ex.max_body, ex.head_request);
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut received = false;
+    loop {
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let (len, cap) = (input.len(), input.capacity());
+        let (r, buf) = stream.read(input.slice_mut(len..cap)).await;
+        input = buf.into_inner();
+        match r {
+            Ok(0) => {
+                return reader.closed().map_err(|e| (e.into(), received));
+            }
+            Ok(_) => {
+                received = true;
+                match reader.read(&mut input) {
+                    Ok(Read::Done(mut resp)) => {
+                        // Bytes after the response: the connection cannot be trusted again.
+                        resp.reusable &= input.is_empty();
+                        return Ok(resp);
+                    }
+                    Ok(Read::NeedMore) => {}
+                    Err(e) => return Err((e.into(), true)),
+                }
+            }
+            Err(e) => return Err((UpstreamError::Io(e.kind()), received)),
+        }
+    }
+}

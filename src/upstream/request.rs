@@ -1,0 +1,138 @@
+//! Writing one HTTP/1.1 request to an upstream, sans-IO. Header names and values that come from
+//! clients (forwarded headers) are checked here, so none can end a line early and smuggle a
+//! header or a second request in.
+
+use bytes::{BufMut, BytesMut};
+
+/// One request to send.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamRequest<'a> {
+    /// `GET`, `POST`, …: a token.
+    pub method: &'a str,
+    /// The request target: path and query (`/invoice?x=1`).
+    pub target: &'a str,
+    /// The `Host` header value.
+    pub host: &'a str,
+    /// Further headers, in order. `Host`, `Content-Length`, `Transfer-Encoding` and
+    /// `Connection` are the encoder's and may not be among them.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The body (sent with `Content-Length`, also when empty for methods that carry one).
+    pub body: &'a [u8],
+}
+
+/// Why a request cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// The method is not a token.
+    Method,
+    /// The target is empty, does not start with `/`, or holds a control character or space.
+    Target,
+    /// This header's name is not a token, its value holds CR, LF or NUL, or the encoder owns it.
+    Header(String),
+}
+
+/// Appends `req` to `out`.
+pub fn encode(req: &UpstreamRequest<'_>, out: &mut BytesMut) -> Result<(), RequestError> {
+    if req.method.is_empty() || !req.method.bytes().all(is_token) {
+        return Err(RequestError::Method);
+    }
+    if !req.target.starts_with('/') || req.target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(RequestError::Target);
+    }
+    if req.host.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(RequestError::Header("host".to_owned()));
+    }
+    for (name, value) in req.headers {
+        let owned = ["host", "content-length", "transfer-encoding", "connection"];
+        if name.is_empty()
+            || !name.bytes().all(is_token)
+            || owned.iter().any(|o| name.eq_ignore_ascii_case(o))
+            || value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+        {
+            return Err(RequestError::Header((*name).to_owned()));
+        }
+    }
+    out.reserve(128 + req.body.len());
+    out.put_slice(req.method.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(req.target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\nhost: ");
+    out.put_slice(req.host.as_bytes());
+    for (name, value) in req.headers {
+        out.put_slice(b"\r\n");
+        out.put_slice(name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value);
+    }
+    out.put_slice(b"\r\ncontent-length: ");
+    out.put_slice(itoa::Buffer::new().format(req.body.len()).as_bytes());
+    out.put_slice(b"\r\n\r\n");
+    out.put_slice(req.body);
+    Ok(())
+}
+
+/// RFC 9110 `tchar`.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(headers: &'a [(&'a str, &'a [u8])]) -> UpstreamRequest<'a> {
+        UpstreamRequest {
+            method: "POST",
+            target: "/invoice?x=1",
+            host: "127.0.0.1:9000",
+            headers,
+            body: br#"{"a":1}"#,
+        }
+    }
+
+    #[test]
+    fn writes_a_request_with_its_length() {
+        let mut out = BytesMut::new();
+        let headers: &[(&str, &[u8])] = &[("X-Correlation-ID", b"abc"), ("Accept", b"*/*")];
+        encode(&req(headers), &mut out).unwrap();
+        assert_eq!(
+            &out[..],
+            &b"POST /invoice?x=1 HTTP/1.1\r\nhost: 127.0.0.1:9000\r\nX-Correlation-ID: abc\r\nAccept: */*\r\ncontent-length: 7\r\n\r\n{\"a\":1}"[..]
+        );
+    }
+
+    #[test]
+    fn nothing_can_be_smuggled_in() {
+        let bad: &[(&str, &[u8])] = &[
+            ("X-A", b"1\r\nX-Injected: 2"),
+            ("X-A", b"1\nX"),
+            ("X-A", b"a\0b"),
+            ("X A", b"1"),
+            ("X:A", b"1"),
+            ("", b"1"),
+            ("Content-Length", b"0"),
+            ("transfer-encoding", b"chunked"),
+            ("Host", b"evil"),
+            ("Connection", b"close"),
+        ];
+        for h in bad {
+            let mut out = BytesMut::new();
+            let one = [*h];
+            assert_eq!(
+                encode(&req(&one), &mut out),
+                Err(RequestError::Header(h.0.to_owned())),
+                "{h:?}"
+            );
+            assert!(out.is_empty(), "nothing written for {h:?}");
+        }
+        let mut out = BytesMut::new();
+        let mut r = req(&[]);
+        r.method = "PO ST";
+        assert_eq!(encode(&r, &mut out), Err(RequestError::Method));
+        r.method = "POST";
+        r.target = "/a b";
+        assert_eq!(encode(&r, &mut out), Err(RequestError::Target));
+        r.target = "a";
+        assert_eq!(encode(&r, &mut out), Err(RequestError::Target));
+    }
+}
