@@ -101,6 +101,10 @@ impl Broker {
     /// all are serving.
     pub fn start(mut self) -> Result<Running, StartError> {
         self.config.validate().map_err(StartError::Config)?;
+        if self.config.proxy.enabled {
+            crate::proxy::register(&self.config.proxy, &mut self.processors)
+                .map_err(StartError::Config)?;
+        }
         if let Some(name) = &self.default {
             self.processors
                 .set_default(name)

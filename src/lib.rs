@@ -57,8 +57,8 @@ macro_rules! internal {
 }
 
 internal!(
-    api, backend, backoff, clock, error, http, id, mesh, metrics, plain_json, resp, server, shard,
-    store, sync, upstream, worker,
+    api, backend, backoff, clock, error, http, id, mesh, metrics, plain_json, proxy, resp, server,
+    shard, store, sync, upstream, worker,
 );
 mod broker;
 pub mod config;

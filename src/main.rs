@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use openhqm::config::{self, Loaded, QueueType};
-use openhqm::{log, Broker};
+use openhqm::{log, Broker, StartError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
@@ -41,6 +41,10 @@ fn main() -> ExitCode {
     let queue = config.queue.kind;
     let running = match Broker::new(*config).start() {
         Ok(r) => r,
+        Err(StartError::Config(e)) => {
+            eprintln!("openhqm: configuration error: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             error!(error = %e, "cannot start");
             return ExitCode::FAILURE;

@@ -163,6 +163,31 @@ pub const KEYS: &[Key] = &[
         Some("3600"),
         "how long a final state stays readable",
     ),
+    key(
+        "proxy.enabled",
+        Some("false"),
+        "proxy mode: forward jobs to upstream endpoints",
+    ),
+    key(
+        "proxy.default_endpoint",
+        None,
+        "endpoint (name or http:// URL) of jobs that name none [default: the built-ins]",
+    ),
+    key(
+        "proxy.forward_headers",
+        Some("Content-Type,Accept,User-Agent"),
+        "request headers forwarded upstream (* = all)",
+    ),
+    key(
+        "proxy.strip_headers",
+        Some(""),
+        "request headers never forwarded",
+    ),
+    key(
+        "proxy.max_response_bytes",
+        Some("10485760"),
+        "largest upstream response body (FAILED above)",
+    ),
     key("monitoring.metrics_enabled", Some("true"), "serve /metrics"),
     key(
         "monitoring.log_level",
@@ -177,15 +202,20 @@ pub fn env_name(key: &str) -> String {
     format!("OPENHQM_{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
-/// The dotted key for an `OPENHQM_*` variable name, if it has the `SECTION__KEY` shape.
+/// The dotted key for an `OPENHQM_*` variable name, if it has the `SECTION__KEY` shape (more
+/// `__` for deeper keys: `PROXY__ENDPOINTS__BILLING__URL`).
 pub fn key_of_env(var: &str) -> Option<String> {
     let rest = var.strip_prefix("OPENHQM_")?;
-    let (section, key) = rest.split_once("__")?;
-    Some(format!(
-        "{}.{}",
-        section.to_ascii_lowercase(),
-        key.to_ascii_lowercase()
-    ))
+    let parts: Vec<&str> = rest.split("__").collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    Some(parts.join(".").to_ascii_lowercase())
+}
+
+/// Whether `key` is one the broker knows: in the table, or an endpoint key of proxy mode.
+pub fn is_known(key: &str) -> bool {
+    KEYS.iter().any(|k| k.name == key) || key.starts_with("proxy.endpoints.")
 }
 
 /// Sets `name` on `c` from `value`.
@@ -228,6 +258,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "monitoring.metrics_enabled" => c.monitoring.metrics_enabled = boolean(name, v)?,
         "monitoring.log_level" => c.monitoring.log_level = log_level(name, v)?,
         "monitoring.log_format" => c.monitoring.log_format = log_format(name, v)?,
+        _ if name.starts_with("proxy.") => super::proxy::set(&mut c.proxy, name, v)?,
         _ => return Err(ConfigError(format!("unknown configuration key {name:?}"))),
     }
     Ok(())
@@ -244,21 +275,21 @@ fn nonempty(name: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
-fn int(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub(super) fn int(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     match v.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(invalid(name, v, &format!("an integer from {min} to {max}"))),
     }
 }
 
-fn secs(name: &str, v: &str) -> Result<Duration, ConfigError> {
+pub(super) fn secs(name: &str, v: &str) -> Result<Duration, ConfigError> {
     match v.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => Ok(Duration::from_secs_f64(s)),
         _ => Err(invalid(name, v, "seconds, > 0 and at most one year")),
     }
 }
 
-fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
+pub(super) fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
@@ -329,6 +360,7 @@ mod tests {
                 "server.cpus" => "0-1",
                 "cache.type" => "memory",
                 "cache.redis_url" => "redis://h:1",
+                "proxy.default_endpoint" => "billing",
                 _ => panic!("no sample for {}", k.name),
             });
             set(&mut c, k.name, sample).unwrap_or_else(|e| panic!("{}: {e}", k.name));

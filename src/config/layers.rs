@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::keys::{env_name, key_of_env, KEYS};
+use super::keys::{env_name, is_known, key_of_env, KEYS};
 use super::{Config, ConfigError};
 
 /// What the command line asked for.
@@ -91,7 +91,7 @@ where
     env.sort();
     for (var, value) in env {
         let key = key_of_env(&var)
-            .filter(|k| KEYS.iter().any(|known| known.name == k))
+            .filter(|k| is_known(k))
             .ok_or_else(|| ConfigError(format!("unknown configuration variable {var}")))?;
         c.set(&key, &value)
             .map_err(|e| ConfigError(format!("{var}: {e}")))?;
@@ -104,7 +104,8 @@ where
     Ok(Loaded::Run(Box::new(c)))
 }
 
-/// Applies a TOML document of `[section]` tables of scalar keys.
+/// Applies a TOML document of `[section]` tables (nested ones for deeper keys,
+/// `[proxy.endpoints.billing]`). Lists and the `headers` maps are passed on as JSON text.
 fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
     let doc: toml::Table = text
         .parse()
@@ -115,23 +116,57 @@ fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
                 "{section:?} must be a [section] table"
             )));
         };
-        for (key, value) in table {
-            let name = format!("{section}.{key}");
-            let text = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                _ => {
-                    return Err(ConfigError(format!(
-                        "{name}: expected a string, number or boolean"
-                    )))
-                }
-            };
-            c.set(&name, &text)?;
-        }
+        apply_table(c, &section, table)?;
     }
     Ok(())
+}
+
+fn apply_table(c: &mut Config, prefix: &str, table: toml::Table) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let name = format!("{prefix}.{key}");
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Table(t) if key != "headers" => {
+                apply_table(c, &name, t)?;
+                continue;
+            }
+            v @ (toml::Value::Array(_) | toml::Value::Table(_)) => json_of(&name, v)?,
+            toml::Value::Datetime(_) => {
+                return Err(ConfigError(format!(
+                    "{name}: expected a string, number, boolean or list"
+                )))
+            }
+        };
+        c.set(&name, &text)?;
+    }
+    Ok(())
+}
+
+/// A TOML list or table of scalars as JSON text.
+fn json_of(name: &str, v: toml::Value) -> Result<String, ConfigError> {
+    fn conv(v: toml::Value) -> Option<serde_json::Value> {
+        Some(match v {
+            toml::Value::String(s) => serde_json::Value::String(s),
+            toml::Value::Integer(i) => serde_json::Value::from(i),
+            toml::Value::Float(f) => serde_json::Value::from(f),
+            toml::Value::Boolean(b) => serde_json::Value::Bool(b),
+            toml::Value::Array(a) => {
+                serde_json::Value::Array(a.into_iter().map(conv).collect::<Option<_>>()?)
+            }
+            toml::Value::Table(t) => serde_json::Value::Object(
+                t.into_iter()
+                    .map(|(k, v)| Some((k, conv(v)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            toml::Value::Datetime(_) => return None,
+        })
+    }
+    conv(v)
+        .map(|j| j.to_string())
+        .ok_or_else(|| ConfigError(format!("{name}: dates are not accepted here")))
 }
 
 /// The `--help` text, generated from the key table.

@@ -6,6 +6,7 @@
 pub mod cpus;
 pub mod keys;
 pub mod layers;
+pub mod proxy;
 
 use std::fmt;
 use std::time::Duration;
@@ -156,6 +157,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `monitoring.*`
     pub monitoring: MonitoringConfig,
+    /// `proxy.*`
+    pub proxy: proxy::ProxyConfig,
 }
 
 impl Default for Config {
@@ -198,6 +201,7 @@ impl Default for Config {
                 redis_url: None,
                 ttl: Duration::ZERO,
             },
+            proxy: proxy::ProxyConfig::default(),
             monitoring: MonitoringConfig {
                 metrics_enabled: true,
                 log_level: tracing::Level::INFO,
@@ -253,6 +257,7 @@ impl Config {
                 return err("server.cpus: empty CPU list");
             }
         }
+        proxy::validate(&self.proxy)?;
         if self.cache.ttl < self.worker.timeout {
             return err("cache.ttl_seconds must be >= worker.timeout_seconds");
         }

@@ -2,19 +2,11 @@
 //! writes a request and `response` reads one, both sans-IO; `pool` keeps one shard's
 //! keep-alive connections to one upstream and runs an exchange under a deadline. Everything
 //! here lives on one shard's thread.
-#![cfg_attr(
-    not(feature = "internals"),
-    expect(
-        dead_code,
-        unused_imports,
-        reason = "proxy mode's processor, its first caller, is not built yet"
-    )
-)]
 
 pub mod pool;
 pub mod request;
 pub mod response;
 
 pub use pool::{Exchange, Pool, UpstreamError};
-pub use request::{encode, RequestError, UpstreamRequest};
-pub use response::{ResponseError, UpstreamResponse};
+pub use request::{encode, UpstreamRequest};
+pub use response::UpstreamResponse;

@@ -95,11 +95,13 @@ impl Pool {
     }
 
     /// Connections opened since the pool was made.
+    #[cfg(any(test, feature = "internals"))]
     pub fn opened(&self) -> u64 {
         self.opened.get()
     }
 
     /// Connections open now (in use or idle).
+    #[cfg(any(test, feature = "internals"))]
     pub fn open(&self) -> usize {
         self.open.get()
     }

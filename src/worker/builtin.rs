@@ -39,10 +39,7 @@ pub fn run(payload: &[u8]) -> Result<Output, ProcessError> {
     let (op, data) = match plain_fields(payload) {
         Some(fields) => fields,
         None => {
-            let p: Payload<'_> = serde_json::from_slice(payload).map_err(|e| ProcessError {
-                message: format!("invalid payload: {e}"),
-                retryable: false,
-            })?;
+            let p: Payload<'_> = serde_json::from_slice(payload).map_err(|e| ProcessError::permanent(format!("invalid payload: {e}")))?;
             (p.operation, p.data.map(RawValue::get))
         }
     };
@@ -52,10 +49,7 @@ pub fn run(payload: &[u8]) -> Result<Output, ProcessError> {
         "uppercase" => json_string(&text_of(data)?.to_uppercase()),
         "reverse" => json_string(&text_of(data)?.chars().rev().collect::<String>()),
         "error" => {
-            return Err(ProcessError {
-                message: "Simulated error".into(),
-                retryable: true,
-            });
+            return Err(ProcessError::retryable("Simulated error"));
         }
         other => json_string(&format!("Unknown operation: {other}")),
     };
@@ -100,10 +94,7 @@ fn plain_fields(payload: &[u8]) -> Option<(Option<Cow<'_, str>>, Option<&str>)> 
 fn text_of(data: Option<&str>) -> Result<String, ProcessError> {
     match data {
         None | Some("null") => Ok(String::new()),
-        Some(raw) if raw.starts_with('"') => serde_json::from_str(raw).map_err(|e| ProcessError {
-            message: format!("invalid data: {e}"),
-            retryable: false,
-        }),
+        Some(raw) if raw.starts_with('"') => serde_json::from_str(raw).map_err(|e| ProcessError::permanent(format!("invalid data: {e}"))),
         Some(raw) => Ok(raw.to_owned()),
     }
 }
@@ -200,10 +191,7 @@ mod tests {
         let e = run(br#"{"operation":"error"}"#).unwrap_err();
         assert_eq!(
             e,
-            ProcessError {
-                message: "Simulated error".into(),
-                retryable: true
-            }
+            ProcessError::retryable("Simulated error")
         );
         let e = run(br#"{"operation":5}"#).unwrap_err();
         assert!(!e.retryable);

@@ -44,6 +44,8 @@ pub struct ProcessError {
     pub message: String,
     /// Whether another attempt can succeed (retried with backoff, then dead-lettered).
     pub retryable: bool,
+    /// The least delay before the retry (an upstream's `Retry-After`), if any.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ProcessError {
@@ -52,6 +54,15 @@ impl ProcessError {
         ProcessError {
             message: message.into(),
             retryable: true,
+            retry_after: None,
+        }
+    }
+
+    /// The retry waits at least `delay` (the backoff's delay when that is longer).
+    pub fn after(self, delay: std::time::Duration) -> Self {
+        ProcessError {
+            retry_after: Some(delay),
+            ..self
         }
     }
 
@@ -60,6 +71,7 @@ impl ProcessError {
         ProcessError {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 }

@@ -79,9 +79,14 @@ pub(crate) fn judge(
             status_code: Some(output.status_code),
             ..outcome(None)
         })),
-        Ran::Failed(ProcessError { message, retryable }) => {
+        Ran::Failed(ProcessError {
+            message,
+            retryable,
+            retry_after,
+        }) => {
             if retryable && attempt <= policy.max_retries {
-                let delay = retry_delay(attempt, policy.delay_base, policy.delay_max, jitter);
+                let backoff = retry_delay(attempt, policy.delay_base, policy.delay_max, jitter);
+                let delay = retry_after.map_or(backoff, |least| least.max(backoff));
                 return settled(Settlement::RetryLater(delay));
             }
             Verdict {
@@ -119,7 +124,19 @@ mod tests {
         Ran::Failed(ProcessError {
             message: "boom".into(),
             retryable,
+            retry_after: None,
         })
+    }
+
+    #[test]
+    fn a_retry_after_is_the_least_delay() {
+        let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::from_secs(30)));
+        let v = judge(ran, 1, DEADLINE, &POLICY, 0.0, TIMING);
+        assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(30)));
+        // A shorter one does not shorten the backoff.
+        let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::from_millis(1)));
+        let v = judge(ran, 3, DEADLINE, &POLICY, 0.0, TIMING);
+        assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(2)));
     }
 
     #[test]

@@ -1,0 +1,219 @@
+//! One upstream endpoint as the processor uses it, built from its configuration when the broker
+//! starts: the address resolved (once, before any shard runs, so no shard ever waits on DNS),
+//! secrets read from their files, the auth header computed, the forwarding rules lower-cased.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::config::proxy::{AuthType, EndpointConfig, ProxyConfig, Secret};
+use crate::config::ConfigError;
+
+/// Headers that belong to one connection (RFC 9110 §7.6.1) or to the framing: never forwarded,
+/// never kept from a response.
+pub(crate) const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+];
+
+/// An endpoint ready to send to.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// Its name (the processor's).
+    pub(crate) name: String,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    /// `Host` header value.
+    pub(crate) host: String,
+    /// Path and query.
+    pub(crate) target: String,
+    /// Method unless the job names one.
+    pub(crate) method: String,
+    /// Deadline of one attempt.
+    pub(crate) timeout: Duration,
+    /// The endpoint's own headers.
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    /// The auth header, added last (auth always wins).
+    pub(crate) auth: Option<(String, Secret)>,
+    /// Statuses retried.
+    pub(crate) retry_on: Vec<u16>,
+    /// Keep-alive connections per shard.
+    pub(crate) max_connections: usize,
+    /// Forward every request header (but the stripped and hop-by-hop ones).
+    pub(crate) forward_all: bool,
+    /// Request headers forwarded (lower case).
+    pub(crate) forward: Vec<String>,
+    /// Request headers never forwarded (lower case).
+    pub(crate) strip: Vec<String>,
+    /// Largest response body.
+    pub(crate) max_response_bytes: usize,
+}
+
+impl Endpoint {
+    /// Builds endpoint `name` of `proxy`. Errors name the key.
+    pub(crate) fn build(
+        name: &str,
+        e: &EndpointConfig,
+        proxy: &ProxyConfig,
+    ) -> Result<Endpoint, ConfigError> {
+        let key = |k: &str| format!("proxy.endpoints.{name}.{k}");
+        let url = e
+            .url
+            .as_deref()
+            .ok_or_else(|| ConfigError(format!("{}: required", key("url"))))?;
+        let (host, port, target) =
+            split_url(url).map_err(|m| ConfigError(format!("{}: {m}", key("url"))))?;
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                ConfigError(format!("{}: cannot resolve host {host:?}", key("url")))
+            })?;
+        let read = |file: &Option<String>, value: &Option<Secret>, k: &str| match file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| Some(Secret(s.trim_end_matches(['\r', '\n']).to_owned())))
+                .map_err(|err| ConfigError(format!("{}: cannot read {path}: {err}", key(k)))),
+            None => Ok(value.clone()),
+        };
+        let token = read(&e.auth_token_file, &e.auth_token, "auth_token_file")?;
+        let auth = match e.auth_type {
+            None => None,
+            Some(AuthType::Bearer) => Some((
+                "authorization".to_owned(),
+                Secret(format!("Bearer {}", token.unwrap_or_default().0)),
+            )),
+            Some(AuthType::Basic) => {
+                let password = read(&e.auth_password_file, &e.auth_password, "auth_password_file")?;
+                let pair = format!(
+                    "{}:{}",
+                    e.auth_username.clone().unwrap_or_default(),
+                    password.unwrap_or_default().0
+                );
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                Some(("authorization".to_owned(), Secret(format!("Basic {encoded}"))))
+            }
+            Some(AuthType::ApiKey | AuthType::Custom) => Some((
+                e.auth_header_name
+                    .clone()
+                    .unwrap_or_else(|| "X-API-Key".to_owned()),
+                token.unwrap_or_default(),
+            )),
+        };
+        Ok(Endpoint {
+            name: name.to_owned(),
+            addr,
+            host: if port == 80 { host } else { format!("{host}:{port}") },
+            target,
+            method: e.method.clone(),
+            timeout: e.timeout,
+            headers: e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                .collect(),
+            auth,
+            retry_on: e.retry_on.clone(),
+            max_connections: e.max_connections,
+            forward_all: proxy.forward_headers.iter().any(|h| h == "*"),
+            forward: proxy.forward_headers.clone(),
+            strip: proxy.strip_headers.clone(),
+            max_response_bytes: proxy.max_response_bytes,
+        })
+    }
+
+    /// Whether the request header `name` (lower case) goes upstream.
+    pub(crate) fn forwards(&self, name: &str) -> bool {
+        (self.forward_all || self.forward.iter().any(|f| f == name))
+            && !self.strip.iter().any(|s| s == name)
+            && !HOP_BY_HOP.contains(&name)
+            && name != "x-correlation-id"
+            && self
+                .auth
+                .as_ref()
+                .is_none_or(|(h, _)| !h.eq_ignore_ascii_case(name))
+    }
+}
+
+/// `http://host[:port][/path[?query]]` → host, port, target.
+fn split_url(url: &str) -> Result<(String, u16, String), String> {
+    crate::config::proxy::check_url(url)?;
+    let rest = &url["http://".len()..];
+    let (authority, target) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_owned()),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(port) => (h, port),
+            Err(_) => return Err(format!("bad port {p:?}")),
+        },
+        _ => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), port, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split() {
+        assert_eq!(
+            split_url("http://127.0.0.1:9000/invoice?x=1").unwrap(),
+            ("127.0.0.1".into(), 9000, "/invoice?x=1".into())
+        );
+        assert_eq!(
+            split_url("http://localhost").unwrap(),
+            ("localhost".into(), 80, "/".into())
+        );
+        assert_eq!(
+            split_url("http://[::1]:8080/a").unwrap(),
+            ("::1".into(), 8080, "/a".into())
+        );
+        assert!(split_url("http://h:x/").is_err());
+        assert!(split_url("https://h/").is_err());
+    }
+
+    #[test]
+    fn auth_headers_and_forwarding_rules() {
+        let mut p = ProxyConfig {
+            forward_headers: vec!["x-tenant".into(), "authorization".into()],
+            strip_headers: vec!["x-secret".into()],
+            ..ProxyConfig::default()
+        };
+        let mut e = EndpointConfig {
+            url: Some("http://127.0.0.1:9/x".into()),
+            auth_type: Some(AuthType::Basic),
+            auth_username: Some("u".into()),
+            auth_password: Some(Secret("p".into())),
+            ..EndpointConfig::default()
+        };
+        let ep = Endpoint::build("b", &e, &p).unwrap();
+        let (name, value) = ep.auth.clone().unwrap();
+        assert_eq!((name.as_str(), value.0.as_str()), ("authorization", "Basic dTpw"));
+        assert!(ep.forwards("x-tenant"));
+        assert!(!ep.forwards("authorization"), "auth always wins");
+        assert!(!ep.forwards("accept"), "not in the allow list");
+        p.forward_headers = vec!["*".into()];
+        e.auth_type = None;
+        let ep = Endpoint::build("b", &e, &p).unwrap();
+        assert!(ep.forwards("accept"));
+        assert!(!ep.forwards("x-secret"));
+        assert!(!ep.forwards("connection"));
+        assert!(!ep.forwards("x-correlation-id"));
+        assert!(!format!("{ep:?}").contains("dTpw"));
+    }
+}

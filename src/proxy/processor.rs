@@ -1,0 +1,256 @@
+//! The proxy processor: one per endpoint and shard, with that shard's keep-alive pool. It sends
+//! the job's payload to the upstream and turns the answer into the job's outcome (API.md, proxy
+//! mode): a status in `retry_on`, a connect error or an attempt timeout is retried with the
+//! worker backoff (a `Retry-After` as the least delay); a response over the size limit fails
+//! without retry; any other status completes with that status code.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use serde_json::value::RawValue;
+
+use super::endpoint::{Endpoint, HOP_BY_HOP};
+use crate::backend::Job;
+use crate::upstream::{encode, Exchange, Pool, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::worker::{Output, ProcessError, Processor};
+
+/// Forwards jobs to one endpoint.
+pub(crate) struct HttpProcessor {
+    endpoint: Rc<Endpoint>,
+    pool: Pool,
+}
+
+impl HttpProcessor {
+    /// The processor of `endpoint` on the calling shard.
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        let pool = Pool::new(
+            endpoint.addr,
+            endpoint.max_connections,
+            endpoint.timeout.min(Duration::from_secs(10)),
+        );
+        HttpProcessor {
+            endpoint: Rc::new(endpoint),
+            pool,
+        }
+    }
+
+    /// The request for `job`, encoded.
+    fn request(&self, job: &Job) -> Result<Bytes, ProcessError> {
+        let ep = &*self.endpoint;
+        let id = job.id.to_text();
+        let forwarded = forwarded_headers(job.headers.as_deref())?;
+        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(8);
+        for (k, v) in &ep.headers {
+            headers.push((k, v));
+        }
+        for (k, v) in &forwarded {
+            if ep.forwards(&k.to_ascii_lowercase()) {
+                headers.push((k, v.as_bytes()));
+            }
+        }
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("content-type", b"application/json"));
+        }
+        if let Some((name, value)) = &ep.auth {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            headers.push((name, value.0.as_bytes()));
+        }
+        headers.push(("x-correlation-id", &id));
+        let method = job.metadata.method.as_deref().unwrap_or(&ep.method);
+        let mut out = BytesMut::new();
+        encode(
+            &UpstreamRequest {
+                method,
+                target: &ep.target,
+                host: &ep.host,
+                headers: &headers,
+                body: &job.payload,
+            },
+            &mut out,
+        )
+        .map_err(|e| ProcessError::permanent(format!("cannot build the upstream request: {e:?}")))?;
+        Ok(out.freeze())
+    }
+}
+
+impl Processor for HttpProcessor {
+    async fn process(&self, job: &Job) -> Result<Output, ProcessError> {
+        let ep = &*self.endpoint;
+        let exchange = Exchange {
+            head_request: job
+                .metadata
+                .method
+                .as_deref()
+                .unwrap_or(&ep.method)
+                .eq_ignore_ascii_case("HEAD"),
+            request: self.request(job)?,
+            max_body: ep.max_response_bytes,
+            timeout: ep.timeout,
+        };
+        match self.pool.send(&exchange).await {
+            Ok(resp) if ep.retry_on.contains(&resp.status) => {
+                let e = ProcessError::retryable(format!(
+                    "upstream {} answered {}",
+                    ep.name, resp.status
+                ));
+                Err(match retry_after(&resp) {
+                    Some(d) => e.after(d),
+                    None => e,
+                })
+            }
+            Ok(resp) => Ok(output(&resp)),
+            Err(UpstreamError::TooLarge) => Err(ProcessError::permanent(format!(
+                "upstream {}: {}",
+                ep.name,
+                UpstreamError::TooLarge
+            ))),
+            Err(e) => Err(ProcessError::retryable(format!("upstream {}: {e}", ep.name))),
+        }
+    }
+}
+
+/// The job's `headers` object (validated at submit as a map of strings).
+fn forwarded_headers(raw: Option<&[u8]>) -> Result<Vec<(String, String)>, ProcessError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)
+        .map_err(|e| ProcessError::permanent(format!("invalid headers: {e}")))?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not read).
+fn retry_after(resp: &UpstreamResponse) -> Option<Duration> {
+    let v = std::str::from_utf8(resp.header("retry-after")?).ok()?;
+    let secs: u64 = v.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+/// The job's output from an upstream answer: a JSON body as the result, any other body as
+/// `{"response": <text>, "content_type": <ct>}` (base64 with `"encoding": "base64"` when not
+/// UTF-8), the status code, and the response headers but the hop-by-hop ones.
+fn output(resp: &UpstreamResponse) -> Output {
+    let content_type = resp
+        .header("content-type")
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let is_json = serde_json::from_slice::<&RawValue>(&resp.body).is_ok();
+    let result = if is_json {
+        resp.body.clone()
+    } else {
+        let mut o = serde_json::Map::new();
+        match std::str::from_utf8(&resp.body) {
+            Ok(text) => {
+                o.insert("response".into(), text.into());
+            }
+            Err(_) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&resp.body);
+                o.insert("response".into(), b64.into());
+                o.insert("encoding".into(), "base64".into());
+            }
+        }
+        o.insert(
+            "content_type".into(),
+            content_type.map_or(serde_json::Value::Null, Into::into),
+        );
+        Bytes::from(serde_json::Value::Object(o).to_string())
+    };
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &resp.headers {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value).into_owned();
+        match headers.get_mut(name) {
+            Some(serde_json::Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.clone(), value.into());
+            }
+        }
+    }
+    Output {
+        result,
+        status_code: resp.status,
+        headers: Some(Bytes::from(serde_json::Value::Object(headers).to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> UpstreamResponse {
+        UpstreamResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+                .collect(),
+            body: Bytes::copy_from_slice(body),
+            reusable: true,
+        }
+    }
+
+    fn json(b: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn bodies_map_as_the_contract_says() {
+        let o = output(&resp(201, &[("content-type", "application/json")], br#"{"a":[1]}"#));
+        assert_eq!(&o.result[..], br#"{"a":[1]}"#);
+        assert_eq!(o.status_code, 201);
+        let o = output(&resp(200, &[("content-type", "text/plain")], b"hello"));
+        assert_eq!(
+            json(&o.result),
+            serde_json::json!({"response": "hello", "content_type": "text/plain"})
+        );
+        let o = output(&resp(200, &[], b"\xff\xfe"));
+        assert_eq!(
+            json(&o.result),
+            serde_json::json!({"response": "//4=", "encoding": "base64", "content_type": null})
+        );
+    }
+
+    #[test]
+    fn response_headers_lose_the_hop_by_hop_ones() {
+        let o = output(&resp(
+            200,
+            &[
+                ("content-length", "2"),
+                ("connection", "keep-alive"),
+                ("x-a", "1"),
+                ("x-a", "2"),
+                ("etag", "\"e\""),
+            ],
+            b"{}",
+        ));
+        assert_eq!(
+            json(o.headers.as_deref().unwrap()),
+            serde_json::json!({"x-a": "1, 2", "etag": "\"e\""})
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(
+            retry_after(&resp(429, &[("retry-after", "3")], b"")),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(retry_after(&resp(429, &[("retry-after", "soon")], b"")), None);
+        assert_eq!(retry_after(&resp(503, &[], b"")), None);
+    }
+}

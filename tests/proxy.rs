@@ -1,0 +1,262 @@
+//! Proxy mode end to end: the real broker, configured by a TOML file, forwarding to a real HTTP
+//! upstream on a free port (tests/common/upstream.rs). Each rule of API.md's proxy section has a
+//! test here that can fail: the request the upstream sees (method, path, body, forwarded and
+//! stripped headers, auth, X-Correlation-ID), retries on `retry_on` statuses and `Retry-After`,
+//! the result's shape for JSON, text and binary bodies, the size limit, other statuses,
+//! unknown endpoints, secrets kept out of the logs, and configuration errors.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::upstream::{Reply, Seen, Upstream};
+use common::{run_to_exit, wait_final, Broker, Client};
+
+const TOKEN: &str = "s3cr3t-upstream-token";
+
+struct Setup {
+    broker: Broker,
+    upstream: Upstream,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    flaky: Arc<AtomicUsize>,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "openhqm-proxy-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+fn start() -> Setup {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let flaky = Arc::new(AtomicUsize::new(0));
+    let (s, f) = (seen.clone(), flaky.clone());
+    let upstream = Upstream::start(move |_, req| {
+        s.lock().unwrap().push(req.clone());
+        let path = req.line.split(' ').nth(1).unwrap_or("");
+        match path {
+            "/echo" => Reply::json(200, std::str::from_utf8(&req.body).unwrap()),
+            "/flaky" if f.fetch_add(1, Ordering::SeqCst) < 2 => Reply::json(503, "{}"),
+            "/flaky" => Reply::json(200, r#"{"ok":true}"#),
+            "/text" => Reply::Raw(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello"
+                    .to_vec(),
+            ),
+            "/binary" => {
+                Reply::Raw(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n\xff\xfe".to_vec())
+            }
+            "/huge" => Reply::json(200, &format!("\"{}\"", "x".repeat(5000))),
+            _ => Reply::json(404, r#"{"detail":"no"}"#),
+        }
+    });
+    let dir = temp_dir();
+    let token_file = dir.0.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let url = |path: &str| format!("http://{}{path}", upstream.addr);
+    let toml = format!(
+        r#"
+[worker]
+retry_delay_base = 0.05
+retry_delay_max = 0.2
+max_retries = 3
+
+[proxy]
+enabled = true
+forward_headers = ["X-Tenant", "Authorization", "X-Secret"]
+strip_headers = ["X-Secret"]
+max_response_bytes = 1000
+
+[proxy.endpoints.echo]
+url = "{echo}"
+headers = {{ "X-Source" = "openhqm" }}
+auth_type = "bearer"
+auth_token_file = "{token}"
+
+[proxy.endpoints.flaky]
+url = "{flaky}"
+
+[proxy.endpoints.text]
+url = "{text}"
+
+[proxy.endpoints.binary]
+url = "{binary}"
+
+[proxy.endpoints.huge]
+url = "{huge}"
+
+[proxy.endpoints.missing]
+url = "{missing}"
+method = "GET"
+"#,
+        echo = url("/echo"),
+        flaky = url("/flaky"),
+        text = url("/text"),
+        binary = url("/binary"),
+        huge = url("/huge"),
+        missing = url("/missing"),
+        token = token_file.display(),
+    );
+    let config = dir.0.join("openhqm.toml");
+    std::fs::write(&config, toml).unwrap();
+    let broker = Broker::start_with(&["--config", config.to_str().unwrap(), "--shards", "2"]);
+    Setup {
+        broker,
+        upstream,
+        seen,
+        flaky,
+        _dir: dir,
+    }
+}
+
+fn submit(client: &mut Client, body: &str) -> String {
+    let r = client.post_json("/api/v1/submit", body);
+    assert_eq!(r.status, 202, "{}", r.text());
+    r.json()["correlation_id"].as_str().unwrap().to_owned()
+}
+
+fn final_of(client: &mut Client, body: &str) -> (String, serde_json::Value) {
+    let id = submit(client, body);
+    let v = wait_final(client, &id, Instant::now() + Duration::from_secs(20)).json();
+    (id, v)
+}
+
+#[test]
+fn forwards_the_payload_with_the_headers_the_rules_allow() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    let (id, v) = final_of(
+        &mut c,
+        r#"{"payload":{"a":[1,2],"b":"é"},"headers":{"X-Tenant":"t1","X-Secret":"no","Authorization":"Bearer client","X-Other":"x"},"metadata":{"endpoint":"echo"}}"#,
+    );
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["result"], serde_json::json!({"a": [1, 2], "b": "é"}));
+    assert_eq!(v["status_code"], 200);
+    assert_eq!(v["headers"]["content-type"], "application/json");
+    let seen = s.seen.lock().unwrap();
+    let req = seen.last().unwrap();
+    assert_eq!(req.line, "POST /echo HTTP/1.1");
+    assert_eq!(&req.body[..], r#"{"a":[1,2],"b":"é"}"#.as_bytes());
+    assert_eq!(req.header("x-correlation-id"), Some(id.as_str()));
+    assert_eq!(req.header("x-tenant"), Some("t1"));
+    assert_eq!(req.header("x-source"), Some("openhqm"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("x-secret"), None, "stripped");
+    assert_eq!(req.header("x-other"), None, "not in forward_headers");
+    let auth: Vec<&String> = req
+        .headers
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().starts_with("authorization:"))
+        .collect();
+    assert_eq!(
+        auth,
+        [&format!("authorization: Bearer {TOKEN}")],
+        "auth wins"
+    );
+}
+
+#[test]
+fn retry_on_statuses_are_retried_then_complete() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"flaky"}}"#);
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["result"], serde_json::json!({"ok": true}));
+    assert_eq!(
+        s.flaky.load(Ordering::SeqCst),
+        3,
+        "two 503s, then the answer"
+    );
+}
+
+#[test]
+fn other_bodies_and_statuses_map_as_the_contract_says() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"text"}}"#);
+    assert_eq!(
+        v["result"],
+        serde_json::json!({"response": "hello", "content_type": "text/plain"})
+    );
+    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"binary"}}"#);
+    assert_eq!(
+        v["result"],
+        serde_json::json!({"response": "//4=", "encoding": "base64", "content_type": null})
+    );
+    // Not in retry_on: completed, with the upstream's status; the method comes from the endpoint.
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{},"metadata":{"endpoint":"missing"}}"#,
+    );
+    assert_eq!(
+        (v["status"].as_str(), v["status_code"].as_u64()),
+        (Some("COMPLETED"), Some(404))
+    );
+    assert!(s
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.line == "GET /missing HTTP/1.1"));
+    // Over max_response_bytes: failed at once, no retry.
+    let before = s.upstream.requests();
+    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"huge"}}"#);
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("too large"), "{v}");
+    assert_eq!(s.upstream.requests(), before + 1);
+}
+
+#[test]
+fn unknown_endpoints_are_refused_and_secrets_stay_out_of_the_logs() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    let r = c.post_json(
+        "/api/v1/submit",
+        r#"{"payload":{},"metadata":{"endpoint":"nowhere"}}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"echo"}}"#);
+    let logs = s.broker.logs().join("\n") + &s.broker.stderr_lines().join("\n");
+    assert!(!logs.contains(TOKEN), "the token is in the logs");
+}
+
+#[test]
+fn bad_endpoint_configuration_stops_the_start_naming_the_key() {
+    let dir = temp_dir();
+    let config = dir.0.join("bad.toml");
+    for (toml, key) in [
+        (
+            "[proxy]\nenabled = true\n[proxy.endpoints.billing]\nurl = \"ftp://x\"\n",
+            "proxy.endpoints.billing.url",
+        ),
+        (
+            "[proxy]\nenabled = true\n[proxy.endpoints.billing]\nurl = \"http://127.0.0.1:1/\"\nauth_type = \"bearer\"\n",
+            "proxy.endpoints.billing.auth_token",
+        ),
+        (
+            "[proxy]\nenabled = true\ndefault_endpoint = \"nope\"\n",
+            "proxy.default_endpoint",
+        ),
+    ] {
+        std::fs::write(&config, toml).unwrap();
+        let (status, _out, err) =
+            run_to_exit(&["--config", config.to_str().unwrap()], Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{err}");
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}
