@@ -46,6 +46,8 @@ pub(crate) struct Api<B> {
     pub(crate) metrics_enabled: bool,
     /// `queue.request_queue_name`, the `queue_name` label.
     pub(crate) queue_name: String,
+    /// Whether this node serves the request API (`server.role` is not `worker`).
+    pub(crate) serves_requests: bool,
 }
 
 /// Refuses, from the head alone, requests whose body should not be read.
@@ -59,7 +61,20 @@ pub fn precheck(head: &RequestHead) -> Result<(), Error> {
 /// Answers one request. Returns the endpoint (the metric label) with the response.
 pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint, Response) {
     let endpoint = endpoint_of(&req.head.path);
-    let result = match route(req.head.method, &req.head.path) {
+    let routed = route(req.head.method, &req.head.path);
+    if !api.serves_requests
+        && matches!(
+            routed,
+            Ok(Route::Submit | Route::Status(_) | Route::Response(_))
+        )
+    {
+        let e = Error::new(
+            ErrorKind::NotFound,
+            "this is a worker node (server.role = worker): send API requests to an API node",
+        );
+        return (endpoint, error_response(&e));
+    }
+    let result = match routed {
         Err(NoRoute::NotFound) => Err(Error::new(ErrorKind::NotFound, "Not Found")),
         Err(NoRoute::MethodNotAllowed(allow)) => {
             let mut r = error_response(&Error::new(

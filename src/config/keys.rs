@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Config, ConfigError, CpuList, IoDriver, LogFormat, QueueType};
+use super::{Config, ConfigError, CpuList, IoDriver, LogFormat, QueueType, Role};
 
 /// One configuration key.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +81,11 @@ pub const KEYS: &[Key] = &[
         "server.io_driver",
         Some("auto"),
         "event-loop driver: auto (io_uring, else epoll), uring or epoll",
+    ),
+    key(
+        "server.role",
+        Some("all"),
+        "all, api (accept and answer, no worker slots) or worker (process only)",
     ),
     key(
         "queue.type",
@@ -236,6 +241,14 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "server.idle_timeout_seconds" => c.server.idle_timeout = secs(name, v)?,
         "server.shutdown_grace_seconds" => c.server.shutdown_grace = secs(name, v)?,
         "server.io_driver" => c.server.io_driver = io_driver(name, v)?,
+        "server.role" => {
+            c.server.role = match v.to_ascii_lowercase().as_str() {
+                "all" => Role::All,
+                "api" => Role::Api,
+                "worker" => Role::Worker,
+                _ => return Err(invalid(name, v, "all, api or worker")),
+            }
+        }
         "queue.type" => c.queue.kind = queue_type(name, v)?,
         "queue.redis_url" => c.queue.redis_url = redis_url(name, v)?,
         "queue.request_queue_name" => c.queue.request_queue_name = stream_name(name, v)?,

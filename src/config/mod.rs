@@ -46,6 +46,17 @@ pub enum IoDriver {
     Epoll,
 }
 
+/// What a broker instance does (API and worker nodes scale separately on one Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts and answers requests, and processes them.
+    All,
+    /// Accepts and answers requests; runs no worker slots.
+    Api,
+    /// Processes requests; serves only the probes and metrics over HTTP.
+    Worker,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -82,6 +93,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Event-loop I/O driver.
     pub io_driver: IoDriver,
+    /// `server.role`
+    pub role: Role,
 }
 
 /// `queue.*`: the queue backend.
@@ -177,6 +190,7 @@ impl Default for Config {
                 idle_timeout: Duration::ZERO,
                 shutdown_grace: Duration::ZERO,
                 io_driver: IoDriver::Auto,
+                role: Role::All,
             },
             queue: QueueConfig {
                 kind: QueueType::Memory,
@@ -258,6 +272,11 @@ impl Config {
             }
         }
         proxy::validate(&self.proxy)?;
+        if self.server.role != Role::All && self.queue.kind != QueueType::Redis {
+            return err(
+                "server.role: api and worker nodes share one Redis; they need queue.type = redis",
+            );
+        }
         if self.cache.ttl < self.worker.timeout {
             return err("cache.ttl_seconds must be >= worker.timeout_seconds");
         }

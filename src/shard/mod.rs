@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::backend::redis::{Keys, RedisSettings, LEASE_HELD};
 use crate::backend::{Backend, EmbeddedBackend, RedisBackend};
-use crate::config::{Config, QueueType};
+use crate::config::{Config, QueueType, Role};
 use crate::http::Limits;
 use crate::id::{IdMinter, ShardId};
 use crate::mesh::{Mesh, ShardMsg};
@@ -88,6 +88,7 @@ pub(crate) async fn run(
                 consumer: format!("{}:{}", wiring.instance, wiring.id),
                 nr_shards: wiring.mesh.nr_shards(),
                 requests_prefix: q.request_queue_name.clone(),
+                processes: c.server.role != Role::Api,
             };
             let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);
@@ -129,6 +130,7 @@ impl<B: Backend + 'static> Shard<B> {
             default_timeout: config.worker.timeout,
             metrics_enabled: config.monitoring.metrics_enabled,
             queue_name: config.queue.request_queue_name.clone(),
+            serves_requests: config.server.role != Role::Worker,
         };
         Rc::new(Shard {
             id,
@@ -154,7 +156,9 @@ impl<B: Backend + 'static> Shard<B> {
         inbox: flume::Receiver<ShardMsg>,
     ) {
         monoio::spawn(self.clone().serve_inbox(inbox));
-        monoio::spawn(self.worker.clone().run(self.shutdown.clone()));
+        if self.config.server.role != Role::Api {
+            monoio::spawn(self.worker.clone().run(self.shutdown.clone()));
+        }
         monoio::spawn(self.clone().expire_states());
         match TcpListener::from_std(listener) {
             Ok(listener) => self.accept(listener).await,

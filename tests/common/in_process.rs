@@ -25,6 +25,7 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
         consumer: "test:0".into(),
         nr_shards: 1,
         requests_prefix: "openhqm-requests".into(),
+        processes: true,
     };
     let keys = Keys::new("openhqm-requests", "openhqm-dlq", 0);
     RedisBackend::start(settings, keys, IdMinter::new(0, 1))

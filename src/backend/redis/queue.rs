@@ -61,6 +61,9 @@ pub struct RedisSettings {
     pub nr_shards: usize,
     /// `queue.request_queue_name`.
     pub requests_prefix: String,
+    /// Whether this instance processes jobs (`server.role` is not `api`). One that does not
+    /// never takes entries over from dead consumers: it would hold them without running them.
+    pub processes: bool,
 }
 
 /// One shard's Redis Streams queue.
@@ -91,6 +94,7 @@ pub(crate) struct RedisQueue {
     pub(super) submits_in_flight: Cell<usize>,
     pub(super) max_submits_in_flight: usize,
     pub(super) lease_held: Duration,
+    pub(super) processes: bool,
     /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
     /// wake-up.
     pub(super) completions: RefCell<Completions>,
@@ -118,6 +122,7 @@ impl RedisQueue {
             submits_in_flight: Cell::new(0),
             max_submits_in_flight: settings.max_submits_in_flight.max(1),
             lease_held: settings.lease_held.min(LEASE_HELD),
+            processes: settings.processes,
             completions: RefCell::default(),
             completions_ready: Notify::new(),
         });

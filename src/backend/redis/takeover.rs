@@ -29,8 +29,10 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
         if !q.cmd.is_up() {
             continue;
         }
-        renew_leases(&q).await;
-        reclaim(&q).await;
+        if q.processes {
+            renew_leases(&q).await;
+            reclaim(&q).await;
+        }
         maintenance::refresh_depth(&q).await;
     }
 }
