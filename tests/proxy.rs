@@ -260,3 +260,56 @@ fn bad_endpoint_configuration_stops_the_start_naming_the_key() {
         assert!(err.contains(key), "{key} not named: {err}");
     }
 }
+
+/// Redis mode: a broker killed with SIGKILL while a job's upstream call is in flight loses
+/// nothing. The restarted instance (same port, so the same consumer) reads its pending entries
+/// again and delivers the job a second time, with the same `X-Correlation-ID`; the upstream's
+/// second answer completes it.
+#[test]
+fn a_broker_killed_during_the_upstream_call_delivers_the_job_again() {
+    use common::redis::RedisServer;
+    use common::wait_until;
+
+    let redis = RedisServer::start();
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let s = seen.clone();
+    let upstream = Upstream::start(move |n, req| {
+        s.lock().unwrap().push(req.clone());
+        if n == 0 {
+            // The first delivery never gets its answer: the broker is killed meanwhile.
+            Reply::After(Duration::from_secs(60), Box::new(Reply::json(200, "{}")))
+        } else {
+            Reply::json(200, r#"{"second":true}"#)
+        }
+    });
+    let url = format!("http://{}/work", upstream.addr);
+    let flags = [
+        "--proxy.enabled",
+        "true",
+        "--proxy.default_endpoint",
+        url.as_str(),
+        "--shards",
+        "1",
+    ];
+    let mut broker = Broker::start_on_redis(&redis, &flags);
+    let port = broker.addr.port();
+    let id = submit(&mut broker.client(), r#"{"payload":{"n":1}}"#);
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the upstream to receive the first delivery",
+        || upstream.requests() >= 1,
+    );
+    broker.kill9();
+
+    let broker = Broker::start_on_redis_port(&redis, port, &flags);
+    let mut c = broker.client();
+    let v = wait_final(&mut c, &id, Instant::now() + Duration::from_secs(20)).json();
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["result"], serde_json::json!({"second": true}));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "delivered exactly twice");
+    for req in seen.iter() {
+        assert_eq!(req.header("x-correlation-id"), Some(id.as_str()));
+        assert_eq!(&req.body[..], br#"{"n":1}"#);
+    }
+}
