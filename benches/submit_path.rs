@@ -54,9 +54,11 @@ fn bench(c: &mut Criterion) {
         &config.worker,
         1,
     );
+    let routes = openhqm::api::routing::Routes::default();
     let rules = submit::Rules {
         default_timeout: config.worker.timeout,
         processors: &processors,
+        routes: &routes,
     };
     let mut conn = Conn::new(Limits::default(), openhqm::api::precheck);
     let mut out = BytesMut::with_capacity(4096);

@@ -105,6 +105,14 @@ impl Broker {
             crate::proxy::register(&self.config.proxy, &mut self.processors)
                 .map_err(StartError::Config)?;
         }
+        for (i, r) in self.config.routes.iter().enumerate() {
+            if !self.processors.contains(&r.endpoint) {
+                return Err(StartError::Config(ConfigError(format!(
+                    "routing.routes[{i}].endpoint: no endpoint or processor is named {:?}",
+                    r.endpoint
+                ))));
+            }
+        }
         if let Some(name) = &self.default {
             self.processors
                 .set_default(name)

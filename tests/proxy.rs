@@ -103,6 +103,19 @@ url = "{huge}"
 [proxy.endpoints.missing]
 url = "{missing}"
 method = "GET"
+
+[[routing.routes]]
+name = "by-header"
+match_field = "headers.x-route"
+match_pattern = "^bin"
+endpoint = "binary"
+
+[[routing.routes]]
+name = "texty-tenant"
+match_field = "metadata.tenant"
+match_value = "texty"
+priority = 10
+endpoint = "text"
 "#,
         echo = url("/echo"),
         flaky = url("/flaky"),
@@ -236,6 +249,30 @@ fn unknown_endpoints_are_refused_and_secrets_stay_out_of_the_logs() {
 }
 
 #[test]
+fn routes_pick_the_endpoint_before_metadata_endpoint() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    // The tenant route (priority 10) wins over the header route and over metadata.endpoint.
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{},"headers":{"X-Route":"binary"},"metadata":{"tenant":"texty","endpoint":"echo"}}"#,
+    );
+    assert_eq!(v["result"]["response"], "hello", "{v}");
+    // The header route, its field matched case-insensitively, by pattern.
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{},"headers":{"X-ROUTE":"binary-please"},"metadata":{"endpoint":"echo"}}"#,
+    );
+    assert_eq!(v["result"]["encoding"], "base64", "{v}");
+    // No route matches: metadata.endpoint.
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{"plain":1},"metadata":{"tenant":"other","endpoint":"echo"}}"#,
+    );
+    assert_eq!(v["result"], serde_json::json!({"plain": 1}), "{v}");
+}
+
+#[test]
 fn bad_endpoint_configuration_stops_the_start_naming_the_key() {
     let dir = temp_dir();
     let config = dir.0.join("bad.toml");
@@ -251,6 +288,14 @@ fn bad_endpoint_configuration_stops_the_start_naming_the_key() {
         (
             "[proxy]\nenabled = true\ndefault_endpoint = \"nope\"\n",
             "proxy.default_endpoint",
+        ),
+        (
+            "[[routing.routes]]\nname = \"r\"\nmatch_field = \"metadata.t\"\nmatch_value = \"x\"\nendpoint = \"nowhere\"\n",
+            "routing.routes[0].endpoint",
+        ),
+        (
+            "[[routing.routes]]\nname = \"r\"\nmatch_field = \"metadata.t\"\nmatch_pattern = \"(\"\nendpoint = \"builtin\"\n",
+            "routing.routes[0].match_pattern",
         ),
     ] {
         std::fs::write(&config, toml).unwrap();

@@ -8,6 +8,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod response;
 pub mod route;
+pub mod routing;
 pub mod status;
 pub mod submit;
 pub mod submit_plain;
@@ -48,6 +49,8 @@ pub(crate) struct Api<B> {
     pub(crate) queue_name: String,
     /// Whether this node serves the request API (`server.role` is not `worker`).
     pub(crate) serves_requests: bool,
+    /// The routing rules.
+    pub(crate) routes: routing::Routes,
 }
 
 /// Refuses, from the head alone, requests whose body should not be read.
@@ -94,6 +97,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             let rules = submit::Rules {
                 default_timeout: api.default_timeout,
                 processors: &api.processors,
+                routes: &api.routes,
             };
             submit::handle(
                 &*api.backend,
@@ -189,9 +193,11 @@ mod tests {
     fn submit(backend: &EmbeddedBackend, metrics: &RefCell<ShardMetrics>, body: &str) -> Response {
         let mut processors = Processors::default();
         processors.register("nothing", Nothing);
+        let routes = routing::Routes::default();
         let rules = submit::Rules {
             default_timeout: Duration::from_secs(300),
             processors: &processors,
+            routes: &routes,
         };
         let now = Timestamp::now();
         ready(submit::handle(

@@ -20,6 +20,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::http::{RequestHead, Response};
 use crate::metrics::ShardMetrics;
+use super::routing::Routes;
 use crate::worker::Processors;
 
 /// A validated submit body: where its parts are in the body, and the parsed options.
@@ -268,6 +269,8 @@ pub struct Rules<'a> {
     pub default_timeout: Duration,
     /// The processors `metadata.endpoint` may name.
     pub processors: &'a Processors,
+    /// The routing rules, tried before `metadata.endpoint`.
+    pub routes: &'a Routes,
 }
 
 /// Handles one submit: validates `body`, hands the job to `backend`, and answers 202 once it
@@ -279,7 +282,13 @@ pub async fn handle<B: Backend>(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Response, Error> {
-    let sub = parse(body, rules.default_timeout)?;
+    let mut sub = parse(body, rules.default_timeout)?;
+    if let Some(routed) = rules.routes.pick(body) {
+        sub.metadata.endpoint = Some(routed.endpoint.to_owned());
+        if sub.metadata.method.is_none() {
+            sub.metadata.method = routed.method.map(str::to_owned);
+        }
+    }
     if let Some(name) = &sub.metadata.endpoint {
         if !rules.processors.contains(name) {
             return Err(Error::fields(vec![field(

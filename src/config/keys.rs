@@ -220,7 +220,9 @@ pub fn key_of_env(var: &str) -> Option<String> {
 
 /// Whether `key` is one the broker knows: in the table, or an endpoint key of proxy mode.
 pub fn is_known(key: &str) -> bool {
-    KEYS.iter().any(|k| k.name == key) || key.starts_with("proxy.endpoints.")
+    KEYS.iter().any(|k| k.name == key)
+        || key.starts_with("proxy.endpoints.")
+        || key == "routing.routes"
 }
 
 /// Sets `name` on `c` from `value`.
@@ -272,6 +274,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "monitoring.log_level" => c.monitoring.log_level = log_level(name, v)?,
         "monitoring.log_format" => c.monitoring.log_format = log_format(name, v)?,
         _ if name.starts_with("proxy.") => super::proxy::set(&mut c.proxy, name, v)?,
+        _ if name.starts_with("routing.") => super::routing::set(&mut c.routes, name, v)?,
         _ => return Err(ConfigError(format!("unknown configuration key {name:?}"))),
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod cpus;
 pub mod keys;
 pub mod layers;
 pub mod proxy;
+pub mod routing;
 
 use std::fmt;
 use std::time::Duration;
@@ -172,6 +173,8 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// `proxy.*`
     pub proxy: proxy::ProxyConfig,
+    /// `routing.routes`
+    pub routes: Vec<routing::RouteConfig>,
 }
 
 impl Default for Config {
@@ -216,6 +219,7 @@ impl Default for Config {
                 ttl: Duration::ZERO,
             },
             proxy: proxy::ProxyConfig::default(),
+            routes: Vec::new(),
             monitoring: MonitoringConfig {
                 metrics_enabled: true,
                 log_level: tracing::Level::INFO,

@@ -131,6 +131,7 @@ impl<B: Backend + 'static> Shard<B> {
             metrics_enabled: config.monitoring.metrics_enabled,
             queue_name: config.queue.request_queue_name.clone(),
             serves_requests: config.server.role != Role::Worker,
+            routes: crate::api::routing::Routes::new(&config.routes),
         };
         Rc::new(Shard {
             id,
