@@ -60,6 +60,8 @@ pub struct EndpointConfig {
     pub max_connections: usize,
     /// Statuses retried with the worker backoff (connect errors and attempt timeouts always are).
     pub retry_on: Vec<u16>,
+    /// PEM file of certificates trusted for `https://` besides the system's roots.
+    pub ca_file: Option<String>,
 }
 
 impl Default for EndpointConfig {
@@ -78,6 +80,7 @@ impl Default for EndpointConfig {
             auth_header_name: None,
             max_connections: 64,
             retry_on: vec![429, 502, 503, 504],
+            ca_file: None,
         }
     }
 }
@@ -174,6 +177,7 @@ fn set_endpoint(e: &mut EndpointConfig, name: &str, key: &str, v: &str) -> Resul
         "auth_password" => e.auth_password = text().map(Secret),
         "auth_password_file" => e.auth_password_file = text(),
         "auth_header_name" => e.auth_header_name = text(),
+        "ca_file" => e.ca_file = text(),
         "max_connections" => e.max_connections = super::keys::int(name, v, 1, 100_000)? as usize,
         "retry_on" => {
             e.retry_on = list(name, v)?
@@ -231,24 +235,24 @@ pub(super) fn validate(p: &ProxyConfig) -> Result<(), ConfigError> {
         }
     }
     match &p.default_endpoint {
-        Some(d) if !p.endpoints.contains_key(d) && check_url(d).is_err() => Err(ConfigError(
-            format!("proxy.default_endpoint: {d:?} is neither an endpoint name nor an http:// URL"),
-        )),
+        Some(d) if !p.endpoints.contains_key(d) && check_url(d).is_err() => {
+            Err(ConfigError(format!(
+                "proxy.default_endpoint: {d:?} is neither an endpoint name nor an http(s):// URL"
+            )))
+        }
         _ => Ok(()),
     }
 }
 
-/// An upstream URL the client can reach: `http://host[:port][/path]`.
+/// An upstream URL the client can reach: `http(s)://host[:port][/path]`.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err("https:// upstreams are not supported yet (TLS)".to_owned());
-    }
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| "expected http://host[:port][/path]".to_owned())?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| "expected http(s)://host[:port][/path]".to_owned())?;
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') || url.bytes().any(|b| b <= b' ') {
-        return Err("expected http://host[:port][/path]".to_owned());
+        return Err("expected http(s)://host[:port][/path]".to_owned());
     }
     Ok(())
 }
@@ -348,7 +352,7 @@ mod tests {
             ],
             &[
                 ("proxy.enabled", "true"),
-                ("proxy.endpoints.a.url", "https://x"),
+                ("proxy.endpoints.a.url", "https://user@x"),
             ],
             &[
                 ("proxy.enabled", "true"),

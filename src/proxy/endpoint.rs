@@ -3,9 +3,12 @@
 //! secrets read from their files, the auth header computed, the forwarding rules lower-cased.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use crate::config::proxy::{AuthType, EndpointConfig, ProxyConfig, Secret};
 use crate::config::ConfigError;
@@ -57,6 +60,8 @@ pub(crate) struct Endpoint {
     pub(crate) strip: Vec<String>,
     /// Largest response body.
     pub(crate) max_response_bytes: usize,
+    /// For `https://`: the TLS client configuration and the name the certificate must show.
+    pub(crate) tls: Option<(Arc<rustls::ClientConfig>, String)>,
 }
 
 impl Endpoint {
@@ -71,8 +76,17 @@ impl Endpoint {
             .url
             .as_deref()
             .ok_or_else(|| ConfigError(format!("{}: required", key("url"))))?;
-        let (host, port, target) =
+        let (https, host, port, target) =
             split_url(url).map_err(|m| ConfigError(format!("{}: {m}", key("url"))))?;
+        let tls = if https {
+            let config = client_config(e.ca_file.as_deref())
+                .map_err(|m| ConfigError(format!("{}: {m}", key("ca_file"))))?;
+            rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|_| ConfigError(format!("{}: bad host name {host:?}", key("url"))))?;
+            Some((config, host.clone()))
+        } else {
+            None
+        };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .ok()
@@ -113,7 +127,11 @@ impl Endpoint {
         Ok(Endpoint {
             name: name.to_owned(),
             addr,
-            host: if port == 80 { host } else { format!("{host}:{port}") },
+            host: if port == if https { 443 } else { 80 } {
+                host
+            } else {
+                format!("{host}:{port}")
+            },
             target,
             method: e.method.clone(),
             timeout: e.timeout,
@@ -129,6 +147,7 @@ impl Endpoint {
             forward: proxy.forward_headers.clone(),
             strip: proxy.strip_headers.clone(),
             max_response_bytes: proxy.max_response_bytes,
+            tls,
         })
     }
 
@@ -145,10 +164,48 @@ impl Endpoint {
     }
 }
 
-/// `http://host[:port][/path[?query]]` → host, port, target.
-fn split_url(url: &str) -> Result<(String, u16, String), String> {
+/// The rustls client configuration for `https://` upstreams: the system's root certificates,
+/// plus those of `ca_file` (PEM).
+fn client_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot use is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        let mut n = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{path}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(format!("{path}: no certificate in it"));
+        }
+    }
+    if roots.is_empty() {
+        return Err("no root certificates (none on the system and no ca_file)".to_owned());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// `http(s)://host[:port][/path[?query]]` → whether TLS, host, port, target.
+fn split_url(url: &str) -> Result<(bool, String, u16, String), String> {
     crate::config::proxy::check_url(url)?;
-    let rest = &url["http://".len()..];
+    let https = url.starts_with("https://");
+    let rest = if https {
+        &url["https://".len()..]
+    } else {
+        &url["http://".len()..]
+    };
     let (authority, target) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -159,10 +216,10 @@ fn split_url(url: &str) -> Result<(String, u16, String), String> {
             Ok(port) => (h, port),
             Err(_) => return Err(format!("bad port {p:?}")),
         },
-        _ => (authority, 80),
+        _ => (authority, if https { 443 } else { 80 }),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_owned(), port, target))
+    Ok((https, host.to_owned(), port, target))
 }
 
 #[cfg(test)]
@@ -173,18 +230,22 @@ mod tests {
     fn urls_split() {
         assert_eq!(
             split_url("http://127.0.0.1:9000/invoice?x=1").unwrap(),
-            ("127.0.0.1".into(), 9000, "/invoice?x=1".into())
+            (false, "127.0.0.1".into(), 9000, "/invoice?x=1".into())
         );
         assert_eq!(
             split_url("http://localhost").unwrap(),
-            ("localhost".into(), 80, "/".into())
+            (false, "localhost".into(), 80, "/".into())
         );
         assert_eq!(
             split_url("http://[::1]:8080/a").unwrap(),
-            ("::1".into(), 8080, "/a".into())
+            (false, "::1".into(), 8080, "/a".into())
+        );
+        assert_eq!(
+            split_url("https://api.example/x").unwrap(),
+            (true, "api.example".into(), 443, "/x".into())
         );
         assert!(split_url("http://h:x/").is_err());
-        assert!(split_url("https://h/").is_err());
+        assert!(split_url("ftp://h/").is_err());
     }
 
     #[test]

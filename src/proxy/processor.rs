@@ -13,7 +13,12 @@ use serde_json::value::RawValue;
 
 use super::endpoint::{Endpoint, HOP_BY_HOP};
 use crate::backend::Job;
-use crate::upstream::{encode, Exchange, Pool, UpstreamError, UpstreamRequest, UpstreamResponse};
+use monoio_rustls::TlsConnector;
+use rustls::pki_types::ServerName;
+
+use crate::upstream::{
+    encode, Exchange, Pool, Tls, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
 use crate::worker::{Output, ProcessError, Processor};
 
 /// Forwards jobs to one endpoint.
@@ -25,10 +30,16 @@ pub(crate) struct HttpProcessor {
 impl HttpProcessor {
     /// The processor of `endpoint` on the calling shard.
     pub(crate) fn new(endpoint: Endpoint) -> Self {
+        let tls = endpoint.tls.as_ref().map(|(config, name)| Tls {
+            connector: TlsConnector::from(config.clone()),
+            // Checked when the endpoint was built.
+            name: ServerName::try_from(name.clone()).expect("a valid server name"),
+        });
         let pool = Pool::new(
             endpoint.addr,
             endpoint.max_connections,
             endpoint.timeout.min(Duration::from_secs(10)),
+            tls,
         );
         HttpProcessor {
             endpoint: Rc::new(endpoint),

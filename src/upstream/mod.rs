@@ -7,6 +7,6 @@ pub mod pool;
 pub mod request;
 pub mod response;
 
-pub use pool::{Exchange, Pool, UpstreamError};
+pub use pool::{Exchange, Pool, Tls, UpstreamError};
 pub use request::{encode, UpstreamRequest};
 pub use response::UpstreamResponse;

@@ -1,7 +1,8 @@
 //! One shard's keep-alive connections to one upstream address, on the shard's own runtime: at
 //! most `max` open at once (a request beyond waits for one to free up, within its own deadline),
 //! idle ones reused, and each exchange bounded by a deadline. A reused connection that the
-//! upstream had already closed (nothing received) is replaced by a fresh one once.
+//! upstream had already closed (nothing received) is replaced by a fresh one once. `https://`
+//! upstreams get rustls over the same connections (the handshake inside the connect deadline).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -10,9 +11,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::{ClientTlsStream, TlsConnector};
+use rustls::pki_types::ServerName;
 
 use super::response::{Read, ResponseError, ResponseReader, UpstreamResponse};
 use crate::sync::notify::Notify;
@@ -33,6 +36,8 @@ pub enum UpstreamError {
     Malformed(&'static str),
     /// The response was larger than allowed.
     TooLarge,
+    /// The TLS handshake failed (an untrusted or mismatched certificate, a protocol error).
+    Tls,
 }
 
 impl fmt::Display for UpstreamError {
@@ -43,6 +48,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Io(k) => write!(f, "the upstream connection failed: {k}"),
             UpstreamError::Malformed(why) => write!(f, "unreadable upstream response: {why}"),
             UpstreamError::TooLarge => write!(f, "the upstream response is too large"),
+            UpstreamError::Tls => write!(f, "the TLS handshake with the upstream failed"),
         }
     }
 }
@@ -52,6 +58,37 @@ impl From<ResponseError> for UpstreamError {
         match e {
             ResponseError::Malformed(why) => UpstreamError::Malformed(why),
             ResponseError::TooLarge => UpstreamError::TooLarge,
+        }
+    }
+}
+
+/// TLS to an upstream: the client configuration and the name its certificate must show.
+#[derive(Clone)]
+pub struct Tls {
+    /// rustls over monoio.
+    pub connector: TlsConnector,
+    /// The server name checked against the certificate (and sent as SNI).
+    pub name: ServerName<'static>,
+}
+
+/// One connection: plain, or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+impl Conn {
+    async fn write_all(&mut self, buf: Bytes) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(buf).await.0.map(drop),
+            Conn::Tls(s) => s.write_all(buf).await.0.map(drop),
+        }
+    }
+
+    async fn read(&mut self, buf: SliceMut<BytesMut>) -> (io::Result<usize>, SliceMut<BytesMut>) {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
         }
     }
 }
@@ -74,19 +111,22 @@ pub struct Pool {
     addr: SocketAddr,
     max: usize,
     connect_timeout: Duration,
-    idle: RefCell<Vec<TcpStream>>,
+    tls: Option<Tls>,
+    idle: RefCell<Vec<Conn>>,
     open: Cell<usize>,
     opened: Cell<u64>,
     freed: Notify,
 }
 
 impl Pool {
-    /// A pool of at most `max` connections to `addr`; a connect may take `connect_timeout`.
-    pub fn new(addr: SocketAddr, max: usize, connect_timeout: Duration) -> Self {
+    /// A pool of at most `max` connections to `addr`, over TLS when `tls` is given; a connect
+    /// (with its handshake) may take `connect_timeout`.
+    pub fn new(addr: SocketAddr, max: usize, connect_timeout: Duration, tls: Option<Tls>) -> Self {
         Pool {
             addr,
             max: max.max(1),
             connect_timeout,
+            tls,
             idle: RefCell::default(),
             open: Cell::new(0),
             opened: Cell::new(0),
@@ -168,14 +208,12 @@ impl Pool {
                     reused: false,
                     keep: false,
                 };
-                let connect = TcpStream::connect(self.addr);
-                let stream = match monoio::time::timeout(self.connect_timeout, connect).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return Err(UpstreamError::Connect(e.kind())),
+                let conn = match monoio::time::timeout(self.connect_timeout, self.connect()).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return Err(e),
                     Err(_) => return Err(UpstreamError::Connect(io::ErrorKind::TimedOut)),
                 };
-                let _ = stream.set_nodelay(true);
-                lease.stream = Some(stream);
+                lease.stream = Some(conn);
                 return Ok(lease);
             }
             self.freed.notified().await;
@@ -183,16 +221,35 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// A new connection, with its TLS handshake where the upstream is `https://`.
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| UpstreamError::Connect(e.kind()))?;
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Conn::Plain(stream)),
+            Some(tls) => tls
+                .connector
+                .connect(tls.name.clone(), stream)
+                .await
+                .map(|s| Conn::Tls(Box::new(s)))
+                .map_err(|_| UpstreamError::Tls),
+        }
+    }
+}
+
 /// A connection taken from the pool; back to the idle list when kept, else closed.
 struct Lease<'p> {
     pool: &'p Pool,
-    stream: Option<TcpStream>,
+    stream: Option<Conn>,
     reused: bool,
     keep: bool,
 }
 
 impl Lease<'_> {
-    fn stream(&mut self) -> &mut TcpStream {
+    fn stream(&mut self) -> &mut Conn {
         self.stream.as_mut().expect("a lease holds its connection")
     }
 
@@ -213,11 +270,10 @@ impl Drop for Lease<'_> {
 
 /// Writes the request and reads the response. On failure, also whether any response byte came.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     ex: &Exchange,
 ) -> Result<UpstreamResponse, (UpstreamError, bool)> {
-    let (written, _) = stream.write_all(ex.request.clone()).await;
-    if let Err(e) = written {
+    if let Err(e) = stream.write_all(ex.request.clone()).await {
         return Err((UpstreamError::Io(e.kind()), false));
     }
     let mut reader = ResponseReader::new(ex.max_body, ex.head_request);
