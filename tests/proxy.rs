@@ -1,9 +1,11 @@
 //! Proxy mode end to end: the real broker, configured by a TOML file, forwarding to a real HTTP
 //! upstream on a free port (tests/common/upstream.rs). Each rule of API.md's proxy section has a
 //! test here that can fail: the request the upstream sees (method, path, body, forwarded and
-//! stripped headers, auth, X-Correlation-ID), retries on `retry_on` statuses and `Retry-After`,
-//! the result's shape for JSON, text and binary bodies, the size limit, other statuses,
-//! unknown endpoints, secrets kept out of the logs, and configuration errors.
+//! stripped headers, auth, X-Correlation-ID), retries on `retry_on` statuses, the result's shape
+//! for JSON, text and binary bodies, the size limit, other statuses, routing, unknown endpoints,
+//! secrets kept out of the logs on every path, configuration errors, and a kill -9 on Redis.
+//! (`Retry-After` as the least delay is tested where it is decided: `worker/verdict.rs`,
+//! `proxy/processor.rs`.)
 
 mod common;
 
@@ -44,6 +46,10 @@ fn temp_dir() -> TempDir {
 }
 
 fn start() -> Setup {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> Setup {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let flaky = Arc::new(AtomicUsize::new(0));
     let (s, f) = (seen.clone(), flaky.clone());
@@ -69,6 +75,7 @@ fn start() -> Setup {
     let token_file = dir.0.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let url = |path: &str| format!("http://{}{path}", upstream.addr);
+    let down = format!("http://{}/", closed_port());
     let toml = format!(
         r#"
 [worker]
@@ -90,6 +97,15 @@ auth_token_file = "{token}"
 
 [proxy.endpoints.flaky]
 url = "{flaky}"
+auth_type = "api_key"
+auth_token_file = "{token}"
+
+[proxy.endpoints.down]
+url = "{down}"
+auth_type = "basic"
+auth_username = "broker"
+auth_password_file = "{token}"
+timeout_seconds = 1
 
 [proxy.endpoints.text]
 url = "{text}"
@@ -99,6 +115,8 @@ url = "{binary}"
 
 [proxy.endpoints.huge]
 url = "{huge}"
+auth_type = "bearer"
+auth_token_file = "{token}"
 
 [proxy.endpoints.missing]
 url = "{missing}"
@@ -123,11 +141,14 @@ endpoint = "text"
         binary = url("/binary"),
         huge = url("/huge"),
         missing = url("/missing"),
+        down = down,
         token = token_file.display(),
     );
     let config = dir.0.join("openhqm.toml");
     std::fs::write(&config, toml).unwrap();
-    let broker = Broker::start_with(&["--config", config.to_str().unwrap(), "--shards", "2"]);
+    let mut flags = vec!["--config", config.to_str().unwrap(), "--shards", "2"];
+    flags.extend_from_slice(extra);
+    let broker = Broker::start_with(&flags);
     Setup {
         broker,
         upstream,
@@ -235,7 +256,7 @@ fn other_bodies_and_statuses_map_as_the_contract_says() {
 }
 
 #[test]
-fn unknown_endpoints_are_refused_and_secrets_stay_out_of_the_logs() {
+fn unknown_endpoints_are_refused_and_names_are_case_insensitive() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
     let r = c.post_json(
@@ -243,9 +264,50 @@ fn unknown_endpoints_are_refused_and_secrets_stay_out_of_the_logs() {
         r#"{"payload":{},"metadata":{"endpoint":"nowhere"}}"#,
     );
     assert_eq!(r.status, 422, "{}", r.text());
-    final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"echo"}}"#);
-    let logs = s.broker.logs().join("\n") + &s.broker.stderr_lines().join("\n");
-    assert!(!logs.contains(TOKEN), "the token is in the logs");
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{"x":1},"metadata":{"endpoint":"Echo"}}"#,
+    );
+    assert_eq!(v["result"], serde_json::json!({"x": 1}), "{v}");
+}
+
+/// Every path a request with a secret can take, logged at trace level: success, retried
+/// statuses, a response over the limit (dead-lettered), an unreachable upstream (retried, then
+/// dead-lettered). The secret is in none of the log lines.
+#[test]
+fn secrets_stay_out_of_the_logs_on_every_path() {
+    let s = start_with(&["--log-level", "trace", "--worker.max_retries", "1"]);
+    let mut c = Client::connect(s.broker.addr);
+    for endpoint in ["echo", "flaky", "huge", "down"] {
+        let body = format!(r#"{{"payload":{{}},"metadata":{{"endpoint":"{endpoint}"}}}}"#);
+        let (_, v) = final_of(&mut c, &body);
+        assert!(v["status"] == "COMPLETED" || v["status"] == "FAILED", "{v}");
+        assert!(!v.to_string().contains(TOKEN), "{v}");
+    }
+    let logs = s.broker.logs();
+    assert!(
+        logs.len() > 10,
+        "trace logging produced {} lines",
+        logs.len()
+    );
+    let all = logs.join("\n") + &s.broker.stderr_lines().join("\n");
+    assert!(!all.contains(TOKEN), "the token is in the logs");
+    let basic = base64_of(&format!("broker:{TOKEN}"));
+    assert!(
+        !all.contains(&basic),
+        "the basic credentials are in the logs"
+    );
+}
+
+/// A port nothing listens on.
+fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 #[test]

@@ -51,7 +51,7 @@ impl Routes {
                     field: r.match_field.split('.').map(str::to_owned).collect(),
                     matcher,
                     endpoint: r.endpoint.clone(),
-                    method: r.method.clone(),
+                    method: r.method.as_deref().map(str::to_ascii_uppercase),
                 })
             })
             .collect();

@@ -231,6 +231,19 @@ fn check_members(
             "value_error.number",
         ));
     }
+    // The upstream method of proxy mode: letters only (it goes on the request line), in upper
+    // case as methods are compared.
+    let method = meta.method.map(|m| m.to_ascii_uppercase());
+    if method
+        .as_deref()
+        .is_some_and(|m| m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        errors.push(field(
+            &["metadata", "method"],
+            "not an HTTP method",
+            "value_error",
+        ));
+    }
     match payload {
         Some(payload) if errors.is_empty() => Ok(Submission {
             payload,
@@ -240,7 +253,7 @@ fn check_members(
                 timeout,
                 retry_count: retry_count.min(i64::from(u32::MAX)) as u32,
                 endpoint: meta.endpoint.map(Cow::into_owned),
-                method: meta.method.map(Cow::into_owned),
+                method,
             },
         }),
         _ => Err(Error::fields(errors)),
@@ -289,13 +302,18 @@ pub async fn handle<B: Backend>(
             sub.metadata.method = routed.method.map(str::to_owned);
         }
     }
-    if let Some(name) = &sub.metadata.endpoint {
+    if let Some(name) = &mut sub.metadata.endpoint {
         if !rules.processors.contains(name) {
-            return Err(Error::fields(vec![field(
-                &["metadata", "endpoint"],
-                &format!("unknown endpoint \"{name}\""),
-                "value_error",
-            )]));
+            // Configured endpoint names are lower case; a client may write `Billing`.
+            let lower = name.to_ascii_lowercase();
+            if !rules.processors.contains(&lower) {
+                return Err(Error::fields(vec![field(
+                    &["metadata", "endpoint"],
+                    &format!("unknown endpoint \"{name}\""),
+                    "value_error",
+                )]));
+            }
+            *name = lower;
         }
     }
     // Copies: a slice would pin the connection's whole read buffer while the job waits.
@@ -378,6 +396,9 @@ mod tests {
             (r#"{"payload":{},"metadata":{"timeout":-5}}"#, 422),
             (r#"{"payload":{},"metadata":{"retry_count":-1}}"#, 422),
             (r#"{"payload":{},"metadata":[]}"#, 422),
+            (r#"{"payload":{},"metadata":{"method":"GE T"}}"#, 422),
+            (r#"{"payload":{},"metadata":{"method":""}}"#, 422),
+            (r#"{"payload":{},"metadata":{"method":"head"}}"#, 202),
             (r#"{"payload":{},"headers":{"a":1}}"#, 422),
             (r#"{"payload":{},"headers":[]}"#, 422),
         ];

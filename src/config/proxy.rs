@@ -237,7 +237,8 @@ pub(super) fn validate(p: &ProxyConfig) -> Result<(), ConfigError> {
     match &p.default_endpoint {
         Some(d) if !p.endpoints.contains_key(d) && check_url(d).is_err() => {
             Err(ConfigError(format!(
-                "proxy.default_endpoint: {d:?} is neither an endpoint name nor an http(s):// URL"
+                "proxy.default_endpoint: {:?} is neither an endpoint name nor an http(s):// URL",
+                super::redact_url(d)
             )))
         }
         _ => Ok(()),
@@ -278,8 +279,9 @@ fn list(name: &str, v: &str) -> Result<Vec<String>, ConfigError> {
 }
 
 fn map(name: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let m: BTreeMap<String, String> =
-        serde_json::from_str(v).map_err(|_| invalid(name, v, "a JSON object of strings"))?;
+    // The value is not repeated in the error: headers may carry credentials.
+    let m: BTreeMap<String, String> = serde_json::from_str(v)
+        .map_err(|_| ConfigError(format!("{name}: expected a JSON object of strings")))?;
     Ok(m.into_iter().collect())
 }
 

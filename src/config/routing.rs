@@ -50,6 +50,12 @@ pub(super) fn set(routes: &mut Vec<RouteConfig>, name: &str, v: &str) -> Result<
             regex::Regex::new(p)
                 .map_err(|e| ConfigError(format!("{}: {e}", key("match_pattern"))))?;
         }
+        if r.method
+            .as_deref()
+            .is_some_and(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Err(ConfigError(format!("{}: an HTTP method", key("method"))));
+        }
         if r.match_field.is_empty() || r.match_field.split('.').any(str::is_empty) {
             return Err(ConfigError(format!("{}: a dot path", key("match_field"))));
         }

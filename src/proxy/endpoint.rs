@@ -124,13 +124,39 @@ impl Endpoint {
                 token.unwrap_or_default(),
             )),
         };
+        for (h, v) in &e.headers {
+            check_header(h, v.as_bytes()).map_err(|m| ConfigError(format!("{}: {m}", key("headers"))))?;
+        }
+        if let Some((h, v)) = &auth {
+            let k = if e.auth_header_name.is_some() {
+                "auth_header_name"
+            } else {
+                "auth_type"
+            };
+            check_header(h, b"").map_err(|m| ConfigError(format!("{}: {m}", key(k))))?;
+            if v.0.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                // The message names the key, never the value.
+                return Err(ConfigError(format!(
+                    "{}: the secret holds a line break or NUL",
+                    key("auth_token")
+                )));
+            }
+        }
         Ok(Endpoint {
             name: name.to_owned(),
             addr,
-            host: if port == if https { 443 } else { 80 } {
-                host
-            } else {
-                format!("{host}:{port}")
+            host: {
+                // An IPv6 literal keeps its brackets in `Host`.
+                let h = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                if port == if https { 443 } else { 80 } {
+                    h
+                } else {
+                    format!("{h}:{port}")
+                }
             },
             target,
             method: e.method.clone(),
@@ -162,6 +188,24 @@ impl Endpoint {
                 .as_ref()
                 .is_none_or(|(h, _)| !h.eq_ignore_ascii_case(name))
     }
+}
+
+/// A header an endpoint may set: a token name, a value without line breaks or NUL, and not one
+/// the client sets itself (`Host` comes from the URL, the framing headers from the body,
+/// `X-Correlation-ID` from the job).
+fn check_header(name: &str, value: &[u8]) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if HOP_BY_HOP.contains(&lower.as_str()) || lower == "x-correlation-id" {
+        return Err(format!("{name} is set by the broker, not by the configuration"));
+    }
+    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!("the value of {name} holds a line break or NUL"));
+    }
+    Ok(())
 }
 
 /// The rustls client configuration for `https://` upstreams: the system's root certificates,
@@ -211,14 +255,25 @@ fn split_url(url: &str) -> Result<(bool, String, u16, String), String> {
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
         None => (rest, "/".to_owned()),
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-            Ok(port) => (h, port),
-            Err(_) => return Err(format!("bad port {p:?}")),
-        },
-        _ => (authority, if https { 443 } else { 80 }),
+    let default_port = if https { 443 } else { 80 };
+    let (host, port_text) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, rest) = v6
+            .split_once(']')
+            .ok_or_else(|| "unclosed [ in the host".to_owned())?;
+        (h, rest.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = match port_text {
+        None => default_port,
+        Some(p) => p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?,
+    };
+    if host.is_empty() {
+        return Err("no host".to_owned());
+    }
     Ok((https, host.to_owned(), port, target))
 }
 
@@ -243,6 +298,10 @@ mod tests {
         assert_eq!(
             split_url("https://api.example/x").unwrap(),
             (true, "api.example".into(), 443, "/x".into())
+        );
+        assert_eq!(
+            split_url("http://[::1]/a").unwrap(),
+            (false, "::1".into(), 80, "/a".into())
         );
         assert!(split_url("http://h:x/").is_err());
         assert!(split_url("ftp://h/").is_err());
@@ -276,5 +335,32 @@ mod tests {
         assert!(!ep.forwards("connection"));
         assert!(!ep.forwards("x-correlation-id"));
         assert!(!format!("{ep:?}").contains("dTpw"));
+    }
+
+    #[test]
+    fn endpoint_headers_are_checked_at_start() {
+        let p = ProxyConfig::default();
+        for (h, v) in [
+            ("Host", "api.internal"),
+            ("X Bad", "1"),
+            ("X-A", "1\r\nX-B: 2"),
+            ("X-Correlation-ID", "x"),
+        ] {
+            let e = EndpointConfig {
+                url: Some("http://127.0.0.1:9/x".into()),
+                headers: vec![(h.into(), v.into())],
+                ..EndpointConfig::default()
+            };
+            let err = Endpoint::build("b", &e, &p).unwrap_err();
+            assert!(err.0.contains("proxy.endpoints.b.headers"), "{h}: {err}");
+        }
+        let e = EndpointConfig {
+            url: Some("http://127.0.0.1:9/x".into()),
+            auth_type: Some(AuthType::Bearer),
+            auth_token: Some(Secret("to\nken".into())),
+            ..EndpointConfig::default()
+        };
+        let err = Endpoint::build("b", &e, &p).unwrap_err();
+        assert!(err.0.contains("auth_token") && !err.0.contains("to\nken"), "{err}");
     }
 }

@@ -93,12 +93,7 @@ impl Processor for HttpProcessor {
     async fn process(&self, job: &Job) -> Result<Output, ProcessError> {
         let ep = &*self.endpoint;
         let exchange = Exchange {
-            head_request: job
-                .metadata
-                .method
-                .as_deref()
-                .unwrap_or(&ep.method)
-                .eq_ignore_ascii_case("HEAD"),
+            head_request: job.metadata.method.as_deref().unwrap_or(&ep.method) == "HEAD",
             request: self.request(job)?,
             max_body: ep.max_response_bytes,
             timeout: ep.timeout,

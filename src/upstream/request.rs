@@ -16,7 +16,7 @@ pub struct UpstreamRequest<'a> {
     /// Further headers, in order. `Host`, `Content-Length`, `Transfer-Encoding` and
     /// `Connection` are the encoder's and may not be among them.
     pub headers: &'a [(&'a str, &'a [u8])],
-    /// The body (sent with `Content-Length`, also when empty for methods that carry one).
+    /// The body, always sent with `Content-Length` (0 when empty).
     pub body: &'a [u8],
 }
 

@@ -102,12 +102,21 @@ impl ResponseReader {
                         }
                         return Ok(Read::NeedMore);
                     };
+                    if head.status == 101 {
+                        // The broker never asks for an upgrade: what follows is not HTTP.
+                        return Err(ResponseError::Malformed("unexpected 101 Switching Protocols"));
+                    }
                     if (100..200).contains(&head.status) {
                         // Interim (100 Continue, 103 Early Hints): the real one follows.
                         continue;
                     }
                     let framing = self.framing(&head)?;
-                    let reusable = head.keep_alive && !matches!(framing, Framing::UntilClose);
+                    // Both framings at once, or chunked on HTTP/1.0: answered, but the connection
+                    // is not trusted with another request (RFC 9112 §6.3).
+                    let ambiguous = head.transfer_encoding.is_some()
+                        && (head.content_length.is_some() || !head.http11);
+                    let reusable =
+                        head.keep_alive && !ambiguous && !matches!(framing, Framing::UntilClose);
                     self.phase = Phase::Body {
                         status: head.status,
                         headers: head.headers,
@@ -206,6 +215,7 @@ struct Head {
     content_length: Option<u64>,
     transfer_encoding: Option<Vec<u8>>,
     keep_alive: bool,
+    http11: bool,
 }
 
 /// The head at the start of `input` (consumed), or `None` while incomplete.
@@ -226,6 +236,7 @@ fn parse_head(input: &mut BytesMut) -> Result<Option<Head>, ResponseError> {
         content_length: None,
         transfer_encoding: None,
         keep_alive: http11,
+        http11,
     };
     for h in resp.headers.iter() {
         let name = h.name.to_ascii_lowercase();
@@ -233,7 +244,9 @@ fn parse_head(input: &mut BytesMut) -> Result<Option<Head>, ResponseError> {
             "content-length" => {
                 let v = std::str::from_utf8(h.value)
                     .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
                     .ok_or(ResponseError::Malformed("bad Content-Length"))?;
                 if head.content_length.is_some_and(|l| l != v) {
                     return Err(ResponseError::Malformed("conflicting Content-Length"));
@@ -324,6 +337,13 @@ mod tests {
                 b"x",
                 true,
             ),
+            // Both framings: chunked wins, and the connection is not reused.
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n1\r\nz\r\n0\r\n\r\n",
+                200,
+                b"z",
+                false,
+            ),
         ];
         for &(wire, status, body, reusable) in cases {
             for step in [1, 2, 7, wire.len()] {
@@ -362,6 +382,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
         ] {
             assert!(
                 matches!(read_all(wire, wire.len(), 100), Err(ResponseError::Malformed(_))),

@@ -133,8 +133,9 @@ impl<B: Backend + 'static> Worker<B> {
                 }
             }
             // Submit refuses names it does not know; this is a job queued by a broker
-            // configured with other processors.
-            Err(unknown) => Ran::Failed(ProcessError::permanent(unknown.to_string())),
+            // configured with other processors (a rolling deploy on a shared Redis): retried,
+            // so a broker that has the processor may take it meanwhile, then dead-lettered.
+            Err(unknown) => Ran::Failed(ProcessError::retryable(unknown.to_string())),
         };
         // One clock read for the end: the wall-clock end is the start plus the monotonic elapsed
         // time.
@@ -374,13 +375,16 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_processor_fails_the_job_without_retry() {
+    fn an_unknown_processor_is_retried_then_dead_lettered() {
         let s = setup(false);
         // Submit refuses unknown names; a job from a broker with other processors can still
         // arrive through a shared Redis.
         let d = submit_and_take(&s, b"{}", Some("not-here"));
         let id = d.job.id;
-        ready(s.worker.run_job(d));
+        ready(s.worker.run_job(d.clone()));
+        assert_eq!(s.backend.held(&id).unwrap().status, Status::Processing);
+        assert_eq!(s.metrics.borrow().retries, 1);
+        ready(s.worker.run_job(Delivery { attempt: 3, ..d }));
         let state = s.backend.held(&id).unwrap();
         assert_eq!(state.status, Status::Failed);
         assert!(state

@@ -86,7 +86,9 @@ pub(crate) fn judge(
         }) => {
             if retryable && attempt <= policy.max_retries {
                 let backoff = retry_delay(attempt, policy.delay_base, policy.delay_max, jitter);
-                let delay = retry_after.map_or(backoff, |least| least.max(backoff));
+                // A processor's least delay counts up to an hour (or the longest backoff).
+                let cap = policy.delay_max.max(Duration::from_secs(3600));
+                let delay = retry_after.map_or(backoff, |least| least.min(cap).max(backoff));
                 return settled(Settlement::RetryLater(delay));
             }
             Verdict {
@@ -133,6 +135,10 @@ mod tests {
         let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::from_secs(30)));
         let v = judge(ran, 1, DEADLINE, &POLICY, 0.0, TIMING);
         assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(30)));
+        // An endless one is capped.
+        let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::MAX));
+        let v = judge(ran, 1, DEADLINE, &POLICY, 0.0, TIMING);
+        assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(3600)));
         // A shorter one does not shorten the backoff.
         let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::from_millis(1)));
         let v = judge(ran, 3, DEADLINE, &POLICY, 0.0, TIMING);

@@ -136,7 +136,9 @@ impl MemoryQueue {
             ..delivery
         };
         inner.delayed.push(Delayed {
-            due: Instant::now() + delay,
+            due: Instant::now()
+                .checked_add(delay)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
             seq,
             delivery,
         });

@@ -2,8 +2,8 @@
 //! sent), `attempt`, `meta` = `<priority> <timeout_ms> <retry_count> <submitted_at>` (decimal;
 //! `submitted_at` in µs since the epoch), and `headers`, `endpoint`, `method` when present.
 //! The four numbers share one field because every field costs Redis on each `XADD` and on each
-//! entry an `XREADGROUP` delivers (docs/redis.md). (A request state is one string:
-//! `state_value.rs`.)
+//! entry an `XREADGROUP` delivers (docs/redis.md). Entries written before `meta` (the four as
+//! fields of their own) are still read. (A request state is one string: `state_value.rs`.)
 
 use std::time::Duration;
 
@@ -57,17 +57,27 @@ pub fn job_fields(job: &Job, attempt: u32) -> Args {
     a
 }
 
-/// `priority`, `timeout_ms`, `retry_count`, `submitted_at` of an entry, from `meta`.
+/// `priority`, `timeout_ms`, `retry_count`, `submitted_at` of an entry: from `meta`, or from the
+/// separate fields of entries written before `meta` (still in a stream, or parked for a retry,
+/// when a broker is upgraded: they are accepted requests and must be read).
 fn numbers(pairs: &[Frame]) -> Option<[u64; 4]> {
-    let text = std::str::from_utf8(field(pairs, b"meta")?).ok()?;
-    let mut parts = text.split(' ').map(|p| p.parse::<u64>().ok());
-    let n = [
-        parts.next()??,
-        parts.next()??,
-        parts.next()??,
-        parts.next()??,
-    ];
-    parts.next().is_none().then_some(n)
+    if let Some(meta) = field(pairs, b"meta") {
+        let text = std::str::from_utf8(meta).ok()?;
+        let mut parts = text.split(' ').map(|p| p.parse::<u64>().ok());
+        let n = [
+            parts.next()??,
+            parts.next()??,
+            parts.next()??,
+            parts.next()??,
+        ];
+        return parts.next().is_none().then_some(n);
+    }
+    Some([
+        parse_num(field(pairs, b"priority")).unwrap_or(0),
+        parse_num(field(pairs, b"timeout_ms"))?,
+        parse_num(field(pairs, b"retry_count")).unwrap_or(0),
+        parse_num(field(pairs, b"submitted_at"))?,
+    ])
 }
 
 fn field<'a>(pairs: &'a [Frame], name: &[u8]) -> Option<&'a Bytes> {
@@ -132,6 +142,32 @@ mod tests {
         assert_eq!((back, attempt), (job.clone(), 3));
         let meta = fields.iter().position(|f| &f[..] == b"meta").unwrap();
         assert_eq!(&fields[meta + 1][..], b"5 1500 2 1795689000123456");
+
+        // An entry of a build before `meta`: read the same.
+        let old: Vec<Frame> = [
+            "id",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "payload",
+            r#"{"operation":"echo","data":"x"}"#,
+            "headers",
+            r#"{"X-T":"a"}"#,
+            "priority",
+            "5",
+            "timeout_ms",
+            "1500",
+            "retry_count",
+            "2",
+            "endpoint",
+            "billing",
+            "submitted_at",
+            "1795689000123456",
+            "attempt",
+            "3",
+        ]
+        .iter()
+        .map(|s| Frame::Bulk(Some(Bytes::copy_from_slice(s.as_bytes()))))
+        .collect();
+        assert_eq!(job_from_fields(&old), Some((job, 3)));
     }
 
     #[test]
