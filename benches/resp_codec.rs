@@ -29,6 +29,7 @@ fn job(minter: &mut IdMinter) -> Job {
             method: None,
         },
         submitted_at: Timestamp(1_795_689_000_123_456),
+        first_started_at: None,
     }
 }
 

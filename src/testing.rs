@@ -42,6 +42,7 @@ pub(crate) fn job(payload: &'static [u8], endpoint: Option<&str>) -> Job {
         headers: None,
         metadata: metadata(endpoint),
         submitted_at: Timestamp::now(),
+        first_started_at: None,
     }
 }
 

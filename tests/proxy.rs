@@ -68,6 +68,7 @@ fn start_with(extra: &[&str]) -> Setup {
                 Reply::Raw(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n\xff\xfe".to_vec())
             }
             "/huge" => Reply::json(200, &format!("\"{}\"", "x".repeat(5000))),
+            "/busy" => Reply::json(503, "{}"),
             _ => Reply::json(404, r#"{"detail":"no"}"#),
         }
     });
@@ -113,6 +114,9 @@ url = "{text}"
 [proxy.endpoints.binary]
 url = "{binary}"
 
+[proxy.endpoints.busy]
+url = "{busy}"
+
 [proxy.endpoints.huge]
 url = "{huge}"
 auth_type = "bearer"
@@ -142,6 +146,7 @@ endpoint = "text"
         huge = url("/huge"),
         missing = url("/missing"),
         down = down,
+        busy = url("/busy"),
         token = token_file.display(),
     );
     let config = dir.0.join("openhqm.toml");
@@ -308,6 +313,21 @@ fn closed_port() -> std::net::SocketAddr {
 fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// `metadata.timeout` bounds all attempts together: an upstream that keeps answering 503 ends
+/// the request `TIMEOUT` once the next retry would start past the deadline, not `FAILED` after
+/// its retries.
+#[test]
+fn the_deadline_bounds_all_attempts_together() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{},"metadata":{"endpoint":"busy","timeout":0.03}}"#,
+    );
+    assert_eq!(v["status"], "TIMEOUT", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
 }
 
 #[test]

@@ -36,6 +36,9 @@ pub struct Job {
     pub metadata: Metadata,
     /// When it was accepted.
     pub submitted_at: Timestamp,
+    /// When its first attempt started (`None` before it): `metadata.timeout` bounds all
+    /// attempts together from then.
+    pub first_started_at: Option<Timestamp>,
 }
 
 /// A job handed to a worker slot.

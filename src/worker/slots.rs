@@ -107,7 +107,7 @@ impl<B: Backend + 'static> Worker<B> {
     }
 
     /// Runs one delivery to its settlement.
-    pub async fn run_job(&self, delivery: Delivery) {
+    pub async fn run_job(&self, mut delivery: Delivery) {
         let id = delivery.job.id;
         let now = Timestamp::now();
         if let Start::AlreadyFinal(status) = self.backend.start(&delivery, now) {
@@ -119,14 +119,19 @@ impl<B: Backend + 'static> Worker<B> {
         }
         let started = Instant::now();
         let deadline = delivery.job.metadata.timeout;
+        // `metadata.timeout` bounds all attempts together, from the first one's start.
+        let first = delivery.job.first_started_at.unwrap_or(now);
+        let left = deadline.saturating_sub(Duration::from_micros(now.0.saturating_sub(first.0)));
         let ran = match self
             .processors
             .resolve(delivery.job.metadata.endpoint.as_deref())
         {
+            // The earlier attempts used the whole time: not run again.
+            _ if left.is_zero() => Ran::TimedOut,
             Ok(processor) => {
                 let work = processor.process(&delivery.job);
                 let report = || self.backend.report_processing(&delivery.job, now);
-                match run_with_deadline(work, deadline, started, report).await {
+                match run_with_deadline(work, left, started, report).await {
                     Ok(Ok(output)) => Ran::Done(output),
                     Ok(Err(e)) => Ran::Failed(e),
                     Err(TimedOut) => Ran::TimedOut,
@@ -164,10 +169,14 @@ impl<B: Backend + 'static> Worker<B> {
             ran,
             delivery.attempt,
             deadline,
+            left.saturating_sub(elapsed),
             &self.policy,
             jitter,
             timing,
         );
+        if let Settlement::RetryLater(_) = verdict.settlement {
+            delivery.job.first_started_at = Some(first);
+        }
         {
             let mut m = self.metrics.borrow_mut();
             let secs = elapsed.as_secs_f64();
@@ -372,6 +381,19 @@ mod tests {
         assert_eq!(dead[0].job.id, id);
         assert_eq!(dead[0].attempts, 3);
         assert_eq!(s.runs.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_job_whose_earlier_attempts_used_the_deadline_times_out_without_running() {
+        let s = setup(true);
+        let mut d = submit_and_take(&s, b"{}", Some("counting"));
+        let id = d.job.id;
+        // The first attempt started 31 s ago; the deadline is 30 s.
+        d.job.first_started_at = Some(Timestamp(Timestamp::now().0 - 31_000_000));
+        d.attempt = 2;
+        ready(s.worker.run_job(d));
+        assert_eq!(s.runs.load(Ordering::Relaxed), 0, "not run again");
+        assert_eq!(s.backend.held(&id).unwrap().status, Status::Timeout);
     }
 
     #[test]

@@ -50,12 +50,16 @@ pub(crate) struct Timing {
     pub(crate) ended_at: Timestamp,
 }
 
-/// Decides how delivery number `attempt` (1 for the first) of a job with `deadline` ends.
-/// `jitter` in `[0, 1)` spreads the retry delay.
+/// Decides how delivery number `attempt` (1 for the first) of a job with `deadline` ends;
+/// `budget_left` is what remains of the deadline over all attempts after this one (a retry due
+/// later than that would start too late: the request times out instead). `jitter` in `[0, 1)`
+/// spreads the retry delay.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn judge(
     ran: Ran,
     attempt: u32,
     deadline: Duration,
+    budget_left: Duration,
     policy: &RetryPolicy,
     jitter: f64,
     timing: Timing,
@@ -89,7 +93,10 @@ pub(crate) fn judge(
                 // A processor's least delay counts up to an hour (or the longest backoff).
                 let cap = policy.delay_max.max(Duration::from_secs(3600));
                 let delay = retry_after.map_or(backoff, |least| least.min(cap).max(backoff));
-                return settled(Settlement::RetryLater(delay));
+                if delay < budget_left {
+                    return settled(Settlement::RetryLater(delay));
+                }
+                return settled(Settlement::TimedOut(outcome(Some(deadline_message(deadline)))));
             }
             Verdict {
                 settlement: Settlement::DeadLettered(outcome(Some(message))),
@@ -100,11 +107,17 @@ pub(crate) fn judge(
                 }),
             }
         }
-        Ran::TimedOut => settled(Settlement::TimedOut(outcome(Some(format!(
-            "Processing exceeded the deadline of {} s",
-            deadline.as_secs_f64()
+        Ran::TimedOut => settled(Settlement::TimedOut(outcome(Some(deadline_message(
+            deadline,
         ))))),
     }
+}
+
+fn deadline_message(deadline: Duration) -> String {
+    format!(
+        "Processing exceeded the deadline of {} s",
+        deadline.as_secs_f64()
+    )
 }
 
 #[cfg(test)]
@@ -117,6 +130,8 @@ mod tests {
         delay_max: Duration::from_secs(60),
     };
     const DEADLINE: Duration = Duration::from_millis(1500);
+    /// Plenty left of the deadline over all attempts.
+    const BUDGET: Duration = Duration::from_secs(86_400);
     const TIMING: Timing = Timing {
         elapsed: Duration::from_millis(42),
         ended_at: Timestamp(1_700_000_000_000_000),
@@ -133,15 +148,15 @@ mod tests {
     #[test]
     fn a_retry_after_is_the_least_delay() {
         let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::from_secs(30)));
-        let v = judge(ran, 1, DEADLINE, &POLICY, 0.0, TIMING);
+        let v = judge(ran, 1, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
         assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(30)));
         // An endless one is capped.
         let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::MAX));
-        let v = judge(ran, 1, DEADLINE, &POLICY, 0.0, TIMING);
+        let v = judge(ran, 1, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
         assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(3600)));
         // A shorter one does not shorten the backoff.
         let ran = Ran::Failed(ProcessError::retryable("busy").after(Duration::from_millis(1)));
-        let v = judge(ran, 3, DEADLINE, &POLICY, 0.0, TIMING);
+        let v = judge(ran, 3, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
         assert_eq!(v.settlement, Settlement::RetryLater(Duration::from_secs(2)));
     }
 
@@ -152,7 +167,7 @@ mod tests {
             status_code: 201,
             headers: Some("{\"x\":\"y\"}".into()),
         };
-        let v = judge(Ran::Done(out), 1, DEADLINE, &POLICY, 0.5, TIMING);
+        let v = judge(Ran::Done(out), 1, DEADLINE, BUDGET, &POLICY, 0.5, TIMING);
         assert_eq!(v.dead_letter, None);
         let Settlement::Completed(o) = v.settlement else {
             panic!("{v:?}")
@@ -170,7 +185,7 @@ mod tests {
         let mut last = Duration::ZERO;
         for attempt in 1..=POLICY.max_retries {
             // No jitter: the fixed half of the delay, which doubles per attempt.
-            let v = judge(fail(true), attempt, DEADLINE, &POLICY, 0.0, TIMING);
+            let v = judge(fail(true), attempt, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
             let Settlement::RetryLater(delay) = v.settlement else {
                 panic!("attempt {attempt}: {v:?}")
             };
@@ -182,6 +197,7 @@ mod tests {
             fail(true),
             POLICY.max_retries + 1,
             DEADLINE,
+            BUDGET,
             &POLICY,
             0.0,
             TIMING,
@@ -196,7 +212,7 @@ mod tests {
 
     #[test]
     fn permanent_failures_dead_letter_at_once() {
-        let v = judge(fail(false), 1, DEADLINE, &POLICY, 0.3, TIMING);
+        let v = judge(fail(false), 1, DEADLINE, BUDGET, &POLICY, 0.3, TIMING);
         assert_eq!(v.dead_letter, Some(DlqReason::NonRetryable));
         assert!(matches!(v.settlement, Settlement::DeadLettered(_)));
     }
@@ -207,13 +223,24 @@ mod tests {
             max_retries: 0,
             ..POLICY
         };
-        let v = judge(fail(true), 1, DEADLINE, &none, 0.3, TIMING);
+        let v = judge(fail(true), 1, DEADLINE, BUDGET, &none, 0.3, TIMING);
         assert_eq!(v.dead_letter, Some(DlqReason::MaxRetries));
     }
 
     #[test]
+    fn a_retry_that_would_start_past_the_deadline_times_out_instead() {
+        // First retry: ~0.5-1 s of backoff, with 0.2 s of the deadline left.
+        let v = judge(fail(true), 1, DEADLINE, Duration::from_millis(200), &POLICY, 0.0, TIMING);
+        let Settlement::TimedOut(o) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!(o.error.as_deref(), Some("Processing exceeded the deadline of 1.5 s"));
+        assert_eq!(v.dead_letter, None);
+    }
+
+    #[test]
     fn timeout_names_the_deadline() {
-        let v = judge(Ran::TimedOut, 2, DEADLINE, &POLICY, 0.3, TIMING);
+        let v = judge(Ran::TimedOut, 2, DEADLINE, BUDGET, &POLICY, 0.3, TIMING);
         assert_eq!(v.dead_letter, None);
         let Settlement::TimedOut(o) = v.settlement else {
             panic!("{v:?}")

@@ -54,6 +54,7 @@ impl Backend for EmbeddedBackend {
             headers: job.headers,
             metadata: job.metadata,
             submitted_at: now,
+            first_started_at: None,
         };
         match self.queue.enqueue(job) {
             Ok(()) => Ok(Accepted {

@@ -54,6 +54,9 @@ pub fn job_fields(job: &Job, attempt: u32) -> Args {
     if let Some(m) = &job.metadata.method {
         pair(b"method", Bytes::copy_from_slice(m.as_bytes()));
     }
+    if let Some(t) = job.first_started_at {
+        pair(b"started", num(t.0));
+    }
     a
 }
 
@@ -109,6 +112,7 @@ pub fn job_from_fields(pairs: &[Frame]) -> Option<(Job, u32)> {
             method: text(b"method"),
         },
         submitted_at: Timestamp(submitted_at),
+        first_started_at: parse_num(field(pairs, b"started")).map(Timestamp),
     };
     let attempt = parse_num(field(pairs, b"attempt")).unwrap_or(1) as u32;
     Some((job, attempt))
@@ -136,8 +140,16 @@ mod tests {
                 method: None,
             },
             submitted_at: Timestamp(1_795_689_000_123_456),
+            first_started_at: None,
         };
         let fields = job_fields(&job, 3);
+        // A retried job carries its first start.
+        let retried = Job {
+            first_started_at: Some(Timestamp(1_795_689_000_200_000)),
+            ..job.clone()
+        };
+        let back = job_from_fields(&as_frames(&job_fields(&retried, 2))).unwrap();
+        assert_eq!(back, (retried, 2));
         let (back, attempt) = job_from_fields(&as_frames(&fields)).unwrap();
         assert_eq!((back, attempt), (job.clone(), 3));
         let meta = fields.iter().position(|f| &f[..] == b"meta").unwrap();

@@ -82,6 +82,7 @@ impl Backend for RedisBackend {
             headers: job.headers,
             metadata: job.metadata,
             submitted_at: now,
+            first_started_at: None,
         };
         self.queue.enqueue(job).await?;
         Ok(Accepted {
