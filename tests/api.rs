@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_error, assert_healthy, is_uuid, wait_final, wait_until, Broker, Client};
@@ -448,43 +446,7 @@ fn metrics_text_is_valid_prometheus() {
         Some(&1.0)
     );
 
-    promtool_check(&text);
-}
-
-/// Runs `promtool check metrics` on `text` if promtool is installed.
-fn promtool_check(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var("REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-                "promtool is not on PATH and REQUIRE_PROMTOOL=1"
-            );
-            println!("SKIP: promtool not on PATH; only the structural /metrics check ran");
-            return;
-        }
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check(&text);
 }
 
 #[test]

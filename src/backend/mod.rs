@@ -48,6 +48,16 @@ pub struct Depth {
     pub pending: u64,
 }
 
+impl Depth {
+    /// Writes these figures and `states` (the states this shard holds) into a scrape's copy.
+    fn fill(self, m: &mut ShardMetrics, states: usize) {
+        m.queue_ready = self.ready;
+        m.queue_delayed = self.delayed;
+        m.queue_pending = self.pending;
+        m.states = states as u64;
+    }
+}
+
 /// A request the backend accepted (the 202 may be sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {

@@ -139,6 +139,41 @@ pub struct ShardMetrics {
     pub redis_round_trips: Histogram,
     /// Redis connections lost (filled at scrape).
     pub redis_reconnects: u64,
+    /// Proxy mode's upstream calls (filled at scrape).
+    pub proxy: ProxyMetrics,
+}
+
+/// `openhqm_proxy_*`: upstream calls by endpoint (configured names, so the series are bounded)
+/// and outcome code (the status, or an error kind).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxyMetrics {
+    /// Calls by endpoint and code.
+    pub requests: std::collections::BTreeMap<(String, String), u64>,
+    /// Call durations by endpoint.
+    pub durations: std::collections::BTreeMap<String, Histogram>,
+}
+
+impl ProxyMetrics {
+    /// Counts one call to `endpoint` that ended with `code` after `secs`.
+    pub fn record(&mut self, endpoint: &str, code: &str, secs: f64) {
+        *self
+            .requests
+            .entry((endpoint.to_owned(), code.to_owned()))
+            .or_default() += 1;
+        self.durations
+            .entry(endpoint.to_owned())
+            .or_default()
+            .observe(secs);
+    }
+
+    fn merge(&mut self, o: &ProxyMetrics) {
+        for (k, n) in &o.requests {
+            *self.requests.entry(k.clone()).or_default() += n;
+        }
+        for (k, h) in &o.durations {
+            self.durations.entry(k.clone()).or_default().merge(h);
+        }
+    }
 }
 
 impl Default for ShardMetrics {
@@ -162,6 +197,7 @@ impl Default for ShardMetrics {
             states: 0,
             redis_round_trips: Histogram::default(),
             redis_reconnects: 0,
+            proxy: ProxyMetrics::default(),
         }
     }
 }
@@ -249,6 +285,7 @@ impl ShardMetrics {
         self.states += o.states;
         self.redis_round_trips.merge(&o.redis_round_trips);
         self.redis_reconnects += o.redis_reconnects;
+        self.proxy.merge(&o.proxy);
     }
 }
 

@@ -200,6 +200,29 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
 
     family(
         o,
+        "openhqm_proxy_requests_total",
+        "counter",
+        "Upstream calls of proxy mode, by endpoint and outcome (status code or error kind).",
+    );
+    for ((endpoint, code), n) in &total.proxy.requests {
+        let _ = writeln!(
+            o,
+            "openhqm_proxy_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}} {n}"
+        );
+    }
+    family(
+        o,
+        "openhqm_proxy_duration_seconds",
+        "histogram",
+        "Upstream call time of proxy mode, by endpoint.",
+    );
+    for (endpoint, h) in &total.proxy.durations {
+        let labels = format!("endpoint=\"{endpoint}\"");
+        histogram(o, "openhqm_proxy_duration_seconds", &labels, h);
+    }
+
+    family(
+        o,
         "openhqm_request_states",
         "gauge",
         "Request states held in memory, per shard.",

@@ -6,11 +6,29 @@
 mod endpoint;
 mod processor;
 
+use std::cell::RefCell;
+
 use crate::config::proxy::{EndpointConfig, ProxyConfig};
 use crate::config::ConfigError;
+use crate::metrics::ProxyMetrics;
 use crate::worker::Processors;
 use endpoint::Endpoint;
 use processor::HttpProcessor;
+
+thread_local! {
+    /// This shard's proxy metrics: the processors of one shard record here, on its thread,
+    /// and the shard copies them out at scrape. Nothing crosses threads.
+    static METRICS: RefCell<ProxyMetrics> = RefCell::default();
+}
+
+/// A copy of the calling shard's proxy metrics.
+pub(crate) fn metrics() -> ProxyMetrics {
+    METRICS.with(|m| m.borrow().clone())
+}
+
+fn record(endpoint: &str, code: &str, secs: f64) {
+    METRICS.with(|m| m.borrow_mut().record(endpoint, code, secs));
+}
 
 /// The name a URL given as `proxy.default_endpoint` is registered under.
 pub const DEFAULT_URL_ENDPOINT: &str = "default";

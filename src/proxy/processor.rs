@@ -98,7 +98,14 @@ impl Processor for HttpProcessor {
             max_body: ep.max_response_bytes,
             timeout: ep.timeout,
         };
-        match self.pool.send(&exchange).await {
+        let started = std::time::Instant::now();
+        let sent = self.pool.send(&exchange).await;
+        let code = match &sent {
+            Ok(resp) => itoa::Buffer::new().format(resp.status).to_owned(),
+            Err(e) => e.kind_label().to_owned(),
+        };
+        super::record(&ep.name, &code, started.elapsed().as_secs_f64());
+        match sent {
             Ok(resp) if ep.retry_on.contains(&resp.status) => {
                 let e = ProcessError::retryable(format!(
                     "upstream {} answered {}",

@@ -254,6 +254,7 @@ impl<B: Backend + 'static> Shard<B> {
         let mut m = self.metrics.borrow().clone();
         self.backend.gauges(&mut m);
         m.workers_active = self.worker.active() as u64;
+        m.proxy = crate::proxy::metrics();
         m.connections = self.connections.get() as u64;
         m
     }

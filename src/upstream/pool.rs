@@ -54,6 +54,20 @@ impl fmt::Display for UpstreamError {
     }
 }
 
+impl UpstreamError {
+    /// The metric label of this kind of failure.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect_error",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Io(_) => "io_error",
+            UpstreamError::Malformed(_) => "malformed",
+            UpstreamError::TooLarge => "too_large",
+            UpstreamError::Tls => "tls_error",
+        }
+    }
+}
+
 impl From<ResponseError> for UpstreamError {
     fn from(e: ResponseError) -> Self {
         match e {

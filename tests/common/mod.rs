@@ -780,3 +780,39 @@ pub fn wait_for<T, S: std::fmt::Debug>(
         std::thread::sleep(POLL_EVERY);
     }
 }
+
+/// Runs `promtool check metrics` on `text` if promtool is installed.
+pub fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var("REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "promtool is not on PATH and REQUIRE_PROMTOOL=1"
+            );
+            println!("SKIP: promtool not on PATH; only the structural /metrics check ran");
+            return;
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -117,11 +117,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {
-        let depth = self.queue.depth();
-        m.queue_ready = depth.ready;
-        m.queue_delayed = depth.delayed;
-        m.queue_pending = depth.pending;
-        m.states = self.table.borrow().count() as u64;
+        self.queue.depth().fill(m, self.table.borrow().count());
     }
 
     fn lost_on_exit(&self) -> u64 {

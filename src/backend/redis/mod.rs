@@ -150,11 +150,7 @@ impl Backend for RedisBackend {
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {
-        let depth = self.queue.depth();
-        m.queue_ready = depth.ready;
-        m.queue_delayed = depth.delayed;
-        m.queue_pending = depth.pending;
-        m.states = self.finals.borrow().count() as u64;
+        self.queue.depth().fill(m, self.finals.borrow().count());
         m.redis_round_trips = self.queue.round_trips();
         m.redis_reconnects = self.queue.reconnects();
     }
