@@ -53,7 +53,7 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 #[test]
 fn keep_alive_connections_are_reused() {
     let up = echo();
-    let pool = Pool::new(up.addr, 4, Duration::from_secs(2), None);
+    let pool = Pool::new(vec![up.addr], 4, Duration::from_secs(2), None);
     run(async {
         for i in 0..20 {
             let body = format!("{{\"n\":{i}}}");
@@ -77,7 +77,7 @@ fn open_connections_stay_within_the_bound() {
     let up = Upstream::start(|_, _| {
         Reply::After(Duration::from_millis(20), Box::new(Reply::json(200, "{}")))
     });
-    let pool = Rc::new(Pool::new(up.addr, 2, Duration::from_secs(2), None));
+    let pool = Rc::new(Pool::new(vec![up.addr], 2, Duration::from_secs(2), None));
     run(async {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -102,7 +102,7 @@ fn a_silent_upstream_times_out_and_gives_its_connection_back() {
     let up = Upstream::start(|_, _| {
         Reply::After(Duration::from_secs(3), Box::new(Reply::json(200, "{}")))
     });
-    let pool = Pool::new(up.addr, 1, Duration::from_secs(2), None);
+    let pool = Pool::new(vec![up.addr], 1, Duration::from_secs(2), None);
     run(async {
         let r = pool.send(&exchange("{}", Duration::from_millis(200))).await;
         assert_eq!(r, Err(UpstreamError::Timeout));
@@ -120,7 +120,7 @@ fn a_connection_the_upstream_closed_is_replaced_once() {
     let up = Upstream::start(|_, _| {
         Reply::RawThenClose(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec())
     });
-    let pool = Pool::new(up.addr, 1, Duration::from_secs(2), None);
+    let pool = Pool::new(vec![up.addr], 1, Duration::from_secs(2), None);
     run(async {
         for _ in 0..3 {
             let resp = pool.send(&exchange("{}", Duration::from_secs(5))).await;
@@ -137,12 +137,27 @@ fn a_closed_port_is_a_connect_error() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let pool = Pool::new(port, 1, Duration::from_secs(2), None);
+    let pool = Pool::new(vec![port], 1, Duration::from_secs(2), None);
     run(async {
         let r = pool.send(&exchange("{}", Duration::from_secs(5))).await;
         assert!(matches!(r, Err(UpstreamError::Connect(_))), "{r:?}");
     });
     assert_eq!(pool.open(), 0);
+}
+
+#[test]
+fn the_first_address_that_accepts_is_used() {
+    let up = echo();
+    // A host name may resolve to an address nothing listens on before the one that answers.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let pool = Pool::new(vec![closed, up.addr], 1, Duration::from_secs(2), None);
+    run(async {
+        let r = pool.send(&exchange("{}", Duration::from_secs(5))).await;
+        assert_eq!(r.map(|r| r.status), Ok(200));
+    });
 }
 
 #[test]
@@ -153,7 +168,7 @@ fn oversized_and_cut_off_responses_are_errors() {
         2 => Reply::Drop,
         _ => Reply::json(200, "{}"),
     });
-    let pool = Pool::new(up.addr, 1, Duration::from_secs(2), None);
+    let pool = Pool::new(vec![up.addr], 1, Duration::from_secs(2), None);
     run(async {
         let ex = exchange("{}", Duration::from_secs(5));
         assert_eq!(pool.send(&ex).await, Err(UpstreamError::TooLarge));

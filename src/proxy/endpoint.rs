@@ -1,5 +1,6 @@
 //! One upstream endpoint as the processor uses it, built from its configuration when the broker
-//! starts: the address resolved (once, before any shard runs, so no shard ever waits on DNS),
+//! starts: the host resolved (once, before any shard runs, so no shard ever waits on DNS; every
+//! address kept, since `localhost` may name `::1` before `127.0.0.1`),
 //! secrets read from their files, the auth header computed, the forwarding rules lower-cased.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,8 +35,8 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
 pub(crate) struct Endpoint {
     /// Its name (the processor's).
     pub(crate) name: String,
-    /// Where it listens.
-    pub(crate) addr: SocketAddr,
+    /// Where it listens: every address the host resolved to, tried in order.
+    pub(crate) addrs: Vec<SocketAddr>,
     /// `Host` header value.
     pub(crate) host: String,
     /// Path and query.
@@ -87,13 +88,16 @@ impl Endpoint {
         } else {
             None
         };
-        let addr = (host.as_str(), port)
+        let addrs: Vec<SocketAddr> = (host.as_str(), port)
             .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                ConfigError(format!("{}: cannot resolve host {host:?}", key("url")))
-            })?;
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        if addrs.is_empty() {
+            return Err(ConfigError(format!(
+                "{}: cannot resolve host {host:?}",
+                key("url")
+            )));
+        }
         let read = |file: &Option<String>, value: &Option<Secret>, k: &str| match file {
             Some(path) => std::fs::read_to_string(path)
                 .map(|s| Some(Secret(s.trim_end_matches(['\r', '\n']).to_owned())))
@@ -144,7 +148,7 @@ impl Endpoint {
         }
         Ok(Endpoint {
             name: name.to_owned(),
-            addr,
+            addrs,
             host: {
                 // An IPv6 literal keeps its brackets in `Host`.
                 let h = if host.contains(':') {

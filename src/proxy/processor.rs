@@ -36,7 +36,7 @@ impl HttpProcessor {
             name: ServerName::try_from(name.clone()).expect("a valid server name"),
         });
         let pool = Pool::new(
-            endpoint.addr,
+            endpoint.addrs.clone(),
             endpoint.max_connections,
             endpoint.timeout.min(Duration::from_secs(10)),
             tls,

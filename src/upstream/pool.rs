@@ -1,4 +1,4 @@
-//! One shard's keep-alive connections to one upstream address, on the shard's own runtime: at
+//! One shard's keep-alive connections to one upstream, on the shard's own runtime: at
 //! most `max` open at once (a request beyond waits for one to free up, within its own deadline),
 //! idle ones reused, and each exchange bounded by a deadline. A reused connection that the
 //! upstream had already closed (nothing received) is replaced by a fresh one once. `https://`
@@ -129,9 +129,9 @@ pub struct Exchange {
     pub timeout: Duration,
 }
 
-/// Keep-alive connections to one upstream address.
+/// Keep-alive connections to one upstream.
 pub struct Pool {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     max: usize,
     connect_timeout: Duration,
     tls: Option<Tls>,
@@ -142,11 +142,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool of at most `max` connections to `addr`, over TLS when `tls` is given; a connect
-    /// (with its handshake) may take `connect_timeout`.
-    pub fn new(addr: SocketAddr, max: usize, connect_timeout: Duration, tls: Option<Tls>) -> Self {
+    /// A pool of at most `max` connections to the first of `addrs` that accepts (the addresses
+    /// a host name resolved to), over TLS when `tls` is given; a connect (with its handshake)
+    /// may take `connect_timeout`.
+    pub fn new(
+        addrs: Vec<SocketAddr>,
+        max: usize,
+        connect_timeout: Duration,
+        tls: Option<Tls>,
+    ) -> Self {
         Pool {
-            addr,
+            addrs,
             max: max.max(1),
             connect_timeout,
             tls,
@@ -270,9 +276,18 @@ impl Pool {
 impl Pool {
     /// A new connection, with its TLS handshake where the upstream is `https://`.
     async fn connect(&self) -> Result<Conn, UpstreamError> {
-        let stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| UpstreamError::Connect(e.kind()))?;
+        let mut failed = io::ErrorKind::AddrNotAvailable;
+        let mut connected = None;
+        for addr in &self.addrs {
+            match TcpStream::connect(*addr).await {
+                Ok(s) => {
+                    connected = Some(s);
+                    break;
+                }
+                Err(e) => failed = e.kind(),
+            }
+        }
+        let stream = connected.ok_or(UpstreamError::Connect(failed))?;
         let _ = stream.set_nodelay(true);
         let io = match &self.tls {
             None => Io::Plain(stream),
