@@ -464,9 +464,52 @@ fn metadata_timeout_is_accepted(kind: Kind) {
     }
 }
 
+/// `POST /api/v1/submit/batch`: valid items are queued together and processed, invalid ones get
+/// their own error in place, in request order; bad batches are 422.
+fn batch_submit(kind: Kind) {
+    let env = Env::start(kind, &[]);
+    let mut c = env.client();
+    let body = json!({"requests": [
+        {"payload": {"operation": "uppercase", "data": "one"}},
+        {"metadata": {"priority": 3}},
+        {"payload": {"operation": "reverse", "data": "abc"}},
+    ]});
+    let r = c.post_json("/api/v1/submit/batch", &body.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3, "{v}");
+    assert_eq!(results[1]["error"]["status"], 422, "{v}");
+    assert_eq!(
+        results[1]["error"]["detail"][0]["loc"],
+        json!(["body", "payload"]),
+        "{v}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, want) in [(0, json!("ONE")), (2, json!("cba"))] {
+        assert_eq!(results[i]["status"], "PENDING", "{v}");
+        let id = results[i]["correlation_id"].as_str().unwrap().to_owned();
+        let done = wait_final(&mut c, &id, deadline).json();
+        check_completed(&id, &done, &want);
+    }
+    for bad in [json!({"requests": []}), json!({"requests": "x"}), json!([])] {
+        assert_error(&c.post_json("/api/v1/submit/batch", &bad.to_string()), 422);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The wrappers: every body once per backend.
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn memory_batch_submit() {
+    batch_submit(Kind::Memory);
+}
+
+#[test]
+fn redis_batch_submit() {
+    batch_submit(Kind::Redis);
+}
 
 #[test]
 fn memory_builtin_operations() {

@@ -2,6 +2,7 @@
 //! error into the one JSON error shape; [`precheck`] is what the connection asks before reading a
 //! body.
 
+pub mod batch;
 pub mod health;
 pub mod json;
 pub mod lookup;
@@ -51,11 +52,18 @@ pub(crate) struct Api<B> {
     pub(crate) serves_requests: bool,
     /// The routing rules.
     pub(crate) routes: routing::Routes,
+    /// `server.max_batch`: most requests in one batch.
+    pub(crate) max_batch: usize,
 }
 
 /// Refuses, from the head alone, requests whose body should not be read.
 pub fn precheck(head: &RequestHead) -> Result<(), Error> {
-    if head.method == Method::Post && endpoint_of(&head.path) == Endpoint::Submit {
+    if head.method == Method::Post
+        && matches!(
+            endpoint_of(&head.path),
+            Endpoint::Submit | Endpoint::SubmitBatch
+        )
+    {
         return submit::precheck(head);
     }
     Ok(())
@@ -68,7 +76,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
     if !api.serves_requests
         && matches!(
             routed,
-            Ok(Route::Submit | Route::Status(_) | Route::Response(_))
+            Ok(Route::Submit | Route::SubmitBatch | Route::Status(_) | Route::Response(_))
         )
     {
         let e = Error::new(
@@ -108,6 +116,16 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             )
             .await
         }
+        Ok(Route::SubmitBatch) => {
+            let rules = submit::Rules {
+                default_timeout: api.default_timeout,
+                processors: &api.processors,
+                routes: &api.routes,
+            };
+            let now = Timestamp::now();
+            batch::handle(&*api.backend, &api.metrics, &rules, api.max_batch, &req.body, now)
+                .await
+        }
         Ok(Route::Status(id)) => lookup::find(&*api.backend, &api.mesh, api.shard, &id)
             .await
             .map(|(id, state)| status::respond(&id, &state)),
@@ -127,10 +145,19 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
 pub fn error_response(e: &Error) -> Response {
     let mut b = Vec::with_capacity(64);
     b.push(b'{');
-    put_key(&mut b, "detail");
+    error_body(e, &mut b);
+    b.push(b'}');
+    let mut r = Response::json(e.kind().status(), b);
+    r.retry_after = e.kind().retry_after_seconds();
+    r
+}
+
+/// `"detail": ...` of an error (the members of its JSON object).
+pub(crate) fn error_body(e: &Error, b: &mut Vec<u8>) {
+    put_key(b, "detail");
     match e.detail() {
-        Detail::Static(m) => put_str(&mut b, m),
-        Detail::Owned(m) => put_str(&mut b, m),
+        Detail::Static(m) => put_str(b, m),
+        Detail::Owned(m) => put_str(b, m),
         Detail::Fields(fields) => {
             b.push(b'[');
             for (i, f) in fields.iter().enumerate() {
@@ -138,29 +165,25 @@ pub fn error_response(e: &Error) -> Response {
                     b.push(b',');
                 }
                 b.push(b'{');
-                put_key(&mut b, "loc");
+                put_key(b, "loc");
                 b.push(b'[');
                 for (j, part) in f.loc.iter().enumerate() {
                     if j > 0 {
                         b.push(b',');
                     }
-                    put_str(&mut b, part);
+                    put_str(b, part);
                 }
                 b.extend_from_slice(b"],");
-                put_key(&mut b, "msg");
-                put_str(&mut b, &f.msg);
+                put_key(b, "msg");
+                put_str(b, &f.msg);
                 b.push(b',');
-                put_key(&mut b, "type");
-                put_str(&mut b, f.kind);
+                put_key(b, "type");
+                put_str(b, f.kind);
                 b.push(b'}');
             }
             b.push(b']');
         }
     }
-    b.push(b'}');
-    let mut r = Response::json(e.kind().status(), b);
-    r.retry_after = e.kind().retry_after_seconds();
-    r
 }
 
 #[cfg(test)]
@@ -329,6 +352,43 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::MalformedId);
+    }
+
+    #[test]
+    fn a_batch_is_queued_all_or_none() {
+        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 2, Duration::from_secs(60));
+        let metrics = RefCell::default();
+        let processors = Processors::default();
+        let routes = routing::Routes::default();
+        let rules = submit::Rules {
+            default_timeout: Duration::from_secs(300),
+            processors: &processors,
+            routes: &routes,
+        };
+        let run = |body: &str| {
+            ready(batch::handle(&backend, &metrics, &rules, 3, body.as_bytes(), Timestamp::now()))
+                .unwrap_or_else(|e| error_response(&e))
+        };
+        // Three valid items do not fit a queue of two: nothing is queued.
+        let three = r#"{"requests":[{"payload":{}},{"payload":{}},{"payload":{}}]}"#;
+        let r = run(three);
+        assert_eq!(r.status, 503);
+        let mut m = ShardMetrics::default();
+        backend.gauges(&mut m);
+        assert_eq!((m.queue_ready, m.states), (0, 0), "all or none");
+        // Two valid and one invalid: the two are queued, the third answered in place.
+        let r = run(r#"{"requests":[{"payload":{}},{"payload":1},{"payload":{"a":1}}]}"#);
+        assert_eq!(r.status, 200);
+        let v = json(&r);
+        assert_eq!(v["results"][0]["status"], "PENDING");
+        assert_eq!(v["results"][1]["error"]["status"], 422);
+        assert_eq!(v["results"][2]["status"], "PENDING");
+        backend.gauges(&mut m);
+        assert_eq!((m.queue_ready, m.states), (2, 2));
+        assert_eq!(metrics.borrow().published, 2);
+        // Over max_batch (3 here), and malformed.
+        assert_eq!(run(r#"{"requests":[{},{},{},{}]}"#).status, 422);
+        assert_eq!(run(r#"{"requests":["#).status, 400);
     }
 
     #[test]

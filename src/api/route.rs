@@ -13,6 +13,7 @@ pub use crate::metrics::Endpoint;
 pub fn endpoint_of(path: &[u8]) -> Endpoint {
     match path {
         b"/api/v1/submit" => Endpoint::Submit,
+        b"/api/v1/submit/batch" => Endpoint::SubmitBatch,
         b"/health" => Endpoint::Health,
         b"/metrics" => Endpoint::Metrics,
         p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
@@ -24,7 +25,7 @@ pub fn endpoint_of(path: &[u8]) -> Endpoint {
 /// The methods an endpoint answers, for `Allow`.
 pub const fn allow(endpoint: Endpoint) -> &'static str {
     match endpoint {
-        Endpoint::Submit => "POST, OPTIONS",
+        Endpoint::Submit | Endpoint::SubmitBatch => "POST, OPTIONS",
         Endpoint::Other => "",
         _ => "GET, HEAD, OPTIONS",
     }
@@ -43,6 +44,8 @@ const RESPONSE_PREFIX: &[u8] = b"/api/v1/response/";
 pub enum Route {
     /// Queue a request.
     Submit,
+    /// Queue several requests.
+    SubmitBatch,
     /// Status of the id (the raw path segment, not yet validated).
     Status(Bytes),
     /// Response of the id (raw segment).
@@ -74,6 +77,7 @@ pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
     match (endpoint, method) {
         (_, Method::Options) => Ok(Route::Options(endpoint)),
         (Endpoint::Submit, Method::Post) => Ok(Route::Submit),
+        (Endpoint::SubmitBatch, Method::Post) => Ok(Route::SubmitBatch),
         (Endpoint::Status, _) if read => Ok(Route::Status(path.slice(STATUS_PREFIX.len()..))),
         (Endpoint::Response, _) if read => Ok(Route::Response(path.slice(RESPONSE_PREFIX.len()..))),
         (Endpoint::Health, _) if read => Ok(Route::Health),

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::json::{scan, ScanError};
 use super::submit_plain::plain_members;
-use crate::backend::{Backend, Metadata, NewJob, QueueError};
+use crate::backend::{Accepted, Backend, Metadata, NewJob, QueueError};
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::http::{RequestHead, Response};
@@ -286,15 +286,9 @@ pub struct Rules<'a> {
     pub routes: &'a Routes,
 }
 
-/// Handles one submit: validates `body`, hands the job to `backend`, and answers 202 once it
-/// is queued (503 + `Retry-After` when it cannot be).
-pub async fn handle<B: Backend>(
-    backend: &B,
-    metrics: &RefCell<ShardMetrics>,
-    rules: &Rules<'_>,
-    body: &[u8],
-    now: Timestamp,
-) -> Result<Response, Error> {
+/// Validates one submit body against `rules` (the routes pick the processor first) and makes
+/// the job to queue.
+pub(crate) fn prepare(rules: &Rules<'_>, body: &[u8]) -> Result<NewJob, Error> {
     let mut sub = parse(body, rules.default_timeout)?;
     if let Some(routed) = rules.routes.pick(body) {
         sub.metadata.endpoint = Some(routed.endpoint.to_owned());
@@ -317,35 +311,54 @@ pub async fn handle<B: Backend>(
         }
     }
     // Copies: a slice would pin the connection's whole read buffer while the job waits.
-    let job = NewJob {
+    Ok(NewJob {
         payload: Bytes::copy_from_slice(&body[sub.payload]),
         headers: sub.headers.map(|r| Bytes::copy_from_slice(&body[r])),
         metadata: sub.metadata,
+    })
+}
+
+/// The 503 for a backend that refused, counted.
+pub(crate) fn refused(metrics: &RefCell<ShardMetrics>, e: QueueError) -> Error {
+    metrics.borrow_mut().publish_failed += 1;
+    let msg = match e {
+        QueueError::Full => "queue is full; retry later",
+        QueueError::Unavailable => "queue backend unavailable; retry later",
+        QueueError::Overloaded => "queue backend overloaded; retry later",
+        QueueError::Closed => "shutting down; retry later",
     };
-    let accepted = match backend.submit(job, now).await {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            metrics.borrow_mut().publish_failed += 1;
-            let msg = match e {
-                QueueError::Full => "queue is full; retry later",
-                QueueError::Unavailable => "queue backend unavailable; retry later",
-                QueueError::Overloaded => "queue backend overloaded; retry later",
-                QueueError::Closed => "shutting down; retry later",
-            };
-            return Err(Error::new(ErrorKind::QueueUnavailable, msg));
-        }
-    };
+    Error::new(ErrorKind::QueueUnavailable, msg)
+}
+
+/// `{"correlation_id", "status": "PENDING", "submitted_at"}` of an accepted request.
+pub(crate) fn accepted_body(accepted: &Accepted, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"correlation_id\":\"");
+    out.extend_from_slice(&accepted.id.to_text());
+    out.extend_from_slice(b"\",\"status\":\"PENDING\",\"submitted_at\":\"");
+    out.extend_from_slice(&accepted.submitted_at.rfc3339());
+    out.extend_from_slice(b"\"}");
+}
+
+/// Handles one submit: validates `body`, hands the job to `backend`, and answers 202 once it
+/// is queued (503 + `Retry-After` when it cannot be).
+pub async fn handle<B: Backend>(
+    backend: &B,
+    metrics: &RefCell<ShardMetrics>,
+    rules: &Rules<'_>,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Response, Error> {
+    let job = prepare(rules, body)?;
+    let accepted = backend
+        .submit(job, now)
+        .await
+        .map_err(|e| refused(metrics, e))?;
     metrics.borrow_mut().published += 1;
-    let id = accepted.id;
-    debug!(correlation_id = %id, "accepted");
+    debug!(correlation_id = %accepted.id, "accepted");
     let mut body = Vec::with_capacity(112);
-    body.extend_from_slice(b"{\"correlation_id\":\"");
-    body.extend_from_slice(&id.to_text());
-    body.extend_from_slice(b"\",\"status\":\"PENDING\",\"submitted_at\":\"");
-    body.extend_from_slice(&accepted.submitted_at.rfc3339());
-    body.extend_from_slice(b"\"}");
+    accepted_body(&accepted, &mut body);
     let mut resp = Response::json(202, body);
-    resp.location = Some(super::route::status_location(&id));
+    resp.location = Some(super::route::status_location(&accepted.id));
     Ok(resp)
 }
 

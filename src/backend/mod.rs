@@ -100,6 +100,13 @@ pub trait Backend {
     /// Accepts a request: mints an id this shard owns, records it `PENDING` and queues it.
     /// Returns once the queue has it (durably, where the backend is durable).
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError>;
+    /// Accepts several requests in one go, all or none: every one is queued, or none is (and
+    /// none leaves a state behind). The answers are in `jobs`' order.
+    async fn submit_many(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Accepted>, QueueError>;
     /// Waits for at least one job and returns at most `free`, taken from the queue at most
     /// `per_read` at a time (`worker.batch_size`).
     async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery>;

@@ -43,6 +43,11 @@ pub const KEYS: &[Key] = &[
         "CPU list to pin shards to, e.g. 0-3,8 [default: no pinning]",
     ),
     key(
+        "server.max_batch",
+        Some("1000"),
+        "most requests in one POST /api/v1/submit/batch",
+    ),
+    key(
         "server.max_body_bytes",
         Some("1048576"),
         "largest request body (413 above)",
@@ -234,6 +239,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "server.shards" => c.server.shards = Some(int(name, v, 1, 1024)? as usize),
         "server.cpus" => c.server.cpus = Some(CpuList::parse(v)?),
         "server.max_body_bytes" => c.server.max_body_bytes = int(name, v, 1, 1 << 40)?,
+        "server.max_batch" => c.server.max_batch = int(name, v, 1, 100_000)? as usize,
         "server.max_header_bytes" => {
             c.server.max_header_bytes = int(name, v, 256, 1 << 20)? as usize
         }

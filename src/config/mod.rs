@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub cpus: Option<CpuList>,
     /// Largest accepted request body.
     pub max_body_bytes: u64,
+    /// Most requests in one batch submit.
+    pub max_batch: usize,
     /// Largest accepted request head (request line + header fields).
     pub max_header_bytes: usize,
     /// Longest accepted request target.
@@ -186,6 +188,7 @@ impl Default for Config {
                 shards: None,
                 cpus: None,
                 max_body_bytes: 0,
+                max_batch: 0,
                 max_header_bytes: 0,
                 max_uri_bytes: 0,
                 header_read_timeout: Duration::ZERO,

@@ -14,6 +14,8 @@ pub use histogram::Histogram;
 pub enum Endpoint {
     /// `POST /api/v1/submit`
     Submit,
+    /// `POST /api/v1/submit/batch`
+    SubmitBatch,
     /// `GET /api/v1/status/{correlation_id}`
     Status,
     /// `GET /api/v1/response/{correlation_id}`
@@ -28,8 +30,9 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// All endpoints, in label order.
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Submit,
+        Endpoint::SubmitBatch,
         Endpoint::Status,
         Endpoint::Response,
         Endpoint::Health,
@@ -41,6 +44,7 @@ impl Endpoint {
     pub const fn template(self) -> &'static str {
         match self {
             Endpoint::Submit => "/api/v1/submit",
+            Endpoint::SubmitBatch => "/api/v1/submit/batch",
             Endpoint::Status => "/api/v1/status/{correlation_id}",
             Endpoint::Response => "/api/v1/response/{correlation_id}",
             Endpoint::Health => "/health",

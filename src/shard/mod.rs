@@ -132,6 +132,7 @@ impl<B: Backend + 'static> Shard<B> {
             queue_name: config.queue.request_queue_name.clone(),
             serves_requests: config.server.role != Role::Worker,
             routes: crate::api::routing::Routes::new(&config.routes),
+            max_batch: config.server.max_batch,
         };
         Rc::new(Shard {
             id,

@@ -68,6 +68,41 @@ impl Backend for EmbeddedBackend {
         }
     }
 
+    async fn submit_many(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Accepted>, QueueError> {
+        let mut accepted = Vec::with_capacity(jobs.len());
+        let mut queued = Vec::with_capacity(jobs.len());
+        {
+            let (mut table, mut minter) = (self.table.borrow_mut(), self.minter.borrow_mut());
+            for job in jobs {
+                let id = table.insert_pending(minter.mint(), now);
+                accepted.push(Accepted {
+                    id,
+                    submitted_at: now,
+                });
+                queued.push(Job {
+                    id,
+                    payload: job.payload,
+                    headers: job.headers,
+                    metadata: job.metadata,
+                    submitted_at: now,
+                    first_started_at: None,
+                });
+            }
+        }
+        if let Err(e) = self.queue.enqueue_all(queued) {
+            let mut table = self.table.borrow_mut();
+            for a in &accepted {
+                table.remove(&a.id);
+            }
+            return Err(e);
+        }
+        Ok(accepted)
+    }
+
     async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         // In process there is no round trip to amortise: one batch at a time.
         self.queue.fetch(free.min(per_read)).await

@@ -100,6 +100,22 @@ impl MemoryQueue {
         Ok(())
     }
 
+    /// Queues every job of `jobs`, or none when they do not all fit under the depth limit.
+    pub(crate) fn enqueue_all(&self, jobs: Vec<Job>) -> Result<(), QueueError> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.ready.len() + inner.delayed.len() + jobs.len() > self.max_depth {
+            return Err(QueueError::Full);
+        }
+        inner.ready.extend(jobs.into_iter().map(|job| Delivery {
+            job,
+            attempt: 1,
+            entry_id: None,
+        }));
+        drop(inner);
+        self.ready_notify.notify();
+        Ok(())
+    }
+
     pub(crate) async fn fetch(&self, max: usize) -> Vec<Delivery> {
         loop {
             let next_due = {

@@ -91,6 +91,35 @@ impl Backend for RedisBackend {
         })
     }
 
+    async fn submit_many(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Accepted>, QueueError> {
+        let mut accepted = Vec::with_capacity(jobs.len());
+        let mut queued = Vec::with_capacity(jobs.len());
+        {
+            let mut minter = self.minter.borrow_mut();
+            for job in jobs {
+                let id = minter.mint();
+                accepted.push(Accepted {
+                    id,
+                    submitted_at: now,
+                });
+                queued.push(Job {
+                    id,
+                    payload: job.payload,
+                    headers: job.headers,
+                    metadata: job.metadata,
+                    submitted_at: now,
+                    first_started_at: None,
+                });
+            }
+        }
+        self.queue.enqueue_all(queued).await?;
+        Ok(accepted)
+    }
+
     async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         self.queue.fetch(free, per_read).await
     }

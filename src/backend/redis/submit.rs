@@ -22,6 +22,40 @@ impl Drop for InFlight<'_> {
 }
 
 impl RedisQueue {
+    /// Queues every job of `jobs` with its `PENDING` state in one transaction (all or none);
+    /// returns once Redis has them. Counts as one submit for admission control.
+    pub(crate) async fn enqueue_all(&self, jobs: Vec<Job>) -> Result<(), QueueError> {
+        let waiting = self.submits_in_flight.get();
+        if waiting >= self.max_submits_in_flight {
+            return Err(QueueError::Overloaded);
+        }
+        self.submits_in_flight.set(waiting + 1);
+        let _counted = InFlight(&self.submits_in_flight);
+        let pending: Vec<(Vec<u8>, bytes::Bytes, Vec<bytes::Bytes>)> = jobs
+            .iter()
+            .map(|job| {
+                (
+                    self.keys.state(&job.id),
+                    state_value::encode(&RequestState::pending(job.submitted_at)),
+                    job_fields(job, 1),
+                )
+            })
+            .collect();
+        let r = self
+            .cmd
+            .transaction(2 * pending.len(), |out| {
+                for (state_key, state, entry) in &pending {
+                    commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
+                    commands::set_state(state_key, state, &self.ttl_text).encode(out);
+                }
+            })
+            .await;
+        r.map(drop).map_err(|e| {
+            warn!(jobs = jobs.len(), error = %e, "batch enqueue failed");
+            QueueError::Unavailable
+        })
+    }
+
     /// Queues `job` with its `PENDING` state; returns once Redis has both. Past
     /// `max_submits_in_flight` submits waiting for Redis, refuses at once (`Overloaded`).
     pub(crate) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
