@@ -3,9 +3,8 @@
 //! test here that can fail: the request the upstream sees (method, path, body, forwarded and
 //! stripped headers, auth, X-Correlation-ID), retries on `retry_on` statuses, the result's shape
 //! for JSON, text and binary bodies, the size limit, other statuses, routing, unknown endpoints,
-//! secrets kept out of the logs on every path, configuration errors, and a kill -9 on Redis.
-//! (`Retry-After` as the least delay is tested where it is decided: `worker/verdict.rs`,
-//! `proxy/processor.rs`.)
+//! `Retry-After` as the least delay, secrets kept out of the logs on every path, configuration
+//! errors, the proxy metrics, and a kill -9 on Redis.
 
 mod common;
 
@@ -23,6 +22,8 @@ struct Setup {
     upstream: Upstream,
     seen: Arc<Mutex<Vec<Seen>>>,
     flaky: Arc<AtomicUsize>,
+    /// When each request to `/limited` arrived.
+    limited: Arc<Mutex<Vec<Instant>>>,
     _dir: TempDir,
 }
 
@@ -52,7 +53,8 @@ fn start() -> Setup {
 fn start_with(extra: &[&str]) -> Setup {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let flaky = Arc::new(AtomicUsize::new(0));
-    let (s, f) = (seen.clone(), flaky.clone());
+    let limited = Arc::new(Mutex::new(Vec::new()));
+    let (s, f, l) = (seen.clone(), flaky.clone(), limited.clone());
     let upstream = Upstream::start(move |_, req| {
         s.lock().unwrap().push(req.clone());
         let path = req.line.split(' ').nth(1).unwrap_or("");
@@ -69,6 +71,18 @@ fn start_with(extra: &[&str]) -> Setup {
             }
             "/huge" => Reply::json(200, &format!("\"{}\"", "x".repeat(5000))),
             "/busy" => Reply::json(503, "{}"),
+            "/limited" => {
+                let mut arrivals = l.lock().unwrap();
+                arrivals.push(Instant::now());
+                if arrivals.len() == 1 {
+                    Reply::Raw(
+                        b"HTTP/1.1 429 Too Many\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n"
+                            .to_vec(),
+                    )
+                } else {
+                    Reply::json(200, r#"{"late":true}"#)
+                }
+            }
             _ => Reply::json(404, r#"{"detail":"no"}"#),
         }
     });
@@ -114,6 +128,9 @@ url = "{text}"
 [proxy.endpoints.binary]
 url = "{binary}"
 
+[proxy.endpoints.limited]
+url = "{limited}"
+
 [proxy.endpoints.busy]
 url = "{busy}"
 
@@ -147,6 +164,7 @@ endpoint = "text"
         missing = url("/missing"),
         down = down,
         busy = url("/busy"),
+        limited = url("/limited"),
         token = token_file.display(),
     );
     let config = dir.0.join("openhqm.toml");
@@ -159,6 +177,7 @@ endpoint = "text"
         upstream,
         seen,
         flaky,
+        limited,
         _dir: dir,
     }
 }
@@ -313,6 +332,23 @@ fn closed_port() -> std::net::SocketAddr {
 fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A 429 with `Retry-After: 1` is retried no sooner than a second later, although the worker's
+/// backoff (0.05 s here) would retry at once.
+#[test]
+fn retry_after_is_the_least_delay() {
+    let s = start();
+    let mut c = Client::connect(s.broker.addr);
+    let (_, v) = final_of(
+        &mut c,
+        r#"{"payload":{},"metadata":{"endpoint":"limited"}}"#,
+    );
+    assert_eq!(v["result"], serde_json::json!({"late": true}), "{v}");
+    let arrivals = s.limited.lock().unwrap();
+    assert_eq!(arrivals.len(), 2);
+    let gap = arrivals[1] - arrivals[0];
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
 }
 
 /// `metadata.timeout` bounds all attempts together: an upstream that keeps answering 503 ends
