@@ -116,8 +116,9 @@ impl Io {
     }
 }
 
-/// One request's exchange, as the pool needs it.
-#[derive(Debug, Clone)]
+/// One request's exchange, as the pool needs it. Its `Debug` leaves the request's bytes out:
+/// they carry the auth header.
+#[derive(Clone)]
 pub struct Exchange {
     /// The encoded request (`request::encode`).
     pub request: Bytes,
@@ -127,6 +128,17 @@ pub struct Exchange {
     pub max_body: usize,
     /// Deadline of the whole attempt: waiting for a connection, connecting, sending, reading.
     pub timeout: Duration,
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("request_bytes", &self.request.len())
+            .field("head_request", &self.head_request)
+            .field("max_body", &self.max_body)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Keep-alive connections to one upstream.

@@ -4,8 +4,9 @@
 
 use bytes::{BufMut, BytesMut};
 
-/// One request to send.
-#[derive(Debug, Clone, Copy)]
+/// One request to send. Its `Debug` names the headers but leaves their values out: one of
+/// them carries the auth secret.
+#[derive(Clone, Copy)]
 pub struct UpstreamRequest<'a> {
     /// `GET`, `POST`, …: a token.
     pub method: &'a str,
@@ -18,6 +19,19 @@ pub struct UpstreamRequest<'a> {
     pub headers: &'a [(&'a str, &'a [u8])],
     /// The body, always sent with `Content-Length` (0 when empty).
     pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for UpstreamRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("UpstreamRequest")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("host", &self.host)
+            .field("headers", &names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why a request cannot be written.
