@@ -159,7 +159,9 @@ fn output(resp: &UpstreamResponse) -> Output {
         .map(|v| String::from_utf8_lossy(v).into_owned());
     let is_json = serde_json::from_slice::<&RawValue>(&resp.body).is_ok();
     let result = if is_json {
-        resp.body.clone()
+        // A copy of its own: the body shares the exchange's read buffer, which a stored result
+        // would otherwise keep whole for as long as the result lives.
+        Bytes::copy_from_slice(&resp.body)
     } else {
         let mut o = serde_json::Map::new();
         match std::str::from_utf8(&resp.body) {
@@ -236,6 +238,17 @@ mod tests {
             json(&o.result),
             serde_json::json!({"response": "//4=", "encoding": "base64", "content_type": null})
         );
+    }
+
+    #[test]
+    fn a_json_result_does_not_pin_the_read_buffer() {
+        // The body as the reader hands it: a slice of a larger receive buffer.
+        let buffer = Bytes::from([&b"{}"[..], &[b' '; 16 * 1024]].concat());
+        let mut r = resp(200, &[], b"");
+        r.body = buffer.slice(0..2);
+        let o = output(&r);
+        assert_eq!(&o.result[..], b"{}");
+        assert_ne!(o.result.as_ptr(), r.body.as_ptr(), "a copy, not a view of the buffer");
     }
 
     #[test]
