@@ -492,7 +492,12 @@ fn batch_submit(kind: Kind) {
         let done = wait_final(&mut c, &id, deadline).json();
         check_completed(&id, &done, &want);
     }
-    for bad in [json!({"requests": []}), json!({"requests": "x"}), json!([])] {
+    for bad in [
+        json!({"requests": []}),
+        json!({"requests": "x"}),
+        json!([]),
+        json!([[{"payload": {}}]]),
+    ] {
         assert_error(&c.post_json("/api/v1/submit/batch", &bad.to_string()), 422);
     }
 }

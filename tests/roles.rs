@@ -1,7 +1,7 @@
 //! `server.role`: an API node and a worker node on one real Redis. The API node accepts and
 //! answers but processes nothing; the worker node processes what the API node accepted and
 //! refuses the request API; both serve `/health` and `/metrics`. A role other than `all` needs
-//! Redis.
+//! Redis and an explicit `server.shards`.
 
 mod common;
 
@@ -62,4 +62,18 @@ fn split_roles_need_redis() {
     }
     let (status, _out, err) = run_to_exit(&["--server.role", "both"], Duration::from_secs(10));
     assert_eq!(status.code(), Some(2), "{err}");
+    // On Redis, but without server.shards: every instance must run the same number.
+    let (status, _out, err) = run_to_exit(
+        &[
+            "--server.role",
+            "worker",
+            "--queue",
+            "redis",
+            "--queue.redis_url",
+            "redis://127.0.0.1:1",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("server.shards"), "{err}");
 }

@@ -2,7 +2,7 @@
 //! items. Each item is validated on its own (as a submit is); the valid ones are queued in one
 //! backend call, all or none. 200 with `{"results": [...]}` in request order: each an accepted
 //! request's `{"correlation_id","status","submitted_at"}`, or `{"error": {"status", "detail"}}`.
-//! A backend that cannot take them: 503 + `Retry-After` for the whole batch, nothing queued.
+//! A backend that cannot take them: 503 + `Retry-After` for the whole batch.
 
 use std::cell::RefCell;
 
@@ -34,12 +34,25 @@ pub(crate) async fn handle<B: Backend>(
 ) -> Result<Response, Error> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Error::new(ErrorKind::MalformedJson, "request body is not valid UTF-8"))?;
-    let batch: Batch<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::fields(vec![FieldError {
+    let not_a_batch = || {
+        Error::fields(vec![FieldError {
             loc: vec!["body".into(), "requests".into()],
             msg: "a list of submit bodies is required".into(),
             kind: "type_error.list",
-        }]),
+        }])
+    };
+    if !text.trim_start().starts_with('{') {
+        // serde would also read `[[...]]` as the struct: only an object is a batch.
+        return Err(
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+                not_a_batch()
+            } else {
+                Error::new(ErrorKind::MalformedJson, "malformed JSON")
+            },
+        );
+    }
+    let batch: Batch<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => not_a_batch(),
         _ => Error::owned(ErrorKind::MalformedJson, format!("malformed JSON: {e}")),
     })?;
     let n = batch.requests.len();

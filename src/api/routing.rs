@@ -25,6 +25,10 @@ pub struct Routes {
     rules: Vec<Rule>,
 }
 
+/// A body the routes cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unroutable;
+
 /// What a matching route says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Routed<'a> {
@@ -58,13 +62,15 @@ impl Routes {
         Routes { rules }
     }
 
-    /// The route a submit body matches, if any. The body is read only when there are routes.
-    pub fn pick(&self, body: &[u8]) -> Option<Routed<'_>> {
+    /// The route a submit body matches, if any. The body is read only when there are routes;
+    /// `Err` when it cannot be read for routing (a body submit accepted, nested deeper than
+    /// serde_json's limit): never routed silently elsewhere.
+    pub fn pick(&self, body: &[u8]) -> Result<Option<Routed<'_>>, Unroutable> {
         if self.rules.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let doc: Value = serde_json::from_slice(body).ok()?;
-        self.rules.iter().find_map(|r| {
+        let doc: Value = serde_json::from_slice(body).map_err(|_| Unroutable)?;
+        Ok(self.rules.iter().find_map(|r| {
             let text = field_text(&doc, &r.field)?;
             let hit = match &r.matcher {
                 Matcher::Value(v) => *v == text,
@@ -74,7 +80,7 @@ impl Routes {
                 endpoint: &r.endpoint,
                 method: r.method.as_deref(),
             })
-        })
+        }))
     }
 }
 
@@ -121,7 +127,8 @@ mod tests {
             route("big", "payload.size", Some("3"), None, 0),
             route("tenant-header", "headers.x-tenant", Some("t1"), None, 0),
         ]);
-        let pick = |body: &str| routes.pick(body.as_bytes()).map(|r| (r.endpoint, r.method));
+        let pick =
+            |body: &str| routes.pick(body.as_bytes()).unwrap().map(|r| (r.endpoint, r.method));
         assert_eq!(
             pick(r#"{"payload":{},"metadata":{"tenant":"eu"}}"#),
             Some(("eu", Some("PUT")))
@@ -136,6 +143,7 @@ mod tests {
             Some(("tenant-header", None))
         );
         assert_eq!(pick(r#"{"payload":{"size":"4"}}"#), None);
-        assert_eq!(Routes::default().pick(b"{}"), None);
+        assert_eq!(Routes::default().pick(b"{}"), Ok(None));
+        assert!(routes.pick(b"{").is_err());
     }
 }

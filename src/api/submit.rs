@@ -290,7 +290,13 @@ pub struct Rules<'a> {
 /// the job to queue.
 pub(crate) fn prepare(rules: &Rules<'_>, body: &[u8]) -> Result<NewJob, Error> {
     let mut sub = parse(body, rules.default_timeout)?;
-    if let Some(routed) = rules.routes.pick(body) {
+    let routed = rules.routes.pick(body).map_err(|_| {
+        Error::new(
+            ErrorKind::MalformedJson,
+            "JSON nested too deeply to be routed",
+        )
+    })?;
+    if let Some(routed) = routed {
         sub.metadata.endpoint = Some(routed.endpoint.to_owned());
         if sub.metadata.method.is_none() {
             sub.metadata.method = routed.method.map(str::to_owned);

@@ -284,6 +284,14 @@ impl Config {
                 "server.role: api and worker nodes share one Redis; they need queue.type = redis",
             );
         }
+        if self.server.role != Role::All && self.server.shards.is_none() {
+            // Shard s writes and reads only stream s: an api node with more shards than the
+            // worker nodes would queue work no worker ever reads.
+            return err(
+                "server.shards: set it on api and worker nodes, the same on every instance of one \
+                 Redis (the default, the number of CPUs, differs between machines)",
+            );
+        }
         if self.cache.ttl < self.worker.timeout {
             return err("cache.ttl_seconds must be >= worker.timeout_seconds");
         }

@@ -290,13 +290,17 @@ impl Pool {
     async fn connect(&self) -> Result<Conn, UpstreamError> {
         let mut failed = io::ErrorKind::AddrNotAvailable;
         let mut connected = None;
+        // Each address gets its share of the connect time, so one that drops packets cannot
+        // keep the next from being tried.
+        let share = self.connect_timeout / self.addrs.len().max(1) as u32;
         for addr in &self.addrs {
-            match TcpStream::connect(*addr).await {
-                Ok(s) => {
+            match monoio::time::timeout(share, TcpStream::connect(*addr)).await {
+                Ok(Ok(s)) => {
                     connected = Some(s);
                     break;
                 }
-                Err(e) => failed = e.kind(),
+                Ok(Err(e)) => failed = e.kind(),
+                Err(_) => failed = io::ErrorKind::TimedOut,
             }
         }
         let stream = connected.ok_or(UpstreamError::Connect(failed))?;
