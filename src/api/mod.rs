@@ -56,6 +56,17 @@ pub(crate) struct Api<B> {
     pub(crate) max_batch: usize,
 }
 
+impl<B> Api<B> {
+    /// What a submit is checked against.
+    fn rules(&self) -> submit::Rules<'_> {
+        submit::Rules {
+            default_timeout: self.default_timeout,
+            processors: &self.processors,
+            routes: &self.routes,
+        }
+    }
+}
+
 /// Refuses, from the head alone, requests whose body should not be read.
 pub fn precheck(head: &RequestHead) -> Result<(), Error> {
     if head.method == Method::Post
@@ -102,11 +113,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             Ok(r)
         }
         Ok(Route::Submit) => {
-            let rules = submit::Rules {
-                default_timeout: api.default_timeout,
-                processors: &api.processors,
-                routes: &api.routes,
-            };
+            let rules = api.rules();
             submit::handle(
                 &*api.backend,
                 &api.metrics,
@@ -117,11 +124,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             .await
         }
         Ok(Route::SubmitBatch) => {
-            let rules = submit::Rules {
-                default_timeout: api.default_timeout,
-                processors: &api.processors,
-                routes: &api.routes,
-            };
+            let rules = api.rules();
             let now = Timestamp::now();
             batch::handle(&*api.backend, &api.metrics, &rules, api.max_batch, &req.body, now)
                 .await

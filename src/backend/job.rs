@@ -52,6 +52,20 @@ pub struct Delivery {
     pub entry_id: Option<Bytes>,
 }
 
+impl NewJob {
+    /// The job to queue once the backend has given it `id` at `now`.
+    pub fn into_job(self, id: CorrelationId, now: Timestamp) -> Job {
+        Job {
+            id,
+            payload: self.payload,
+            headers: self.headers,
+            metadata: self.metadata,
+            submitted_at: now,
+            first_started_at: None,
+        }
+    }
+}
+
 /// A request as submit hands it to a backend: the backend gives it an id and a submit time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {

@@ -48,15 +48,7 @@ impl Backend for EmbeddedBackend {
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError> {
         let minted = self.minter.borrow_mut().mint();
         let id = self.table.borrow_mut().insert_pending(minted, now);
-        let job = Job {
-            id,
-            payload: job.payload,
-            headers: job.headers,
-            metadata: job.metadata,
-            submitted_at: now,
-            first_started_at: None,
-        };
-        match self.queue.enqueue(job) {
+        match self.queue.enqueue(std::iter::once(job.into_job(id, now))) {
             Ok(()) => Ok(Accepted {
                 id,
                 submitted_at: now,
@@ -73,27 +65,20 @@ impl Backend for EmbeddedBackend {
         jobs: Vec<NewJob>,
         now: Timestamp,
     ) -> Result<Vec<Accepted>, QueueError> {
-        let mut accepted = Vec::with_capacity(jobs.len());
-        let mut queued = Vec::with_capacity(jobs.len());
-        {
+        let queued: Vec<Job> = {
             let (mut table, mut minter) = (self.table.borrow_mut(), self.minter.borrow_mut());
-            for job in jobs {
-                let id = table.insert_pending(minter.mint(), now);
-                accepted.push(Accepted {
-                    id,
-                    submitted_at: now,
-                });
-                queued.push(Job {
-                    id,
-                    payload: job.payload,
-                    headers: job.headers,
-                    metadata: job.metadata,
-                    submitted_at: now,
-                    first_started_at: None,
-                });
-            }
-        }
-        if let Err(e) = self.queue.enqueue_all(queued) {
+            jobs.into_iter()
+                .map(|job| job.into_job(table.insert_pending(minter.mint(), now), now))
+                .collect()
+        };
+        let accepted: Vec<Accepted> = queued
+            .iter()
+            .map(|j| Accepted {
+                id: j.id,
+                submitted_at: now,
+            })
+            .collect();
+        if let Err(e) = self.queue.enqueue(queued.into_iter()) {
             let mut table = self.table.borrow_mut();
             for a in &accepted {
                 table.remove(&a.id);

@@ -85,23 +85,8 @@ impl MemoryQueue {
         self.inner.borrow().dead.iter().cloned().collect()
     }
 
-    pub(crate) fn enqueue(&self, job: Job) -> Result<(), QueueError> {
-        let mut inner = self.inner.borrow_mut();
-        if inner.ready.len() + inner.delayed.len() >= self.max_depth {
-            return Err(QueueError::Full);
-        }
-        inner.ready.push_back(Delivery {
-            job,
-            attempt: 1,
-            entry_id: None,
-        });
-        drop(inner);
-        self.ready_notify.notify();
-        Ok(())
-    }
-
     /// Queues every job of `jobs`, or none when they do not all fit under the depth limit.
-    pub(crate) fn enqueue_all(&self, jobs: Vec<Job>) -> Result<(), QueueError> {
+    pub(crate) fn enqueue(&self, jobs: impl ExactSizeIterator<Item = Job>) -> Result<(), QueueError> {
         let mut inner = self.inner.borrow_mut();
         if inner.ready.len() + inner.delayed.len() + jobs.len() > self.max_depth {
             return Err(QueueError::Full);

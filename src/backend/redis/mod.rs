@@ -76,15 +76,9 @@ impl RedisBackend {
 impl Backend for RedisBackend {
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError> {
         let id = self.minter.borrow_mut().mint();
-        let job = Job {
-            id,
-            payload: job.payload,
-            headers: job.headers,
-            metadata: job.metadata,
-            submitted_at: now,
-            first_started_at: None,
-        };
-        self.queue.enqueue(job).await?;
+        self.queue
+            .enqueue(std::slice::from_ref(&job.into_job(id, now)))
+            .await?;
         Ok(Accepted {
             id,
             submitted_at: now,
@@ -96,28 +90,20 @@ impl Backend for RedisBackend {
         jobs: Vec<NewJob>,
         now: Timestamp,
     ) -> Result<Vec<Accepted>, QueueError> {
-        let mut accepted = Vec::with_capacity(jobs.len());
-        let mut queued = Vec::with_capacity(jobs.len());
-        {
+        let queued: Vec<Job> = {
             let mut minter = self.minter.borrow_mut();
-            for job in jobs {
-                let id = minter.mint();
-                accepted.push(Accepted {
-                    id,
-                    submitted_at: now,
-                });
-                queued.push(Job {
-                    id,
-                    payload: job.payload,
-                    headers: job.headers,
-                    metadata: job.metadata,
-                    submitted_at: now,
-                    first_started_at: None,
-                });
-            }
-        }
-        self.queue.enqueue_all(queued).await?;
-        Ok(accepted)
+            jobs.into_iter()
+                .map(|job| job.into_job(minter.mint(), now))
+                .collect()
+        };
+        self.queue.enqueue(&queued).await?;
+        Ok(queued
+            .iter()
+            .map(|j| Accepted {
+                id: j.id,
+                submitted_at: now,
+            })
+            .collect())
     }
 
     async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery> {

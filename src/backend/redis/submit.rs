@@ -23,8 +23,11 @@ impl Drop for InFlight<'_> {
 
 impl RedisQueue {
     /// Queues every job of `jobs` with its `PENDING` state in one transaction (all or none);
-    /// returns once Redis has them. Counts as one submit for admission control.
-    pub(crate) async fn enqueue_all(&self, jobs: Vec<Job>) -> Result<(), QueueError> {
+    /// returns once Redis has them. Past `max_submits_in_flight` calls waiting for Redis,
+    /// refuses at once (`Overloaded`): a batch counts as one.
+    pub(crate) async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        // Admission control: past the bound, Redis is already far behind; answering 503 now beats
+        // queueing more work in this process until the deadline.
         let waiting = self.submits_in_flight.get();
         if waiting >= self.max_submits_in_flight {
             return Err(QueueError::Overloaded);
@@ -51,34 +54,9 @@ impl RedisQueue {
             })
             .await;
         r.map(drop).map_err(|e| {
-            warn!(jobs = jobs.len(), error = %e, "batch enqueue failed");
-            QueueError::Unavailable
-        })
-    }
-
-    /// Queues `job` with its `PENDING` state; returns once Redis has both. Past
-    /// `max_submits_in_flight` submits waiting for Redis, refuses at once (`Overloaded`).
-    pub(crate) async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
-        // Admission control: past the bound, Redis is already far behind; answering 503 now beats
-        // queueing more work in this process until the deadline.
-        let waiting = self.submits_in_flight.get();
-        if waiting >= self.max_submits_in_flight {
-            return Err(QueueError::Overloaded);
-        }
-        self.submits_in_flight.set(waiting + 1);
-        let _counted = InFlight(&self.submits_in_flight);
-        let state_key = self.keys.state(&job.id);
-        let state = state_value::encode(&RequestState::pending(job.submitted_at));
-        let entry = job_fields(&job, 1);
-        let r = self
-            .cmd
-            .transaction(2, |out| {
-                commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
-                commands::set_state(&state_key, &state, &self.ttl_text).encode(out);
-            })
-            .await;
-        r.map(drop).map_err(|e| {
-            warn!(correlation_id = %job.id, error = %e, "enqueue failed");
+            if let Some(first) = jobs.first() {
+                warn!(correlation_id = %first.id, jobs = jobs.len(), error = %e, "enqueue failed");
+            }
             QueueError::Unavailable
         })
     }
