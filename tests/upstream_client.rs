@@ -1,6 +1,6 @@
 //! One shard's upstream connection pool against a real HTTP server on a free port: keep-alive
 //! reuse, the bound on open connections, deadlines, a stale keep-alive connection replaced,
-//! refused connections, oversized and cut-off responses.
+//! refused connections, a moved upstream found by a new lookup, oversized and cut-off responses.
 
 mod common;
 
@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use common::upstream::{Reply, Upstream};
 use openhqm::config::IoDriver;
 use openhqm::shard::runtime;
-use openhqm::upstream::{encode, Exchange, Pool, UpstreamError, UpstreamRequest};
+use openhqm::upstream::{encode, Addresses, Exchange, Pool, UpstreamError, UpstreamRequest};
 
 fn request(body: &str) -> Bytes {
     let mut out = BytesMut::new();
@@ -53,7 +53,12 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 #[test]
 fn keep_alive_connections_are_reused() {
     let up = echo();
-    let pool = Pool::new(vec![up.addr], 4, Duration::from_secs(2), None);
+    let pool = Pool::new(
+        Addresses::fixed(vec![up.addr]),
+        4,
+        Duration::from_secs(2),
+        None,
+    );
     run(async {
         for i in 0..20 {
             let body = format!("{{\"n\":{i}}}");
@@ -77,7 +82,12 @@ fn open_connections_stay_within_the_bound() {
     let up = Upstream::start(|_, _| {
         Reply::After(Duration::from_millis(20), Box::new(Reply::json(200, "{}")))
     });
-    let pool = Rc::new(Pool::new(vec![up.addr], 2, Duration::from_secs(2), None));
+    let pool = Rc::new(Pool::new(
+        Addresses::fixed(vec![up.addr]),
+        2,
+        Duration::from_secs(2),
+        None,
+    ));
     run(async {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -102,7 +112,12 @@ fn a_silent_upstream_times_out_and_gives_its_connection_back() {
     let up = Upstream::start(|_, _| {
         Reply::After(Duration::from_secs(3), Box::new(Reply::json(200, "{}")))
     });
-    let pool = Pool::new(vec![up.addr], 1, Duration::from_secs(2), None);
+    let pool = Pool::new(
+        Addresses::fixed(vec![up.addr]),
+        1,
+        Duration::from_secs(2),
+        None,
+    );
     run(async {
         let r = pool.send(&exchange("{}", Duration::from_millis(200))).await;
         assert_eq!(r, Err(UpstreamError::Timeout));
@@ -120,7 +135,12 @@ fn a_connection_the_upstream_closed_is_replaced_once() {
     let up = Upstream::start(|_, _| {
         Reply::RawThenClose(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec())
     });
-    let pool = Pool::new(vec![up.addr], 1, Duration::from_secs(2), None);
+    let pool = Pool::new(
+        Addresses::fixed(vec![up.addr]),
+        1,
+        Duration::from_secs(2),
+        None,
+    );
     run(async {
         for _ in 0..3 {
             let resp = pool.send(&exchange("{}", Duration::from_secs(5))).await;
@@ -137,7 +157,12 @@ fn a_closed_port_is_a_connect_error() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let pool = Pool::new(vec![port], 1, Duration::from_secs(2), None);
+    let pool = Pool::new(
+        Addresses::fixed(vec![port]),
+        1,
+        Duration::from_secs(2),
+        None,
+    );
     run(async {
         let r = pool.send(&exchange("{}", Duration::from_secs(5))).await;
         assert!(matches!(r, Err(UpstreamError::Connect(_))), "{r:?}");
@@ -153,7 +178,12 @@ fn the_first_address_that_accepts_is_used() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let pool = Pool::new(vec![closed, up.addr], 1, Duration::from_secs(2), None);
+    let pool = Pool::new(
+        Addresses::fixed(vec![closed, up.addr]),
+        1,
+        Duration::from_secs(2),
+        None,
+    );
     run(async {
         let r = pool.send(&exchange("{}", Duration::from_secs(5))).await;
         assert_eq!(r.map(|r| r.status), Ok(200));
@@ -168,7 +198,12 @@ fn oversized_and_cut_off_responses_are_errors() {
         2 => Reply::Drop,
         _ => Reply::json(200, "{}"),
     });
-    let pool = Pool::new(vec![up.addr], 1, Duration::from_secs(2), None);
+    let pool = Pool::new(
+        Addresses::fixed(vec![up.addr]),
+        1,
+        Duration::from_secs(2),
+        None,
+    );
     run(async {
         let ex = exchange("{}", Duration::from_secs(5));
         assert_eq!(pool.send(&ex).await, Err(UpstreamError::TooLarge));
@@ -181,4 +216,57 @@ fn oversized_and_cut_off_responses_are_errors() {
         assert_eq!(pool.send(&ex).await.map(|r| r.status), Ok(200));
     });
     assert_eq!(pool.open(), 1);
+}
+
+/// Where the upstream of `a_moved_upstream_is_found_again` lives now, as its DNS would say.
+static MOVED_TO: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+
+fn moved_lookup(host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    assert_eq!((host, port), ("upstream.test", 8080));
+    Ok(vec![*MOVED_TO.get().expect("set before the lookup")])
+}
+
+#[test]
+fn a_moved_upstream_is_found_again() {
+    // The name resolved at start to an address nothing listens on any more; the next lookup
+    // (started by the refused connect, off the shard's thread) finds the new one.
+    let up = echo();
+    MOVED_TO.set(up.addr).unwrap();
+    let gone = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let addrs = Addresses::new(
+        "upstream.test",
+        8080,
+        vec![gone],
+        Duration::from_secs(3600),
+        moved_lookup,
+    );
+    let pool = Pool::new(addrs, 1, Duration::from_secs(2), None);
+    run(async {
+        let ex = exchange("{}", Duration::from_secs(5));
+        assert!(matches!(
+            pool.send(&ex).await,
+            Err(UpstreamError::Connect(_))
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match pool.send(&ex).await {
+                Ok(r) => {
+                    assert_eq!(r.status, 200);
+                    break;
+                }
+                Err(e) => {
+                    assert!(matches!(e, UpstreamError::Connect(_)), "{e:?}");
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the new address was never used"
+                    );
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    });
+    assert_eq!(up.requests(), 1);
 }

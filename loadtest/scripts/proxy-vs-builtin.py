@@ -2,10 +2,12 @@
 """Proxy mode against the built-in operations, end to end, same run (issue 11's figure).
 
 Alternates, per round, a broker running the built-in echo path and a broker whose every job is
-forwarded (proxy.default_endpoint) to `loadtest null-server`. One shard: broker on CPU 0; the
-generator and the null responder share CPU 1. Prints each round's completed/s and the TCP
-connections the machine opened during the run (`nstat TcpActiveOpens`: the generator's 64 plus
-one probe, and in the proxied run the broker's upstream connections).
+forwarded to `loadtest null-server` (endpoint `null`, named by each submit through
+`loadtest --endpoint null`). One shard: broker on CPU 0; the generator and the null responder
+share CPU 1. Prints each round's completed/s, the broker's CPU time (user + system, from
+/proc) per completed request, and the TCP connections the machine opened during the run
+(`nstat TcpActiveOpens`: the generator's 64 plus one probe, and in the proxied run the broker's
+upstream connections).
 
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/proxy-vs-builtin.py [ROUNDS=3] [SECONDS=5]
@@ -24,32 +26,42 @@ def active_opens():
     for l in out.splitlines():
         if l.startswith("TcpActiveOpens"): return int(l.split()[1])
     return 0
+def cpu_secs(pid):
+    f=open(f"/proc/{pid}/stat").read().rsplit(")",1)[1].split()
+    return (int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK")
 def run(proxied, secs):
-    port=free_port(); cmd=[BROKER,"--host","127.0.0.1","--port",str(port),"--shards","1","--cpus","0","--log-level","warn"]
+    port=free_port(); cmd=[BROKER,"--host","127.0.0.1","--port",str(port),"--shards","1","--cpus","0","--log-level","warn"]+EXTRA
     null=None
     if proxied:
         up=free_port()
         null=subprocess.Popen([LT,"null-server","--port",str(up),"--cpu","1"],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
         wait_port(up)
-        cmd+=["--proxy.enabled","true","--proxy.default_endpoint",f"http://127.0.0.1:{up}/"]
+        cmd+=["--proxy.enabled","true","--proxy.endpoints.null.url",f"http://127.0.0.1:{up}/","--proxy.endpoints.null.max_connections","64"]
     b=subprocess.Popen(cmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
     try:
         wait_port(port); time.sleep(0.3)
-        a0=active_opens()
-        out=subprocess.run([LT,"run","--url",f"http://127.0.0.1:{port}","--scenario","e2e","--cpus","1","--duration",f"{secs}s","--json","--no-progress"],capture_output=True,text=True,timeout=secs+120)
-        a1=active_opens()
+        a0=active_opens(); c0=cpu_secs(b.pid)
+        out=subprocess.run([LT,"run","--url",f"http://127.0.0.1:{port}","--scenario","e2e","--cpus","1","--duration",f"{secs}s","--json","--no-progress"]+(["--endpoint","null"] if proxied else []),capture_output=True,text=True,timeout=secs+120)
+        a1=active_opens(); c1=cpu_secs(b.pid)
         r=json.loads(out.stdout)
+        r["cpu_us_per_completed"]=(c1-c0)*1e6/max(1,r["completed"])
+        r["requests_per_completed"]=r["requests"]/max(1,r["completed"])
         return r, a1-a0
     finally:
         b.terminate(); b.wait()
         if null: null.terminate(); null.wait()
+EXTRA=sys.argv[3:]  # more broker options, e.g. --server.io_driver epoll
 rounds=int(sys.argv[1]) if len(sys.argv)>1 else 3; secs=int(sys.argv[2]) if len(sys.argv)>2 else 5
 res={False:[],True:[]}
 for i in range(rounds):
     for proxied in (False, True):
         r,opens=run(proxied,secs)
-        res[proxied].append((r["completed_per_s"], opens, r["lost_ids"] + r["bad_responses"] + r["non_2xx"]))
+        res[proxied].append((r["completed_per_s"], opens, r["lost_ids"] + r["bad_responses"] + r["non_2xx"], r["cpu_us_per_completed"]))
         print(f"round {i+1} {'proxied' if proxied else 'builtin'}: {r['completed_per_s']:,.0f} completed/s, "
+              f"broker CPU {r['cpu_us_per_completed']:.2f} us/completed, "
+              f"HTTP requests (submit + polls) per completed {r['requests_per_completed']:.2f}, "
               f"tcp active opens {opens}, problems {res[proxied][-1][2]}", flush=True)
 b=statistics.median(x[0] for x in res[False]); p=statistics.median(x[0] for x in res[True])
-print(f"median builtin {b:,.0f}/s, proxied {p:,.0f}/s, ratio {p/b:.2f}")
+bc=statistics.median(x[3] for x in res[False]); pc=statistics.median(x[3] for x in res[True])
+print(f"median builtin {b:,.0f}/s, proxied {p:,.0f}/s, ratio {p/b:.2f}; "
+      f"broker CPU per completed: builtin {bc:.2f} us, proxied {pc:.2f} us, builtin/proxied {bc/pc:.2f}")

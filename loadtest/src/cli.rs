@@ -47,6 +47,8 @@ loadtest run: drive load and report throughput, latency percentiles and correctn
                         i-th CPU, wrapping), to keep the generator off the server's cores
   --payload-bytes B     submit body size in bytes, filled out in payload.data (default 50)
   --operation OP        payload.operation of submits                   (default echo)
+  --endpoint NAME       metadata.endpoint of submits: the processor or proxy endpoint that
+                        runs them (default: none, the broker's default processor)
   --pool N              ids submitted before a status/mixed run         (default 1000)
   --submit-percent P    mixed: share of submits, 0-100                  (default 20)
   --poll-interval T     e2e/verify: wait between two polls of an id; the first poll goes
@@ -96,6 +98,8 @@ pub struct RunOptions {
     pub payload_bytes: usize,
     /// `--operation`.
     pub operation: String,
+    /// `--endpoint`.
+    pub endpoint: Option<String>,
     /// `--pool`.
     pub pool: usize,
     /// `--submit-percent`.
@@ -139,6 +143,7 @@ impl RunOptions {
         let mut cpus: Option<Vec<usize>> = None;
         let mut payload_bytes = 50usize;
         let mut operation = "echo".to_string();
+        let mut endpoint = None;
         let mut pool = 1000usize;
         let mut submit_percent = 20u32;
         let mut poll_interval = Duration::from_millis(1);
@@ -193,6 +198,7 @@ impl RunOptions {
                             payload_bytes = v.parse().map_err(|_| bad(&flag, v))?
                         }
                         "--operation" => operation = value.clone(),
+                        "--endpoint" => endpoint = Some(value.clone()),
                         "--pool" => pool = positive(&flag, v)?,
                         "--submit-percent" => {
                             submit_percent = v.parse().map_err(|_| bad(&flag, v))?;
@@ -245,6 +251,7 @@ impl RunOptions {
             cpus,
             payload_bytes,
             operation,
+            endpoint,
             pool,
             submit_percent,
             poll_interval,
@@ -313,7 +320,7 @@ mod tests {
     fn reads_every_flag() {
         let o = parse(
             "--url=http://127.0.0.1:1/b --scenario e2e --connections 8 --pipeline 4 --requests 100 \
-             --rate 2.5e3 --cpus 1,3 --payload-bytes 200 --operation uppercase --pool 10 \
+             --rate 2.5e3 --cpus 1,3 --payload-bytes 200 --operation uppercase --endpoint null --pool 10 \
              --submit-percent 30 --poll-interval 5ms --deadline 2m --json --fail-on-errors \
              --no-progress --pacer",
         )
@@ -323,6 +330,7 @@ mod tests {
         assert_eq!((o.duration, o.rate), (None, Some(2500.0)));
         assert_eq!((o.threads, o.cpus.as_deref()), (2, Some(&[1, 3][..])));
         assert_eq!((o.payload_bytes, o.operation.as_str()), (200, "uppercase"));
+        assert_eq!(o.endpoint.as_deref(), Some("null"));
         assert_eq!((o.pool, o.submit_percent), (10, 30));
         assert_eq!(o.poll_interval, Duration::from_millis(5));
         assert_eq!(o.deadline, Duration::from_secs(120));

@@ -206,7 +206,12 @@ async fn phases(
     };
     let w = Rc::new(Worker {
         addr: opts.target.addr,
-        requests: Requests::new(&opts.target, &opts.operation, opts.payload_bytes),
+        requests: Requests::new(
+            &opts.target,
+            &opts.operation,
+            opts.endpoint.as_deref(),
+            opts.payload_bytes,
+        ),
         depth: opts.pipeline,
         open: opts.rate.is_some(),
         send_times,

@@ -141,8 +141,14 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// Templates for `target`, submitting `operation` with a body of about `payload_bytes`.
-    pub fn new(target: &Target, operation: &str, payload_bytes: usize) -> Requests {
+    /// Templates for `target`, submitting `operation` (to processor `endpoint` when given) with
+    /// a body of about `payload_bytes`.
+    pub fn new(
+        target: &Target,
+        operation: &str,
+        endpoint: Option<&str>,
+        payload_bytes: usize,
+    ) -> Requests {
         let mut get = Vec::new();
         http::encode_get(&mut get, target.path.as_bytes(), &target.host);
         let mut submit = Vec::new();
@@ -150,7 +156,7 @@ impl Requests {
             &mut submit,
             target.api_path("/api/v1/submit").as_bytes(),
             &target.host,
-            &submit_body(operation, payload_bytes),
+            &submit_body(operation, endpoint, payload_bytes),
         );
         let mut id_suffix = Vec::new();
         http::encode_get(&mut id_suffix, b"", &target.host);
@@ -178,12 +184,20 @@ impl Requests {
     }
 }
 
-/// `{"payload":{"operation":OP,"data":"xxx…"}}`, with as many filler bytes as make the body
-/// `payload_bytes` long (never shorter than the body with empty data).
-pub fn submit_body(operation: &str, payload_bytes: usize) -> Vec<u8> {
+/// `{"payload":{"operation":OP,"data":"xxx…"}}` (then `"metadata":{"endpoint":E}` when an
+/// endpoint is given), with as many filler bytes as make the body `payload_bytes` long (never
+/// shorter than the body with empty data).
+pub fn submit_body(operation: &str, endpoint: Option<&str>, payload_bytes: usize) -> Vec<u8> {
     let op = serde_json::to_string(operation).expect("a string serializes");
     let head = format!("{{\"payload\":{{\"operation\":{op},\"data\":\"");
-    let tail = "\"}}";
+    let tail = match endpoint {
+        None => "\"}}".to_owned(),
+        Some(e) => format!(
+            "\"}},\"metadata\":{{\"endpoint\":{}}}}}",
+            serde_json::to_string(e).expect("a string serializes")
+        ),
+    };
+    let tail = tail.as_str();
     let filler = payload_bytes.saturating_sub(head.len() + tail.len());
     let mut body = Vec::with_capacity(head.len() + filler + tail.len());
     body.extend_from_slice(head.as_bytes());
@@ -268,21 +282,25 @@ mod tests {
     #[test]
     fn bodies_have_the_asked_size_and_are_json() {
         for size in [0, 10, 50, 1000] {
-            let body = submit_body("echo", size);
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v["payload"]["operation"], "echo");
-            let min = submit_body("echo", 0).len();
-            assert_eq!(body.len(), size.max(min), "size {size}");
+            for endpoint in [None, Some("null")] {
+                let body = submit_body("echo", endpoint, size);
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(v["payload"]["operation"], "echo");
+                assert_eq!(v["metadata"]["endpoint"].as_str(), endpoint);
+                let min = submit_body("echo", endpoint, 0).len();
+                assert_eq!(body.len(), size.max(min), "size {size}");
+            }
         }
-        let odd = submit_body("a\"b", 0);
+        let odd = submit_body("a\"b", Some("x\"y"), 0);
         let v: serde_json::Value = serde_json::from_slice(&odd).unwrap();
         assert_eq!(v["payload"]["operation"], "a\"b");
+        assert_eq!(v["metadata"]["endpoint"], "x\"y");
     }
 
     #[test]
     fn encodes_each_request_on_the_base_path() {
         let t = Target::parse("http://127.0.0.1:9/base/").unwrap();
-        let r = Requests::new(&t, "echo", 50);
+        let r = Requests::new(&t, "echo", None, 50);
         let text = |req| {
             let mut out = Vec::new();
             r.encode(req, &mut out);

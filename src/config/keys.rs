@@ -198,6 +198,11 @@ pub const KEYS: &[Key] = &[
         Some("10485760"),
         "largest upstream response body (FAILED above)",
     ),
+    key(
+        "proxy.dns_refresh_seconds",
+        Some("30"),
+        "how often an endpoint's host name is looked up again (off the shard's thread)",
+    ),
     key("monitoring.metrics_enabled", Some("true"), "serve /metrics"),
     key(
         "monitoring.log_level",

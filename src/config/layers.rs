@@ -72,7 +72,7 @@ where
             .iter()
             .find(|(a, _)| *a == name)
             .map_or(name.as_str(), |(_, k)| k);
-        if !KEYS.iter().any(|k| k.name == key) {
+        if !is_known(key) {
             return Err(ConfigError(format!("unknown option --{name} (see --help)")));
         }
         overrides.push((key.to_owned(), value));

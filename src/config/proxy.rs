@@ -98,6 +98,8 @@ pub struct ProxyConfig {
     pub strip_headers: Vec<String>,
     /// Largest upstream response body.
     pub max_response_bytes: usize,
+    /// How often each shard looks an endpoint's host name up again.
+    pub dns_refresh: Duration,
     /// The endpoints by name.
     pub endpoints: BTreeMap<String, EndpointConfig>,
 }
@@ -110,6 +112,7 @@ impl Default for ProxyConfig {
             forward_headers: vec!["content-type".into(), "accept".into(), "user-agent".into()],
             strip_headers: Vec::new(),
             max_response_bytes: 10 << 20,
+            dns_refresh: Duration::from_secs(30),
             endpoints: BTreeMap::new(),
         }
     }
@@ -127,6 +130,7 @@ pub(super) fn set(p: &mut ProxyConfig, name: &str, v: &str) -> Result<(), Config
         "proxy.max_response_bytes" => {
             p.max_response_bytes = super::keys::int(name, v, 1, 1 << 32)? as usize
         }
+        "proxy.dns_refresh_seconds" => p.dns_refresh = super::keys::secs(name, v)?,
         _ => {
             let rest = name
                 .strip_prefix("proxy.endpoints.")

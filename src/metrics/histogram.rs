@@ -1,10 +1,11 @@
 //! A fixed-bucket histogram in plain integers: one per shard per series, summed at scrape.
 
-/// Upper bounds (seconds) shared by every latency histogram: 100 µs to 10 s, so sub-millisecond
-/// broker latencies and slow processors both land in a real bucket.
-pub const BUCKETS: [f64; 16] = [
+/// Upper bounds (seconds) shared by every latency histogram: 100 µs to 300 s, so sub-millisecond
+/// broker latencies and processors running up to the default 300 s timeout all land in a real
+/// bucket.
+pub const BUCKETS: [f64; 20] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 /// Counts per bucket (not cumulative), plus `+Inf`, sum and count.
@@ -51,15 +52,17 @@ mod tests {
         h.observe(0.00005);
         h.observe(0.0001);
         h.observe(0.0002);
-        h.observe(99.0);
+        h.observe(299.0);
+        h.observe(301.0);
         assert_eq!(h.counts[0], 2);
         assert_eq!(h.counts[1], 1);
+        assert_eq!(h.counts[BUCKETS.len() - 1], 1);
         assert_eq!(h.counts[BUCKETS.len()], 1);
-        assert_eq!(h.count(), 4);
+        assert_eq!(h.count(), 5);
         let mut g = Histogram::default();
         g.merge(&h);
         g.merge(&h);
-        assert_eq!(g.count(), 8);
+        assert_eq!(g.count(), 10);
         assert!((g.sum - 2.0 * h.sum).abs() < 1e-9);
     }
 }

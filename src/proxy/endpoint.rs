@@ -1,6 +1,7 @@
 //! One upstream endpoint as the processor uses it, built from its configuration when the broker
-//! starts: the host resolved (once, before any shard runs, so no shard ever waits on DNS; every
-//! address kept, since `localhost` may name `::1` before `127.0.0.1`),
+//! starts: the host resolved (before any shard runs, so no shard waits on DNS at start; every
+//! address kept, since `localhost` may name `::1` before `127.0.0.1`; each shard's pool looks
+//! it up again off its thread every `proxy.dns_refresh_seconds`),
 //! secrets read from their files, the auth header computed, the forwarding rules lower-cased.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -35,8 +36,12 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
 pub(crate) struct Endpoint {
     /// Its name (the processor's).
     pub(crate) name: String,
-    /// Where it listens: every address the host resolved to, tried in order.
+    /// Where it listens: every address the host resolved to at start, tried in order.
     pub(crate) addrs: Vec<SocketAddr>,
+    /// The host name and port looked up again every `dns_refresh`.
+    pub(crate) lookup: (String, u16),
+    /// How often the host name is looked up again.
+    pub(crate) dns_refresh: Duration,
     /// `Host` header value.
     pub(crate) host: String,
     /// Path and query.
@@ -149,6 +154,8 @@ impl Endpoint {
         Ok(Endpoint {
             name: name.to_owned(),
             addrs,
+            lookup: (host.clone(), port),
+            dns_refresh: proxy.dns_refresh,
             host: {
                 // An IPv6 literal keeps its brackets in `Host`.
                 let h = if host.contains(':') {

@@ -17,7 +17,8 @@ use monoio_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
 
 use crate::upstream::{
-    encode, Exchange, Pool, Tls, UpstreamError, UpstreamRequest, UpstreamResponse,
+    encode, system_lookup, Addresses, Exchange, Pool, Tls, UpstreamError, UpstreamRequest,
+    UpstreamResponse,
 };
 use crate::worker::{Output, ProcessError, Processor};
 
@@ -35,8 +36,16 @@ impl HttpProcessor {
             // Checked when the endpoint was built.
             name: ServerName::try_from(name.clone()).expect("a valid server name"),
         });
-        let pool = Pool::new(
+        let (host, port) = &endpoint.lookup;
+        let addrs = Addresses::new(
+            host,
+            *port,
             endpoint.addrs.clone(),
+            endpoint.dns_refresh,
+            system_lookup,
+        );
+        let pool = Pool::new(
+            addrs,
             endpoint.max_connections,
             endpoint.timeout.min(Duration::from_secs(10)),
             tls,

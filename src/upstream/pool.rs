@@ -7,7 +7,6 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +16,7 @@ use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::pki_types::ServerName;
 
+use super::resolver::Addresses;
 use super::response::{Read, ResponseError, ResponseReader, UpstreamResponse};
 use crate::sync::deadline::Deadline;
 use crate::sync::notify::Notify;
@@ -143,7 +143,7 @@ impl fmt::Debug for Exchange {
 
 /// Keep-alive connections to one upstream.
 pub struct Pool {
-    addrs: Vec<SocketAddr>,
+    addrs: Addresses,
     max: usize,
     connect_timeout: Duration,
     tls: Option<Tls>,
@@ -155,10 +155,10 @@ pub struct Pool {
 
 impl Pool {
     /// A pool of at most `max` connections to the first of `addrs` that accepts (the addresses
-    /// a host name resolved to), over TLS when `tls` is given; a connect (with its handshake)
+    /// a host name resolves to), over TLS when `tls` is given; a connect (with its handshake)
     /// may take `connect_timeout`.
     pub fn new(
-        addrs: Vec<SocketAddr>,
+        addrs: Addresses,
         max: usize,
         connect_timeout: Duration,
         tls: Option<Tls>,
@@ -275,7 +275,10 @@ impl Pool {
                 let conn = match monoio::time::timeout(self.connect_timeout, self.connect()).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(UpstreamError::Connect(io::ErrorKind::TimedOut)),
+                    Err(_) => {
+                        self.addrs.unreachable();
+                        return Err(UpstreamError::Connect(io::ErrorKind::TimedOut));
+                    }
                 };
                 lease.stream = Some(conn);
                 return Ok(lease);
@@ -292,8 +295,9 @@ impl Pool {
         let mut connected = None;
         // Each address gets its share of the connect time, so one that drops packets cannot
         // keep the next from being tried.
-        let share = self.connect_timeout / self.addrs.len().max(1) as u32;
-        for addr in &self.addrs {
+        let addrs = self.addrs.current();
+        let share = self.connect_timeout / addrs.len().max(1) as u32;
+        for addr in addrs.iter() {
             match monoio::time::timeout(share, TcpStream::connect(*addr)).await {
                 Ok(Ok(s)) => {
                     connected = Some(s);
@@ -303,7 +307,10 @@ impl Pool {
                 Err(_) => failed = io::ErrorKind::TimedOut,
             }
         }
-        let stream = connected.ok_or(UpstreamError::Connect(failed))?;
+        let Some(stream) = connected else {
+            self.addrs.unreachable();
+            return Err(UpstreamError::Connect(failed));
+        };
         let _ = stream.set_nodelay(true);
         let io = match &self.tls {
             None => Io::Plain(stream),
