@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
         IdMinter::new(0, 1),
         usize::MAX,
         Duration::from_secs(3600),
+        config.server.max_waiters,
     ));
     let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
     let processors = Processors::default();
@@ -69,14 +70,16 @@ fn bench(c: &mut Criterion) {
             let Event::Request(req) = conn.poll(&mut input) else {
                 panic!("no request")
             };
-            let accepted = now(submit::handle(
-                &*backend,
-                &metrics,
-                &rules,
-                &req.body,
-                Timestamp::now(),
-            ))
-            .unwrap();
+            let accepted = submit::accepted_response(
+                &now(submit::accept(
+                    &*backend,
+                    &metrics,
+                    &rules,
+                    &req.body,
+                    Timestamp::now(),
+                ))
+                .unwrap(),
+            );
             out.clear();
             accepted.encode(false, &mut out);
             // Process.

@@ -17,6 +17,15 @@ pub enum ShardMsg {
         /// Where the answer goes.
         reply: flume::Sender<Option<RequestState>>,
     },
+    /// "Answer with the state of this id you own once it is final, or as it is at `until`."
+    WaitFinal {
+        /// The id, owned by the receiving shard.
+        id: CorrelationId,
+        /// When to answer at the latest.
+        until: std::time::Instant,
+        /// Where the answer goes.
+        reply: flume::Sender<Result<Option<RequestState>, QueueError>>,
+    },
     /// "Send me a copy of your metrics."
     Scrape {
         /// Where the copy goes.
@@ -65,6 +74,20 @@ impl Mesh {
         let (reply, answer) = flume::bounded(1);
         self.send(owner, ShardMsg::Lookup { id, reply }).ok()?;
         answer.recv_async().await.ok().flatten()
+    }
+
+    /// Asks the owner of `id` for its state once final, or at `until`. A gone owner answers
+    /// `Closed`.
+    pub async fn wait_final(
+        &self,
+        owner: ShardId,
+        id: CorrelationId,
+        until: std::time::Instant,
+    ) -> Result<Option<RequestState>, QueueError> {
+        let (reply, answer) = flume::bounded(1);
+        self.send(owner, ShardMsg::WaitFinal { id, until, reply })
+            .map_err(|_| QueueError::Closed)?;
+        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
     }
 
     /// Collects every shard's metrics, this one's too (those that answer).

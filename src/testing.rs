@@ -23,6 +23,14 @@ pub(crate) fn ready<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// Whether `f` is still waiting after one poll.
+pub(crate) fn pending<F: Future>(f: F) -> bool {
+    let mut f = pin!(f);
+    f.as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_pending()
+}
+
 /// Metadata with a 30 s deadline, naming processor `endpoint`.
 pub(crate) fn metadata(endpoint: Option<&str>) -> Metadata {
     Metadata {
@@ -48,7 +56,7 @@ pub(crate) fn job(payload: &'static [u8], endpoint: Option<&str>) -> Job {
 
 /// An embedded backend for shard 0 of 1.
 pub(crate) fn embedded() -> EmbeddedBackend {
-    EmbeddedBackend::new(IdMinter::new(0, 1), 1000, Duration::from_secs(3600))
+    EmbeddedBackend::new(IdMinter::new(0, 1), 1000, Duration::from_secs(3600), 100)
 }
 
 /// Parses an id the tests got back as text.

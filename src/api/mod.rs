@@ -13,6 +13,7 @@ pub mod routing;
 pub mod status;
 pub mod submit;
 pub mod submit_plain;
+pub mod wait;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -54,6 +55,8 @@ pub(crate) struct Api<B> {
     pub(crate) routes: routing::Routes,
     /// `server.max_batch`: most requests in one batch.
     pub(crate) max_batch: usize,
+    /// `server.max_wait_seconds`: the longest wait a client may ask for.
+    pub(crate) max_wait: Duration,
 }
 
 impl<B> Api<B> {
@@ -112,17 +115,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             r.allow = Some(route::allow(e));
             Ok(r)
         }
-        Ok(Route::Submit) => {
-            let rules = api.rules();
-            submit::handle(
-                &*api.backend,
-                &api.metrics,
-                &rules,
-                &req.body,
-                Timestamp::now(),
-            )
-            .await
-        }
+        Ok(Route::Submit) => submit_and_wait(api, req).await,
         Ok(Route::SubmitBatch) => {
             let rules = api.rules();
             let now = Timestamp::now();
@@ -132,15 +125,47 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         Ok(Route::Status(id)) => lookup::find(&*api.backend, &api.mesh, api.shard, &id)
             .await
             .map(|(id, state)| status::respond(&id, &state)),
-        Ok(Route::Response(id)) => lookup::find(&*api.backend, &api.mesh, api.shard, &id)
-            .await
-            .map(|(id, state)| response::respond(&id, &state)),
+        Ok(Route::Response(raw)) => match wait::requested(&req.head, true, api.max_wait) {
+            Err(e) => Err(e),
+            Ok(None) => lookup::find(&*api.backend, &api.mesh, api.shard, &raw)
+                .await
+                .map(|(id, state)| response::respond(&id, &state)),
+            Ok(Some(w)) => match lookup::parse_id(&raw) {
+                Err(e) => Err(e),
+                Ok(id) => wait::find_final(&*api.backend, &api.mesh, api.shard, id, w)
+                    .await
+                    .map(|state| response::respond(&id, &state)),
+            },
+        },
         Ok(Route::Health) => Ok(health::handle(&*api.backend, &api.mesh).await),
         Ok(Route::Metrics) => {
             metrics::handle(&api.mesh, api.metrics_enabled, &api.queue_name).await
         }
     };
     (endpoint, result.unwrap_or_else(|e| error_response(&e)))
+}
+
+/// A submit, and with `Prefer: wait=N` the wait for its final state: 200 with the response body
+/// when it is final in time, else the usual 202. The request is queued either way; nothing
+/// after that turns its answer into an error.
+async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Response, Error> {
+    let rules = api.rules();
+    let now = Timestamp::now();
+    let accepted = submit::accept(&*api.backend, &api.metrics, &rules, &req.body, now).await?;
+    // A malformed preference is ignored, never an error (RFC 7240 §2).
+    let Ok(Some(wait)) = wait::requested(&req.head, false, api.max_wait) else {
+        return Ok(submit::accepted_response(&accepted));
+    };
+    let until = std::time::Instant::now() + wait;
+    match crate::backend::wait_final(&*api.backend, &accepted.id, until).await {
+        Ok(Some(state)) if state.status.is_final() => {
+            let mut r = response::respond(&accepted.id, &state);
+            r.location = Some(route::status_location(&accepted.id));
+            r.preference_applied_wait = Some(wait.as_secs() as u32);
+            Ok(r)
+        }
+        _ => Ok(submit::accepted_response(&accepted)),
+    }
 }
 
 /// The JSON error response for `e`: `{"detail": "..."}` or, for validation errors,
@@ -226,13 +251,14 @@ mod tests {
             routes: &routes,
         };
         let now = Timestamp::now();
-        ready(submit::handle(
+        ready(submit::accept(
             backend,
             metrics,
             &rules,
             body.as_bytes(),
             now,
         ))
+        .map(|a| submit::accepted_response(&a))
         .unwrap_or_else(|e| error_response(&e))
     }
 
@@ -296,7 +322,7 @@ mod tests {
 
     #[test]
     fn submit_to_a_full_queue_is_503_and_leaves_no_state() {
-        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 1, Duration::from_secs(60));
+        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 1, Duration::from_secs(60), 100);
         let metrics = RefCell::default();
         assert_eq!(submit(&backend, &metrics, r#"{"payload":{}}"#).status, 202);
         let r = submit(&backend, &metrics, r#"{"payload":{}}"#);
@@ -359,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_queued_all_or_none() {
-        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 2, Duration::from_secs(60));
+        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 2, Duration::from_secs(60), 100);
         let metrics = RefCell::default();
         let processors = Processors::default();
         let routes = routing::Routes::default();
@@ -396,7 +422,7 @@ mod tests {
 
     #[test]
     fn health_checks_the_backend() {
-        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 1, Duration::from_secs(60));
+        let backend = EmbeddedBackend::new(IdMinter::new(0, 1), 1, Duration::from_secs(60), 100);
         let metrics = RefCell::default();
         assert_eq!(ready(health::handle(&backend, &one_shard())).status, 200);
         submit(&backend, &metrics, r#"{"payload":{}}"#);

@@ -345,15 +345,15 @@ pub(crate) fn accepted_body(accepted: &Accepted, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"}");
 }
 
-/// Handles one submit: validates `body`, hands the job to `backend`, and answers 202 once it
-/// is queued (503 + `Retry-After` when it cannot be).
-pub async fn handle<B: Backend>(
+/// Validates `body` and hands the job to `backend`: the request is queued when this returns
+/// `Ok` (the 202 may be sent; 503 + `Retry-After` when it cannot be queued).
+pub async fn accept<B: Backend>(
     backend: &B,
     metrics: &RefCell<ShardMetrics>,
     rules: &Rules<'_>,
     body: &[u8],
     now: Timestamp,
-) -> Result<Response, Error> {
+) -> Result<Accepted, Error> {
     let job = prepare(rules, body)?;
     let accepted = backend
         .submit(job, now)
@@ -361,11 +361,16 @@ pub async fn handle<B: Backend>(
         .map_err(|e| refused(metrics, e))?;
     metrics.borrow_mut().published += 1;
     debug!(correlation_id = %accepted.id, "accepted");
+    Ok(accepted)
+}
+
+/// The 202 of an accepted request, with its `Location`.
+pub fn accepted_response(accepted: &Accepted) -> Response {
     let mut body = Vec::with_capacity(112);
-    accepted_body(&accepted, &mut body);
+    accepted_body(accepted, &mut body);
     let mut resp = Response::json(202, body);
     resp.location = Some(super::route::status_location(&accepted.id));
-    Ok(resp)
+    resp
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod embedded;
 mod job;
 pub mod redis;
+mod waiters;
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::store::{Outcome, RequestState, StateTable, Status, UpdateError};
 pub use embedded::EmbeddedBackend;
 pub use job::{Delivery, Job, Metadata, NewJob};
 pub use redis::RedisBackend;
+pub use waiters::{Waiters, Watch};
 
 /// Why a backend refused or failed an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,10 @@ pub trait Backend {
     async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant);
     /// The state this shard holds for `id`, if any (no I/O).
     fn held(&self, id: &CorrelationId) -> Option<RequestState>;
+    /// Registers a waiter for `id`, which this shard owns: it is woken when a final state of
+    /// `id` is recorded after this call. Register first, then read the state, so a final write
+    /// in between is never missed. `None` when the shard's waiter bound is reached.
+    fn watch(&self, id: &CorrelationId) -> Option<Watch<'_>>;
     /// The state of `id` in the store every instance shares; `Ok(None)` when unknown there or
     /// when this process is the only store (the embedded backend, whose states are all held).
     async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError>;
@@ -132,6 +138,37 @@ pub trait Backend {
     fn gauges(&self, metrics: &mut ShardMetrics);
     /// Accepted jobs that live only in this process and are lost if it stops now.
     fn lost_on_exit(&self) -> u64;
+}
+
+/// The state of `id` (owned by this shard) once it is final, or as it is at `until`: `Ok(None)`
+/// when unknown. Registers a waiter before it reads the state, so a final write in between is
+/// not missed; when the shard's waiter bound is reached it answers at once. In Redis mode the
+/// state is read from Redis when this shard holds no final copy: once now and, unless a final
+/// write here woke the waiter, once at `until`; never on an interval.
+pub async fn wait_final<B: Backend>(
+    backend: &B,
+    id: &CorrelationId,
+    until: Instant,
+) -> Result<Option<RequestState>, QueueError> {
+    let mut watch = backend.watch(id);
+    let state = match backend.held(id) {
+        Some(s) => Some(s),
+        None => backend.load(id).await?,
+    };
+    let left = until.saturating_duration_since(Instant::now());
+    let waits = state.as_ref().is_some_and(|s| !s.status.is_final()) && !left.is_zero();
+    let Some(w) = watch.as_mut().filter(|_| waits) else {
+        return Ok(state);
+    };
+    monoio::select! {
+        _ = w.woken() => {},
+        _ = monoio::time::sleep(left) => {},
+    }
+    drop(watch);
+    match backend.held(id) {
+        Some(s) => Ok(Some(s)),
+        None => backend.load(id).await.map(|loaded| loaded.or(state)),
+    }
 }
 
 /// [`Backend::start`] on a state table: `PENDING → PROCESSING`, or the final state it already

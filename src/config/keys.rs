@@ -48,6 +48,16 @@ pub const KEYS: &[Key] = &[
         "most requests in one POST /api/v1/submit/batch",
     ),
     key(
+        "server.max_wait_seconds",
+        Some("30"),
+        "longest wait=N of a submit-and-wait or long-poll",
+    ),
+    key(
+        "server.max_waiters",
+        Some("10000"),
+        "most clients waiting per shard; beyond it a wait is answered at once",
+    ),
+    key(
         "server.max_body_bytes",
         Some("1048576"),
         "largest request body (413 above)",
@@ -245,6 +255,8 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "server.cpus" => c.server.cpus = Some(CpuList::parse(v)?),
         "server.max_body_bytes" => c.server.max_body_bytes = int(name, v, 1, 1 << 40)?,
         "server.max_batch" => c.server.max_batch = int(name, v, 1, 100_000)? as usize,
+        "server.max_wait_seconds" => c.server.max_wait = secs(name, v)?,
+        "server.max_waiters" => c.server.max_waiters = int(name, v, 0, 10_000_000)? as usize,
         "server.max_header_bytes" => {
             c.server.max_header_bytes = int(name, v, 256, 1 << 20)? as usize
         }

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Most requests in one batch submit.
     pub max_batch: usize,
+    /// Longest `wait=N` a client may ask for (submit-and-wait, long-poll).
+    pub max_wait: Duration,
+    /// Most waiting clients per shard; beyond it a wait is answered at once.
+    pub max_waiters: usize,
     /// Largest accepted request head (request line + header fields).
     pub max_header_bytes: usize,
     /// Longest accepted request target.
@@ -189,6 +193,8 @@ impl Default for Config {
                 cpus: None,
                 max_body_bytes: 0,
                 max_batch: 0,
+                max_wait: Duration::ZERO,
+                max_waiters: 0,
                 max_header_bytes: 0,
                 max_uri_bytes: 0,
                 header_read_timeout: Duration::ZERO,

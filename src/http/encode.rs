@@ -77,6 +77,8 @@ pub struct Response {
     pub allow: Option<&'static str>,
     /// `Retry-After` seconds for 503.
     pub retry_after: Option<u32>,
+    /// `Preference-Applied: wait=N` (RFC 7240) when a `Prefer: wait` was honoured.
+    pub preference_applied_wait: Option<u32>,
     /// Close the connection after this response.
     pub close: bool,
 }
@@ -91,6 +93,7 @@ impl Response {
             location: None,
             allow: None,
             retry_after: None,
+            preference_applied_wait: None,
             close: false,
         }
     }
@@ -124,6 +127,10 @@ impl Response {
         }
         if let Some(secs) = self.retry_after {
             out.put_slice(b"\r\nretry-after: ");
+            put_u64(out, u64::from(secs));
+        }
+        if let Some(secs) = self.preference_applied_wait {
+            out.put_slice(b"\r\npreference-applied: wait=");
             put_u64(out, u64::from(secs));
         }
         if self.close {

@@ -105,6 +105,8 @@ pub struct RequestHead {
     pub method: Method,
     /// The path of the target without its query (`*` for the asterisk form).
     pub path: Bytes,
+    /// The query of the target (after `?`, before any `#`), if it has one.
+    pub query: Option<Bytes>,
     /// HTTP/1.`minor_version`.
     pub minor_version: u8,
     /// Whether the connection stays open after this request.
@@ -115,6 +117,9 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The `Content-Type` value, if any.
     pub content_type: Option<Bytes>,
+    /// The `Prefer` values (RFC 7240), comma-joined as sent, if any (the last field when
+    /// several are sent).
+    pub prefer: Option<Bytes>,
     /// A `Content-Encoding` other than `identity` was sent.
     pub content_encoded: bool,
 }
@@ -145,6 +150,7 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
     let minor_version = req.version.unwrap_or(1);
     let path = target_path(target, method)?;
     let path_range = subslice_range(buf, path.as_bytes());
+    let query_range = target_query(target).map(|q| subslice_range(buf, q.as_bytes()));
     let fields = Fields::scan(req.headers, buf)?;
     if minor_version == 1 && fields.hosts != 1 {
         return Err(HeadError::BadRequest("exactly one Host header is required"));
@@ -164,11 +170,13 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
     Ok(Some(RequestHead {
         method,
         path: head_bytes.slice(path_range),
+        query: query_range.map(|r| head_bytes.slice(r)),
         minor_version,
         keep_alive,
         framing,
         expect_continue: fields.expect_continue,
         content_type: fields.content_type.map(|r| head_bytes.slice(r)),
+        prefer: fields.prefer.map(|r| head_bytes.slice(r)),
         content_encoded: fields.content_encoded,
     }))
 }
@@ -236,6 +244,12 @@ fn target_path(target: &str, method: Method) -> Result<&str, HeadError> {
     Ok(end.map_or(path, |at| &path[..at]))
 }
 
+/// The query part of the request target, if any.
+fn target_query(target: &str) -> Option<&str> {
+    let rest = &target[target.find('?')? + 1..];
+    Some(rest.find('#').map_or(rest, |at| &rest[..at]))
+}
+
 fn strip_scheme(target: &str) -> Option<&str> {
     let lower = |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
     if lower("http://") {
@@ -273,6 +287,7 @@ struct Fields {
     conn_keep_alive: bool,
     expect_continue: bool,
     content_type: Option<std::ops::Range<usize>>,
+    prefer: Option<std::ops::Range<usize>>,
     content_encoded: bool,
 }
 
@@ -321,6 +336,8 @@ impl Fields {
                 f.expect_continue = true;
             } else if is(b"content-type") {
                 f.content_type = Some(subslice_range(buf, value));
+            } else if is(b"prefer") {
+                f.prefer = Some(subslice_range(buf, value));
             } else if is(b"content-encoding") {
                 f.content_encoded |= !value.is_empty() && !value.eq_ignore_ascii_case(b"identity");
             }

@@ -115,6 +115,8 @@ pub struct ShardMetrics {
     pub in_flight: u64,
     /// Open HTTP connections.
     pub connections: u64,
+    /// Clients waiting for a final state (filled at scrape).
+    pub waiters: u64,
     /// `openhqm_queue_publish_total{status="success"}`.
     pub published: u64,
     /// `openhqm_queue_publish_total{status="failure"}`.
@@ -187,6 +189,7 @@ impl Default for ShardMetrics {
             request_duration: Default::default(),
             in_flight: 0,
             connections: 0,
+            waiters: 0,
             published: 0,
             publish_failed: 0,
             consumed: 0,
@@ -278,6 +281,7 @@ impl ShardMetrics {
         }
         self.in_flight += o.in_flight;
         self.connections += o.connections;
+        self.waiters += o.waiters;
         self.published += o.published;
         self.publish_failed += o.publish_failed;
         self.consumed += o.consumed;

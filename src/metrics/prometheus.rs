@@ -70,6 +70,12 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
         "Open HTTP connections.",
         total.connections,
     );
+    gauge(
+        o,
+        "openhqm_waiters",
+        "Clients waiting for a final state (submit-and-wait, long-poll).",
+        total.waiters,
+    );
 
     family(
         o,

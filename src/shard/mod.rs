@@ -71,7 +71,12 @@ pub(crate) async fn run(
     let c = &wiring.config;
     match c.queue.kind {
         QueueType::Memory => {
-            let backend = EmbeddedBackend::new(minter, c.queue.max_depth, c.cache.ttl);
+            let backend = EmbeddedBackend::new(
+                minter,
+                c.queue.max_depth,
+                c.cache.ttl,
+                c.server.max_waiters,
+            );
             ready();
             Shard::new(wiring, backend).serve(listener, inbox).await;
         }
@@ -89,6 +94,7 @@ pub(crate) async fn run(
                 nr_shards: wiring.mesh.nr_shards(),
                 requests_prefix: q.request_queue_name.clone(),
                 processes: c.server.role != Role::Api,
+                max_waiters: c.server.max_waiters,
             };
             let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);
@@ -133,6 +139,7 @@ impl<B: Backend + 'static> Shard<B> {
             serves_requests: config.server.role != Role::Worker,
             routes: crate::api::routing::Routes::new(&config.routes),
             max_batch: config.server.max_batch,
+            max_wait: config.server.max_wait,
         };
         Rc::new(Shard {
             id,
@@ -231,6 +238,12 @@ impl<B: Backend + 'static> Shard<B> {
             match msg {
                 ShardMsg::Lookup { id, reply } => {
                     let _ = reply.send(self.backend.held(&id));
+                }
+                ShardMsg::WaitFinal { id, until, reply } => {
+                    let backend = self.backend.clone();
+                    monoio::spawn(async move {
+                        let _ = reply.send(crate::backend::wait_final(&*backend, &id, until).await);
+                    });
                 }
                 ShardMsg::Scrape { reply } => {
                     let _ = reply.send((self.id, self.metrics_snapshot()));

@@ -26,6 +26,7 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
         nr_shards: 1,
         requests_prefix: "openhqm-requests".into(),
         processes: true,
+        max_waiters: 100,
     };
     let keys = Keys::new("openhqm-requests", "openhqm-dlq", 0);
     RedisBackend::start(settings, keys, IdMinter::new(0, 1))

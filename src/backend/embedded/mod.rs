@@ -8,7 +8,9 @@ mod queue;
 use std::cell::RefCell;
 use std::time::Instant;
 
-use super::{Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start};
+use super::{
+    Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start, Waiters, Watch,
+};
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
@@ -21,16 +23,24 @@ pub struct EmbeddedBackend {
     queue: MemoryQueue,
     table: RefCell<StateTable>,
     minter: RefCell<IdMinter>,
+    waiters: Waiters,
 }
 
 impl EmbeddedBackend {
     /// An empty backend for a shard whose ids `minter` mints; at most `max_depth` jobs wait
-    /// (then submits get 503); final states live for `ttl`.
-    pub fn new(minter: IdMinter, max_depth: usize, ttl: std::time::Duration) -> Self {
+    /// (then submits get 503); final states live for `ttl`; at most `max_waiters` clients wait
+    /// for a final state at once.
+    pub fn new(
+        minter: IdMinter,
+        max_depth: usize,
+        ttl: std::time::Duration,
+        max_waiters: usize,
+    ) -> Self {
         EmbeddedBackend {
             queue: MemoryQueue::new(max_depth),
             table: RefCell::new(StateTable::new(ttl)),
             minter: RefCell::new(minter),
+            waiters: Waiters::new(max_waiters),
         }
     }
 
@@ -102,26 +112,39 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant) {
-        match settlement {
+        let id = delivery.job.id;
+        let recorded = match settlement {
             Settlement::Completed(o) => {
-                super::record(&self.table, &delivery, Status::Completed, o, ended);
+                super::record(&self.table, &delivery, Status::Completed, o, ended)
             }
             Settlement::TimedOut(o) => {
-                super::record(&self.table, &delivery, Status::Timeout, o, ended);
+                super::record(&self.table, &delivery, Status::Timeout, o, ended)
             }
             Settlement::DeadLettered(o) => {
                 let reason = o.error.clone().unwrap_or_default();
-                if super::record(&self.table, &delivery, Status::Failed, o, ended) {
+                let recorded = super::record(&self.table, &delivery, Status::Failed, o, ended);
+                if recorded {
                     self.queue.dead_letter(delivery, &reason);
                 }
+                recorded
             }
-            Settlement::RetryLater(delay) => self.queue.retry(delivery, delay),
-            Settlement::Duplicate => {}
+            Settlement::RetryLater(delay) => {
+                self.queue.retry(delivery, delay);
+                false
+            }
+            Settlement::Duplicate => false,
+        };
+        if recorded {
+            self.waiters.wake(&id);
         }
     }
 
     fn held(&self, id: &CorrelationId) -> Option<RequestState> {
         self.table.borrow().get(id).cloned()
+    }
+
+    fn watch(&self, id: &CorrelationId) -> Option<Watch<'_>> {
+        self.waiters.watch(id)
     }
 
     async fn load(&self, _id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
@@ -137,6 +160,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {
+        m.waiters = self.waiters.live() as u64;
         self.queue.depth().fill(m, self.table.borrow().count());
     }
 

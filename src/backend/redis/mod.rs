@@ -37,7 +37,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start};
+use super::{
+    Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start, Waiters, Watch,
+};
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
@@ -53,17 +55,19 @@ pub struct RedisBackend {
     /// request this one accepted, so a local copy of a live state could go stale).
     finals: RefCell<StateTable>,
     minter: RefCell<IdMinter>,
+    waiters: Waiters,
 }
 
 impl RedisBackend {
     /// Connects (in the background) and starts the shard's maintenance tasks. Must run on the
     /// shard's own thread.
     pub fn start(settings: RedisSettings, keys: Keys, minter: IdMinter) -> Self {
-        let ttl = settings.ttl;
+        let (ttl, max_waiters) = (settings.ttl, settings.max_waiters);
         RedisBackend {
             queue: RedisQueue::start(settings, keys),
             finals: RefCell::new(StateTable::new(ttl)),
             minter: RefCell::new(minter),
+            waiters: Waiters::new(max_waiters),
         }
     }
 
@@ -120,14 +124,16 @@ impl Backend for RedisBackend {
 
     async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant) {
         let id = delivery.job.id;
-        match settlement {
+        let recorded = match settlement {
             Settlement::Completed(o) => {
-                super::record(&self.finals, &delivery, Status::Completed, o, ended);
+                let recorded = super::record(&self.finals, &delivery, Status::Completed, o, ended);
                 self.queue.finish(delivery, self.final_state(&id)).await;
+                recorded
             }
             Settlement::TimedOut(o) => {
-                super::record(&self.finals, &delivery, Status::Timeout, o, ended);
+                let recorded = super::record(&self.finals, &delivery, Status::Timeout, o, ended);
                 self.queue.finish(delivery, self.final_state(&id)).await;
+                recorded
             }
             Settlement::DeadLettered(o) => {
                 let reason = o.error.clone().unwrap_or_default();
@@ -140,16 +146,29 @@ impl Backend for RedisBackend {
                     // anyway, or it would stay pending for ever.
                     self.queue.finish(delivery, state).await;
                 }
+                recorded
             }
-            Settlement::RetryLater(delay) => self.queue.retry(delivery, delay).await,
+            Settlement::RetryLater(delay) => {
+                self.queue.retry(delivery, delay).await;
+                false
+            }
             Settlement::Duplicate => {
                 self.queue.finish(delivery, self.final_state(&id)).await;
+                false
             }
+        };
+        if recorded {
+            // After the write to Redis: a woken waiter may read the state anywhere.
+            self.waiters.wake(&id);
         }
     }
 
     fn held(&self, id: &CorrelationId) -> Option<RequestState> {
         self.final_state(id)
+    }
+
+    fn watch(&self, id: &CorrelationId) -> Option<Watch<'_>> {
+        self.waiters.watch(id)
     }
 
     async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
@@ -165,6 +184,7 @@ impl Backend for RedisBackend {
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {
+        m.waiters = self.waiters.live() as u64;
         self.queue.depth().fill(m, self.finals.borrow().count());
         m.redis_round_trips = self.queue.round_trips();
         m.redis_reconnects = self.queue.reconnects();

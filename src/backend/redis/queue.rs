@@ -64,6 +64,8 @@ pub struct RedisSettings {
     /// Whether this instance processes jobs (`server.role` is not `api`). One that does not
     /// never takes entries over from dead consumers: it would hold them without running them.
     pub processes: bool,
+    /// Most clients waiting for a final state on this shard at once.
+    pub max_waiters: usize,
 }
 
 /// One shard's Redis Streams queue.
