@@ -10,7 +10,8 @@ share CPU 1. Prints each round's completed/s, the broker's CPU time (user + syst
 upstream connections).
 
     cargo build --release -p openhqm -p loadtest
-    python3 loadtest/scripts/proxy-vs-builtin.py [ROUNDS=3] [SECONDS=5]
+    python3 loadtest/scripts/proxy-vs-builtin.py [ROUNDS=3] [SECONDS=5] [BROKER OPTIONS...]
+    SCENARIO=wait python3 loadtest/scripts/proxy-vs-builtin.py 3 5   # submit-and-wait, no polls
 """
 import json, os, subprocess, sys, time, socket, statistics
 ROOT=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))); BROKER=f"{ROOT}/target/release/openhqm"; LT=f"{ROOT}/target/release/loadtest"
@@ -41,7 +42,7 @@ def run(proxied, secs):
     try:
         wait_port(port); time.sleep(0.3)
         a0=active_opens(); c0=cpu_secs(b.pid)
-        out=subprocess.run([LT,"run","--url",f"http://127.0.0.1:{port}","--scenario","e2e","--cpus","1","--duration",f"{secs}s","--json","--no-progress"]+(["--endpoint","null"] if proxied else []),capture_output=True,text=True,timeout=secs+120)
+        out=subprocess.run([LT,"run","--url",f"http://127.0.0.1:{port}","--scenario",SCENARIO,"--cpus","1","--duration",f"{secs}s","--json","--no-progress"]+(["--endpoint","null"] if proxied else []),capture_output=True,text=True,timeout=secs+120)
         a1=active_opens(); c1=cpu_secs(b.pid)
         r=json.loads(out.stdout)
         r["cpu_us_per_completed"]=(c1-c0)*1e6/max(1,r["completed"])
@@ -50,6 +51,7 @@ def run(proxied, secs):
     finally:
         b.terminate(); b.wait()
         if null: null.terminate(); null.wait()
+SCENARIO=os.environ.get("SCENARIO","e2e")
 EXTRA=sys.argv[3:]  # more broker options, e.g. --server.io_driver epoll
 rounds=int(sys.argv[1]) if len(sys.argv)>1 else 3; secs=int(sys.argv[2]) if len(sys.argv)>2 else 5
 res={False:[],True:[]}

@@ -20,7 +20,7 @@ USAGE:
 loadtest run: drive load and report throughput, latency percentiles and correctness checks.
   --url URL             target (required). OpenHQM scenarios append /api/v1/... to its path;
                         the get scenario requests the URL as given.
-  --scenario S          get | submit | status | e2e | mixed            (default submit)
+  --scenario S          get | submit | status | e2e | wait | mixed     (default submit)
                           get     GET the URL (any HTTP server, e.g. the null server)
                           submit  POST /api/v1/submit, check each 202's correlation id
                           status  submit a pool of ids first, then GET /api/v1/status/{id}
@@ -28,6 +28,9 @@ loadtest run: drive load and report throughput, latency percentiles and correctn
                           e2e     submit, then poll /api/v1/response/{id} until final
                                   (COMPLETED/FAILED/TIMEOUT): submit->complete latency and
                                   completed/s
+                          wait    submit with Prefer: wait=N (N = --deadline in seconds, the
+                                  server caps it): answered 200 once final, no polls; polled as
+                                  e2e only when the wait ends first
                           mixed   --submit-percent submits, the rest status reads of pool ids
   --connections N       TCP connections in total, spread over threads  (default 64)
   --pipeline D          requests in flight per connection (e2e: flows per connection in
@@ -172,11 +175,11 @@ impl RunOptions {
                     let v = value.as_str();
                     match flag.as_str() {
                         "--url" => url = Some(value.clone()),
-                        "--scenario" => {
-                            scenario = Scenario::parse(v).ok_or_else(|| {
-                                format!("--scenario {v:?}: one of get, submit, status, e2e, mixed")
-                            })?
-                        }
+                        "--scenario" => scenario = Scenario::parse(v).ok_or_else(|| {
+                            format!(
+                                "--scenario {v:?}: one of get, submit, status, e2e, wait, mixed"
+                            )
+                        })?,
                         "--connections" => connections = positive(&flag, v)?,
                         "--pipeline" => pipeline = positive(&flag, v)?,
                         "--duration" => duration = Some(parse_duration(&flag, v)?),

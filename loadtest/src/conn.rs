@@ -162,7 +162,7 @@ impl Conn {
             inflight: VecDeque::new(),
             broken: None,
             finished: false,
-            polls_after_submit: phase.scenario == Scenario::E2e,
+            polls_after_submit: phase.scenario.follows_to_final(),
             stalled: false,
         });
         let (wake_writer, wake_reader) = (Notify::default(), Notify::default());
@@ -406,7 +406,15 @@ impl State {
             st.bad_responses += 1;
         }
         let Some(flow) = sent.flow else {
-            // The first request of a flow: only an e2e submit goes on.
+            // The first request of a flow: only an e2e or wait submit goes on.
+            if let Outcome::AcceptedFinal(id, f) = outcome {
+                st.ids.push(id);
+                st.final_state(f);
+                st.record(Kind::E2e, micros(sent.intended, now));
+                batch.finals += 1;
+                self.active -= 1;
+                return;
+            }
             if let Outcome::Accepted(id) = outcome {
                 st.ids.push(id);
                 if self.polls_after_submit {

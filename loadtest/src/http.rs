@@ -125,11 +125,23 @@ pub fn encode_get(out: &mut Vec<u8>, path: &[u8], host: &str) {
 }
 
 /// Appends `POST {path}` with a JSON body.
-pub fn encode_post_json(out: &mut Vec<u8>, path: &[u8], host: &str, body: &[u8]) {
+pub fn encode_post_json(
+    out: &mut Vec<u8>,
+    path: &[u8],
+    host: &str,
+    body: &[u8],
+    header: Option<(&str, &str)>,
+) {
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(path);
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
+    if let Some((name, value)) = header {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+    }
     out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
@@ -247,10 +259,10 @@ mod tests {
         encode_get(&mut out, b"/x", "h:1");
         assert_eq!(out, b"GET /x HTTP/1.1\r\nhost: h:1\r\n\r\n");
         out.clear();
-        encode_post_json(&mut out, b"/s", "h", b"{}");
+        encode_post_json(&mut out, b"/s", "h", b"{}", Some(("prefer", "wait=5")));
         assert_eq!(
             out,
-            b"POST /s HTTP/1.1\r\nhost: h\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+            b"POST /s HTTP/1.1\r\nhost: h\r\nprefer: wait=5\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
                 .to_vec()
         );
         // What we encode, a server-side parser reads back whole.

@@ -211,6 +211,7 @@ async fn phases(
             &opts.operation,
             opts.endpoint.as_deref(),
             opts.payload_bytes,
+            opts.deadline.as_secs().max(1),
         ),
         depth: opts.pipeline,
         open: opts.rate.is_some(),
@@ -287,7 +288,7 @@ async fn phases(
             },
         })
         .collect();
-    let e2e_drain = if opts.scenario == Scenario::E2e {
+    let e2e_drain = if opts.scenario.follows_to_final() {
         opts.deadline
     } else {
         Duration::ZERO

@@ -1,5 +1,5 @@
 //! What is sent and what an answer means, sans-IO: the scenarios (`get`, `submit`, `status`,
-//! `e2e`, `mixed`), the requests they are made of, their wire bytes (built once per thread from
+//! `e2e`, `wait`, `mixed`), the requests they are made of, their wire bytes (built once per thread from
 //! templates), and the classification of each response against the OpenHQM contract
 //! (docs/API.md): accepted with an id, final or not yet, unknown id, error status, or a 2xx whose
 //! body is not what the contract says.
@@ -20,6 +20,9 @@ pub enum Scenario {
     Status,
     /// Submit, then poll `/api/v1/response/{id}` until final: submit→complete latency.
     E2e,
+    /// Submit with `Prefer: wait=N` (N = `--deadline`, capped by the server), answered when
+    /// final; polled like `e2e` only if the wait ends first.
+    Wait,
     /// `--submit-percent` submits, the rest status reads of pool ids.
     Mixed,
 }
@@ -32,6 +35,7 @@ impl Scenario {
             "submit" => Scenario::Submit,
             "status" => Scenario::Status,
             "e2e" => Scenario::E2e,
+            "wait" => Scenario::Wait,
             "mixed" => Scenario::Mixed,
             _ => return None,
         })
@@ -44,8 +48,14 @@ impl Scenario {
             Scenario::Submit => "submit",
             Scenario::Status => "status",
             Scenario::E2e => "e2e",
+            Scenario::Wait => "wait",
             Scenario::Mixed => "mixed",
         }
+    }
+
+    /// Whether a submit's flow goes on until the request is final.
+    pub fn follows_to_final(self) -> bool {
+        matches!(self, Scenario::E2e | Scenario::Wait)
     }
 
     /// Whether it reads ids submitted before the measured phase.
@@ -58,6 +68,7 @@ impl Scenario {
         match self {
             Scenario::Get => Request::Get,
             Scenario::Submit | Scenario::E2e => Request::Submit,
+            Scenario::Wait => Request::SubmitWait,
             Scenario::Status => Request::Status(pool[rng.below(pool.len())]),
             Scenario::Mixed => {
                 if rng.below(100) < submit_percent as usize {
@@ -111,6 +122,8 @@ pub enum Request {
     Get,
     /// A submit.
     Submit,
+    /// A submit with `Prefer: wait=N`.
+    SubmitWait,
     /// Status of an id.
     Status(u128),
     /// Response of an id.
@@ -122,7 +135,7 @@ impl Request {
     pub fn kind(self) -> Kind {
         match self {
             Request::Get => Kind::Get,
-            Request::Submit => Kind::Submit,
+            Request::Submit | Request::SubmitWait => Kind::Submit,
             Request::Status(_) => Kind::Status,
             Request::Poll(_) => Kind::Poll,
         }
@@ -134,6 +147,7 @@ impl Request {
 pub struct Requests {
     get: Vec<u8>,
     submit: Vec<u8>,
+    submit_wait: Vec<u8>,
     status_prefix: Vec<u8>,
     response_prefix: Vec<u8>,
     /// `" HTTP/1.1\r\nhost: ...\r\n\r\n"` after an id.
@@ -142,21 +156,28 @@ pub struct Requests {
 
 impl Requests {
     /// Templates for `target`, submitting `operation` (to processor `endpoint` when given) with
-    /// a body of about `payload_bytes`.
+    /// a body of about `payload_bytes`; a waiting submit asks for `wait_secs`.
     pub fn new(
         target: &Target,
         operation: &str,
         endpoint: Option<&str>,
         payload_bytes: usize,
+        wait_secs: u64,
     ) -> Requests {
         let mut get = Vec::new();
         http::encode_get(&mut get, target.path.as_bytes(), &target.host);
+        let body = submit_body(operation, endpoint, payload_bytes);
+        let path = target.api_path("/api/v1/submit");
         let mut submit = Vec::new();
+        http::encode_post_json(&mut submit, path.as_bytes(), &target.host, &body, None);
+        let mut submit_wait = Vec::new();
+        let prefer = format!("wait={wait_secs}");
         http::encode_post_json(
-            &mut submit,
-            target.api_path("/api/v1/submit").as_bytes(),
+            &mut submit_wait,
+            path.as_bytes(),
             &target.host,
-            &submit_body(operation, endpoint, payload_bytes),
+            &body,
+            Some(("prefer", &prefer)),
         );
         let mut id_suffix = Vec::new();
         http::encode_get(&mut id_suffix, b"", &target.host);
@@ -164,6 +185,7 @@ impl Requests {
         Requests {
             get,
             submit,
+            submit_wait,
             status_prefix: format!("GET {}", target.api_path("/api/v1/status/")).into_bytes(),
             response_prefix: format!("GET {}", target.api_path("/api/v1/response/")).into_bytes(),
             id_suffix,
@@ -175,6 +197,7 @@ impl Requests {
         let (prefix, id) = match req {
             Request::Get => return out.extend_from_slice(&self.get),
             Request::Submit => return out.extend_from_slice(&self.submit),
+            Request::SubmitWait => return out.extend_from_slice(&self.submit_wait),
             Request::Status(id) => (&self.status_prefix, id),
             Request::Poll(id) => (&self.response_prefix, id),
         };
@@ -224,6 +247,8 @@ pub enum Outcome {
     Ok,
     /// A submit's 202 with this correlation id.
     Accepted(u128),
+    /// A waiting submit's 200: this id, final.
+    AcceptedFinal(u128, Final),
     /// A poll's 200: the request is final.
     Final(Final),
     /// A poll's 202: not final yet.
@@ -236,6 +261,16 @@ pub enum Outcome {
     Bad,
 }
 
+/// The final state a status names, if it names one.
+fn final_of(status: Option<&[u8]>) -> Option<Final> {
+    match status? {
+        b"COMPLETED" => Some(Final::Completed),
+        b"FAILED" => Some(Final::Failed),
+        b"TIMEOUT" => Some(Final::Timeout),
+        _ => None,
+    }
+}
+
 /// Classifies the answer to `req`.
 pub fn classify(req: Request, status: u16, body: &[u8]) -> Outcome {
     let ok = (200..300).contains(&status);
@@ -244,10 +279,19 @@ pub fn classify(req: Request, status: u16, body: &[u8]) -> Outcome {
     let state = || http::json_str_field(body, "status");
     match req {
         Request::Get if ok => Outcome::Ok,
-        Request::Submit if ok => match http::json_str_field(body, "correlation_id") {
-            Some(text) => ids::parse(text).map_or(Outcome::Bad, Outcome::Accepted),
-            None => Outcome::Bad,
-        },
+        Request::Submit | Request::SubmitWait if status == 202 => {
+            match http::json_str_field(body, "correlation_id") {
+                Some(text) => ids::parse(text).map_or(Outcome::Bad, Outcome::Accepted),
+                None => Outcome::Bad,
+            }
+        }
+        Request::SubmitWait if status == 200 => {
+            let id = http::json_str_field(body, "correlation_id").and_then(ids::parse);
+            match (id, final_of(state())) {
+                (Some(id), Some(f)) => Outcome::AcceptedFinal(id, f),
+                _ => Outcome::Bad,
+            }
+        }
         Request::Status(id) if status == 200 => match state() {
             Some(b"PENDING" | b"PROCESSING" | b"COMPLETED" | b"FAILED" | b"TIMEOUT")
                 if same_id(id) =>
@@ -256,12 +300,9 @@ pub fn classify(req: Request, status: u16, body: &[u8]) -> Outcome {
             }
             _ => Outcome::Bad,
         },
-        Request::Poll(id) if status == 200 && same_id(id) => match state() {
-            Some(b"COMPLETED") => Outcome::Final(Final::Completed),
-            Some(b"FAILED") => Outcome::Final(Final::Failed),
-            Some(b"TIMEOUT") => Outcome::Final(Final::Timeout),
-            _ => Outcome::Bad,
-        },
+        Request::Poll(id) if status == 200 && same_id(id) => {
+            final_of(state()).map_or(Outcome::Bad, Outcome::Final)
+        }
         Request::Poll(id) if status == 202 && same_id(id) => match state() {
             Some(b"PENDING" | b"PROCESSING") => Outcome::NotFinal,
             _ => Outcome::Bad,
@@ -300,7 +341,7 @@ mod tests {
     #[test]
     fn encodes_each_request_on_the_base_path() {
         let t = Target::parse("http://127.0.0.1:9/base/").unwrap();
-        let r = Requests::new(&t, "echo", None, 50);
+        let r = Requests::new(&t, "echo", None, 50, 30);
         let text = |req| {
             let mut out = Vec::new();
             r.encode(req, &mut out);
@@ -324,6 +365,13 @@ mod tests {
         );
         assert!(submit
             .ends_with("\r\n\r\n{\"payload\":{\"operation\":\"echo\",\"data\":\"xxxxxxxx\"}}"));
+        let waiting = text(Request::SubmitWait);
+        assert!(waiting.contains("\r\nprefer: wait=30\r\n"), "{waiting}");
+        assert_eq!(
+            waiting.replace("prefer: wait=30\r\n", ""),
+            submit,
+            "the same submit, plus the preference"
+        );
     }
 
     #[test]
@@ -341,6 +389,19 @@ mod tests {
             Outcome::Accepted(ID)
         );
         assert_eq!(classify(Request::Submit, 202, b"{}"), Outcome::Bad);
+        assert_eq!(classify(Request::Submit, 200, &b(&done)), Outcome::Bad);
+        let wait = Request::SubmitWait;
+        assert_eq!(classify(wait, 202, &b(&accepted)), Outcome::Accepted(ID));
+        assert_eq!(
+            classify(wait, 200, &b(&done)),
+            Outcome::AcceptedFinal(ID, Final::Completed)
+        );
+        assert_eq!(
+            classify(wait, 200, &b(&accepted)),
+            Outcome::Bad,
+            "200 but not final"
+        );
+        assert_eq!(classify(wait, 503, b"{}"), Outcome::Error);
         assert_eq!(classify(Request::Submit, 503, b"{}"), Outcome::Error);
         assert_eq!(classify(Request::Get, 204, b""), Outcome::Ok);
         assert_eq!(classify(Request::Get, 500, b""), Outcome::Error);

@@ -157,14 +157,14 @@ async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Resp
         return Ok(submit::accepted_response(&accepted));
     };
     let until = std::time::Instant::now() + wait;
-    match crate::backend::wait_final(&*api.backend, &accepted.id, until).await {
-        Ok(Some(state)) if state.status.is_final() => {
+    match crate::backend::final_after_submit(&*api.backend, &accepted.id, until).await {
+        Some(state) => {
             let mut r = response::respond(&accepted.id, &state);
             r.location = Some(route::status_location(&accepted.id));
             r.preference_applied_wait = Some(wait.as_secs() as u32);
             Ok(r)
         }
-        _ => Ok(submit::accepted_response(&accepted)),
+        None => Ok(submit::accepted_response(&accepted)),
     }
 }
 

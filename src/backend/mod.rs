@@ -171,6 +171,31 @@ pub async fn wait_final<B: Backend>(
     }
 }
 
+/// For a request this shard has just accepted: its final state once it is recorded by `until`,
+/// else `None`. Registers a waiter first; since what was just accepted is `PENDING`, it reads
+/// Redis only if woken without holding the final state itself.
+pub async fn final_after_submit<B: Backend>(
+    backend: &B,
+    id: &CorrelationId,
+    until: Instant,
+) -> Option<RequestState> {
+    let is_final = |s: &RequestState| s.status.is_final();
+    let mut watch = backend.watch(id)?;
+    if let Some(s) = backend.held(id).filter(is_final) {
+        return Some(s);
+    }
+    let left = until.saturating_duration_since(Instant::now());
+    monoio::select! {
+        _ = watch.woken() => {},
+        _ = monoio::time::sleep(left) => return None,
+    }
+    drop(watch);
+    match backend.held(id) {
+        Some(s) => Some(s).filter(is_final),
+        None => backend.load(id).await.ok().flatten().filter(is_final),
+    }
+}
+
 /// [`Backend::start`] on a state table: `PENDING → PROCESSING`, or the final state it already
 /// has. A state the table does not hold (submitted through another instance, or before a
 /// restart) runs and is recorded when it is final.
