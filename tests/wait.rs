@@ -269,3 +269,35 @@ fn beyond_the_waiter_bound_a_wait_is_answered_at_once() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_waiter_is_woken_by_a_final_write_on_another_instance() {
+    // API node A has no worker slots: every request is processed by worker node B, and A's
+    // waiters can only be woken by what B publishes. A timed-out wait would answer 202, so a
+    // 200 shows the wake-up crossed instances.
+    let redis = RedisServer::start();
+    let gated = Gated::start();
+    let mut common_flags = gated.flags();
+    common_flags.extend(
+        ["--proxy.default_endpoint", "gated", "--shards", "2"]
+            .iter()
+            .map(|s| (*s).to_owned()),
+    );
+    let with_role = |role: &str| {
+        let mut f = common_flags.clone();
+        f.extend(["--server.role".to_owned(), role.to_owned()]);
+        f
+    };
+    let (api, worker) = (with_role("api"), with_role("worker"));
+    let api: Vec<&str> = api.iter().map(String::as_str).collect();
+    let worker: Vec<&str> = worker.iter().map(String::as_str).collect();
+    let a = Broker::start_on_redis(&redis, &api);
+    let _b = Broker::start_on_redis(&redis, &worker);
+    long_polls_are_woken_by_the_final_write(&a, &gated);
+    let mut c = a.client();
+    let t = Instant::now();
+    let r = submit_waiting(&mut c, r#"{"payload":{"n":3}}"#, "wait=20");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "COMPLETED");
+    assert!(t.elapsed() < Duration::from_secs(20));
+}

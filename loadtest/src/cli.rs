@@ -175,11 +175,13 @@ impl RunOptions {
                     let v = value.as_str();
                     match flag.as_str() {
                         "--url" => url = Some(value.clone()),
-                        "--scenario" => scenario = Scenario::parse(v).ok_or_else(|| {
-                            format!(
+                        "--scenario" => {
+                            scenario = Scenario::parse(v).ok_or_else(|| {
+                                format!(
                                 "--scenario {v:?}: one of get, submit, status, e2e, wait, mixed"
                             )
-                        })?,
+                            })?
+                        }
                         "--connections" => connections = positive(&flag, v)?,
                         "--pipeline" => pipeline = positive(&flag, v)?,
                         "--duration" => duration = Some(parse_duration(&flag, v)?),

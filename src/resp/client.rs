@@ -290,8 +290,13 @@ async fn drive(inner: Rc<Inner>) {
 
 /// Connects and runs the handshake (`AUTH`, `SELECT`, `PING`), within the deadline.
 async fn connect(inner: &Inner) -> Result<TcpStream, String> {
-    let t = &inner.target;
-    let deadline = inner.deadline.max(Duration::from_millis(500));
+    connect_to(&inner.target, inner.deadline).await
+}
+
+/// Connects to `t` and runs the handshake (`AUTH`, `SELECT`, `PING`), within `deadline`
+/// (at least 500 ms).
+pub(super) async fn connect_to(t: &RedisTarget, deadline: Duration) -> Result<TcpStream, String> {
+    let deadline = deadline.max(Duration::from_millis(500));
     let stream = monoio::time::timeout(deadline, TcpStream::connect((t.host.as_str(), t.port)))
         .await
         .map_err(|_| "connect timed out".to_owned())?

@@ -19,6 +19,11 @@ pub(super) fn set_state<'a>(key: &'a [u8], value: &'a [u8], ttl_seconds: &'a [u8
         .arg(ttl_seconds)
 }
 
+/// `PUBLISH channel message`.
+pub(super) fn publish<'a>(channel: &'a [u8], message: &'a [u8]) -> Cmd<'a> {
+    Cmd::new(b"PUBLISH").arg(channel).arg(message)
+}
+
 /// `GET key`.
 pub(super) fn get(key: &[u8]) -> Cmd<'_> {
     Cmd::new(b"GET").arg(key)

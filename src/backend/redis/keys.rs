@@ -17,6 +17,9 @@ pub struct Keys {
     pub retry_job_prefix: Vec<u8>,
     /// Prefix of the request-state keys.
     pub state_prefix: Vec<u8>,
+    /// The Pub/Sub channel the ids of requests made final are published on (16 bytes each,
+    /// back to back), so waiters on other instances wake.
+    pub finals_channel: Vec<u8>,
 }
 
 impl Keys {
@@ -29,6 +32,7 @@ impl Keys {
             retries: format!("{requests}:{tag}:retries").into_bytes(),
             retry_job_prefix: format!("{requests}:{tag}:retry:").into_bytes(),
             state_prefix: format!("{requests}:{tag}:state:").into_bytes(),
+            finals_channel: format!("{requests}:{tag}:finals").into_bytes(),
         }
     }
 

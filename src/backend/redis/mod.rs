@@ -43,6 +43,7 @@ use super::{
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
+use crate::resp::subscriber::subscribe;
 use crate::store::{RequestState, StateTable, Status};
 pub use keys::Keys;
 use queue::RedisQueue;
@@ -55,7 +56,7 @@ pub struct RedisBackend {
     /// request this one accepted, so a local copy of a live state could go stale).
     finals: RefCell<StateTable>,
     minter: RefCell<IdMinter>,
-    waiters: Waiters,
+    waiters: Rc<Waiters>,
 }
 
 impl RedisBackend {
@@ -63,11 +64,24 @@ impl RedisBackend {
     /// shard's own thread.
     pub fn start(settings: RedisSettings, keys: Keys, minter: IdMinter) -> Self {
         let (ttl, max_waiters) = (settings.ttl, settings.max_waiters);
+        let waiters = Rc::new(Waiters::new(max_waiters));
+        let woken = waiters.clone();
+        subscribe(
+            settings.target.clone(),
+            settings.deadline,
+            keys.finals_channel.clone(),
+            move |ids| {
+                for id in ids.chunks_exact(16) {
+                    let id: [u8; 16] = id.try_into().expect("16 bytes");
+                    woken.wake(&CorrelationId::from_bytes(id));
+                }
+            },
+        );
         RedisBackend {
             queue: RedisQueue::start(settings, keys),
             finals: RefCell::new(StateTable::new(ttl)),
             minter: RefCell::new(minter),
-            waiters: Waiters::new(max_waiters),
+            waiters,
         }
     }
 

@@ -38,7 +38,11 @@ impl RedisQueue {
         let key = self.keys.state(&d.job.id);
         let value = state.as_ref().map(state_value::encode);
         // The everyday path: together with the other completions of this turn.
-        let held = self.commit_completion(entry.clone(), value.as_deref().map(|v| (&key[..], v)));
+        let held = self.commit_completion(
+            entry.clone(),
+            &d.job.id,
+            value.as_deref().map(|v| (&key[..], v)),
+        );
         let args = || {
             let mut args: Vec<&[u8]> = Vec::with_capacity(5);
             args.extend([GROUP, &self.consumer[..], &entry[..], &self.ttl_text[..]]);
@@ -158,13 +162,16 @@ impl RedisQueue {
         dlq.push(Bytes::from_static(b"failed_at"));
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
         let value = state.as_ref().map(state_value::encode);
-        let n = if value.is_none() { 2 } else { 3 };
+        let n = if value.is_none() { 2 } else { 4 };
         let plain = |out: &mut BytesMut| {
             commands::xadd(&self.keys.dlq, dlq.iter().map(|b| &b[..])).encode(out);
             if let Some(v) = &value {
                 self.put_state(out, &key, v);
             }
             self.put_ack(out, &entry);
+            if value.is_some() {
+                commands::publish(&self.keys.finals_channel, d.job.id.as_bytes()).encode(out);
+            }
         };
         let mut count = itoa::Buffer::new();
         let count = count.format(dlq.len()).as_bytes();
