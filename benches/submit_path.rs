@@ -77,8 +77,10 @@ fn bench(c: &mut Criterion) {
                     &rules,
                     &req.body,
                     Timestamp::now(),
+                    false,
                 ))
-                .unwrap(),
+                .unwrap()
+                .0,
             );
             out.clear();
             accepted.encode(false, &mut out);

@@ -151,13 +151,18 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
 async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Response, Error> {
     let rules = api.rules();
     let now = Timestamp::now();
-    let accepted = submit::accept(&*api.backend, &api.metrics, &rules, &req.body, now).await?;
     // A malformed preference is ignored, never an error (RFC 7240 §2).
-    let Ok(Some(wait)) = wait::requested(&req.head, false, api.max_wait) else {
+    let wait = wait::requested(&req.head, false, api.max_wait)
+        .ok()
+        .flatten();
+    let backend = &*api.backend;
+    let (accepted, watch) =
+        submit::accept(backend, &api.metrics, &rules, &req.body, now, wait.is_some()).await?;
+    let (Some(wait), Some(watch)) = (wait, watch) else {
         return Ok(submit::accepted_response(&accepted));
     };
     let until = std::time::Instant::now() + wait;
-    match crate::backend::final_after_submit(&*api.backend, &accepted.id, until).await {
+    match crate::backend::final_after_submit(backend, &accepted.id, watch, until).await {
         Some(state) => {
             let mut r = response::respond(&accepted.id, &state);
             r.location = Some(route::status_location(&accepted.id));
@@ -257,8 +262,9 @@ mod tests {
             &rules,
             body.as_bytes(),
             now,
+            false,
         ))
-        .map(|a| submit::accepted_response(&a))
+        .map(|(a, _)| submit::accepted_response(&a))
         .unwrap_or_else(|e| error_response(&e))
     }
 
@@ -365,6 +371,52 @@ mod tests {
         let v = json(&r);
         assert_eq!(v["result"], serde_json::json!([1, 2]));
         assert_eq!(v["processing_time_ms"], 5);
+    }
+
+    #[test]
+    fn a_waiting_submit_is_woken_by_the_final_write_and_only_then() {
+        let backend = embedded();
+        let metrics = RefCell::default();
+        let processors = Processors::default();
+        let routes = routing::Routes::default();
+        let rules = submit::Rules {
+            default_timeout: Duration::from_secs(300),
+            processors: &processors,
+            routes: &routes,
+        };
+        let body = br#"{"payload":{}}"#;
+        let (accepted, watch) = ready(submit::accept(
+            &backend,
+            &metrics,
+            &rules,
+            body,
+            Timestamp::now(),
+            true,
+        ))
+        .unwrap();
+        let mut watch = watch.expect("registered with the submit, before the job was queued");
+        assert!(crate::testing::pending(watch.woken()), "nothing final yet");
+        let d = ready(backend.next_jobs(1, 1)).pop().unwrap();
+        assert_eq!(d.job.id, accepted.id);
+        backend.start(&d, Timestamp::now());
+        assert!(crate::testing::pending(watch.woken()), "PROCESSING is not final");
+        let outcome = Outcome {
+            result: Some(Bytes::from_static(b"1")),
+            headers: None,
+            status_code: None,
+            error: None,
+            processing_time_ms: 1,
+            completed_at: Timestamp::now(),
+        };
+        ready(backend.settle(d, Settlement::Completed(outcome), Instant::now()));
+        ready(watch.woken());
+        assert_eq!(backend.held(&accepted.id).unwrap().status, Status::Completed);
+        let mut m = ShardMetrics::default();
+        backend.gauges(&mut m);
+        assert_eq!(m.waiters, 1);
+        drop(watch);
+        backend.gauges(&mut m);
+        assert_eq!(m.waiters, 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::json::{scan, ScanError};
 use super::submit_plain::plain_members;
-use crate::backend::{Accepted, Backend, Metadata, NewJob, QueueError};
+use crate::backend::{Accepted, Backend, Metadata, NewJob, QueueError, Watch};
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::http::{RequestHead, Response};
@@ -346,22 +346,24 @@ pub(crate) fn accepted_body(accepted: &Accepted, out: &mut Vec<u8>) {
 }
 
 /// Validates `body` and hands the job to `backend`: the request is queued when this returns
-/// `Ok` (the 202 may be sent; 503 + `Retry-After` when it cannot be queued).
-pub async fn accept<B: Backend>(
-    backend: &B,
+/// `Ok` (the 202 may be sent; 503 + `Retry-After` when it cannot be queued). With `watch`, a
+/// waiter for it was registered before it was queued (`None` beyond the waiter bound).
+pub async fn accept<'b, B: Backend>(
+    backend: &'b B,
     metrics: &RefCell<ShardMetrics>,
     rules: &Rules<'_>,
     body: &[u8],
     now: Timestamp,
-) -> Result<Accepted, Error> {
+    watch: bool,
+) -> Result<(Accepted, Option<Watch<'b>>), Error> {
     let job = prepare(rules, body)?;
-    let accepted = backend
-        .submit(job, now)
+    let (accepted, watch) = backend
+        .submit(job, now, watch)
         .await
         .map_err(|e| refused(metrics, e))?;
     metrics.borrow_mut().published += 1;
     debug!(correlation_id = %accepted.id, "accepted");
-    Ok(accepted)
+    Ok((accepted, watch))
 }
 
 /// The 202 of an accepted request, with its `Location`.

@@ -100,8 +100,15 @@ pub enum Settlement {
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     /// Accepts a request: mints an id this shard owns, records it `PENDING` and queues it.
-    /// Returns once the queue has it (durably, where the backend is durable).
-    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError>;
+    /// Returns once the queue has it (durably, where the backend is durable). With `watch`, a
+    /// waiter for the new id is registered before it is queued (so no final write, here or on
+    /// another instance, can come before it), unless the shard's waiter bound is reached.
+    async fn submit(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+        watch: bool,
+    ) -> Result<(Accepted, Option<Watch<'_>>), QueueError>;
     /// Accepts several requests in one go, all or none: every one is queued, or none is (and
     /// none leaves a state behind). The answers are in `jobs`' order.
     async fn submit_many(
@@ -171,16 +178,17 @@ pub async fn wait_final<B: Backend>(
     }
 }
 
-/// For a request this shard has just accepted: its final state once it is recorded by `until`,
-/// else `None`. Registers a waiter first; since what was just accepted is `PENDING`, it reads
-/// Redis only if woken without holding the final state itself.
+/// For a request this shard has just accepted with `watch` registered (by
+/// [`Backend::submit`]): its final state once it is recorded by `until`, else `None`. What was
+/// just accepted is `PENDING`, so it reads Redis only if woken without holding the final state
+/// itself.
 pub async fn final_after_submit<B: Backend>(
     backend: &B,
     id: &CorrelationId,
+    mut watch: Watch<'_>,
     until: Instant,
 ) -> Option<RequestState> {
     let is_final = |s: &RequestState| s.status.is_final();
-    let mut watch = backend.watch(id)?;
     if let Some(s) = backend.held(id).filter(is_final) {
         return Some(s);
     }

@@ -307,7 +307,7 @@ mod tests {
             headers: None,
             metadata: metadata(endpoint),
         };
-        ready(s.backend.submit(job, Timestamp::now())).expect("accepted");
+        ready(s.backend.submit(job, Timestamp::now(), false)).expect("accepted");
         let mut taken = ready(s.backend.next_jobs(1, 1));
         assert_eq!(taken.len(), 1);
         taken.pop().unwrap()

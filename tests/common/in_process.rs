@@ -49,7 +49,10 @@ pub fn job() -> NewJob {
 
 /// Submits an echo job; its correlation id as text.
 pub async fn submit(q: &RedisBackend) -> String {
-    let accepted = q.submit(job(), Timestamp::now()).await.expect("submit");
+    let (accepted, _) = q
+        .submit(job(), Timestamp::now(), false)
+        .await
+        .expect("submit");
     String::from_utf8(accepted.id.to_text().to_vec()).expect("ascii")
 }
 

@@ -55,14 +55,23 @@ impl EmbeddedBackend {
 }
 
 impl Backend for EmbeddedBackend {
-    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError> {
+    async fn submit(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+        watch: bool,
+    ) -> Result<(Accepted, Option<Watch<'_>>), QueueError> {
         let minted = self.minter.borrow_mut().mint();
         let id = self.table.borrow_mut().insert_pending(minted, now);
+        let watch = if watch { self.waiters.watch(&id) } else { None };
         match self.queue.enqueue(std::iter::once(job.into_job(id, now))) {
-            Ok(()) => Ok(Accepted {
-                id,
-                submitted_at: now,
-            }),
+            Ok(()) => Ok((
+                Accepted {
+                    id,
+                    submitted_at: now,
+                },
+                watch,
+            )),
             Err(e) => {
                 self.table.borrow_mut().remove(&id);
                 Err(e)

@@ -92,15 +92,24 @@ impl RedisBackend {
 }
 
 impl Backend for RedisBackend {
-    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Accepted, QueueError> {
+    async fn submit(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+        watch: bool,
+    ) -> Result<(Accepted, Option<Watch<'_>>), QueueError> {
         let id = self.minter.borrow_mut().mint();
+        let watch = if watch { self.waiters.watch(&id) } else { None };
         self.queue
             .enqueue(std::slice::from_ref(&job.into_job(id, now)))
             .await?;
-        Ok(Accepted {
-            id,
-            submitted_at: now,
-        })
+        Ok((
+            Accepted {
+                id,
+                submitted_at: now,
+            },
+            watch,
+        ))
     }
 
     async fn submit_many(
