@@ -2,7 +2,7 @@
 //! (a channel every other shard and the control thread can send to); the only things that cross
 //! are owned values. A closed inbox hands the message back to the sender.
 
-use crate::backend::QueueError;
+use crate::backend::{DeadLetterEntry, DlqPosition, QueueError};
 use crate::id::{CorrelationId, ShardId};
 use crate::metrics::ShardMetrics;
 use crate::store::RequestState;
@@ -25,6 +25,24 @@ pub enum ShardMsg {
         until: std::time::Instant,
         /// Where the answer goes.
         reply: flume::Sender<Result<Option<RequestState>, QueueError>>,
+    },
+    /// "List your dead letters placed after `after`, at most `limit`."
+    DeadLetters {
+        /// Exclusive start.
+        after: Option<DlqPosition>,
+        /// Most entries.
+        limit: usize,
+        /// Where the answer goes.
+        reply: flume::Sender<Result<Vec<DeadLetterEntry>, QueueError>>,
+    },
+    /// "Redrive (or, with `drop`, delete) the dead letter of this id you own."
+    DeadLetter {
+        /// The id, owned by the receiving shard.
+        id: CorrelationId,
+        /// Delete it instead of redriving it.
+        drop: bool,
+        /// Where the answer goes: whether it was a dead letter.
+        reply: flume::Sender<Result<bool, QueueError>>,
     },
     /// "Send me a copy of your metrics."
     Scrape {
@@ -86,6 +104,32 @@ impl Mesh {
     ) -> Result<Option<RequestState>, QueueError> {
         let (reply, answer) = flume::bounded(1);
         self.send(owner, ShardMsg::WaitFinal { id, until, reply })
+            .map_err(|_| QueueError::Closed)?;
+        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+    }
+
+    /// Asks shard `to` for its dead letters after `after`. A gone shard answers `Closed`.
+    pub async fn dead_letters(
+        &self,
+        to: ShardId,
+        after: Option<DlqPosition>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, QueueError> {
+        let (reply, answer) = flume::bounded(1);
+        self.send(to, ShardMsg::DeadLetters { after, limit, reply })
+            .map_err(|_| QueueError::Closed)?;
+        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+    }
+
+    /// Asks the owner of `id` to redrive (or `drop`) its dead letter.
+    pub async fn dead_letter(
+        &self,
+        owner: ShardId,
+        id: CorrelationId,
+        drop: bool,
+    ) -> Result<bool, QueueError> {
+        let (reply, answer) = flume::bounded(1);
+        self.send(owner, ShardMsg::DeadLetter { id, drop, reply })
             .map_err(|_| QueueError::Closed)?;
         answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
     }

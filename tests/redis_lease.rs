@@ -14,6 +14,7 @@ use common::redis::RedisServer;
 use openhqm::backend::{Backend, Delivery, RedisBackend, Settlement};
 use openhqm::clock::Timestamp;
 use openhqm::config::IoDriver;
+use openhqm::metrics::DlqReason;
 use openhqm::shard::runtime;
 use openhqm::store::{Outcome, Status};
 
@@ -44,8 +45,12 @@ async fn complete(q: &RedisBackend, d: Delivery, result: &'static [u8]) {
 async fn dead_letter(q: &RedisBackend, d: Delivery) {
     q.start(&d, Timestamp::now());
     let o = outcome(None, Some("boom"));
-    q.settle(d, Settlement::DeadLettered(o), Instant::now())
-        .await;
+    q.settle(
+        d,
+        Settlement::DeadLettered(o, DlqReason::MaxRetries),
+        Instant::now(),
+    )
+    .await;
 }
 
 /// Settles `d` as to be retried in a minute.

@@ -115,14 +115,18 @@ fn retry_and_dead_letter_are_owner_only_too() {
         redis.cli_int(&[
             "EVAL",
             body(&scripts.dead_letter),
-            "3",
+            "4",
             STREAM,
             "dlq:{0}",
             "st:{0}:y",
+            "dlq:{0}:index",
             GROUP,
             consumer,
             &entry,
             "60",
+            "y",
+            "0123456789abcdef",
+            "finals:{0}",
             "4",
             "id",
             "y",
@@ -135,6 +139,12 @@ fn retry_and_dead_letter_are_owner_only_too() {
     assert_eq!(redis.cli_int(&["EXISTS", "dlq:{0}", "st:{0}:y"]), 0);
     assert_eq!(dead_letter("b"), 1);
     assert_eq!(redis.cli_int(&["XLEN", "dlq:{0}"]), 1);
+    let dead = redis.cli(&["HGET", "dlq:{0}:index", "y"]);
+    assert_eq!(
+        redis.cli_json(&["XRANGE", "dlq:{0}", &dead, &dead])[0][1],
+        serde_json::json!(["id", "y", "error", "boom"]),
+        "the index names the dead letter's entry"
+    );
     assert_eq!(redis.cli(&["GET", "st:{0}:y"]), "FAILED 1 2 0 2 - e4:boom");
     let ttl = redis.cli_int(&["TTL", "st:{0}:y"]);
     assert!((1..=60).contains(&ttl), "ttl {ttl}");

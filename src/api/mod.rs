@@ -3,6 +3,7 @@
 //! body.
 
 pub mod batch;
+pub mod dead_letters;
 pub mod health;
 pub mod json;
 pub mod lookup;
@@ -138,6 +139,9 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             },
         },
         Ok(Route::Health) => Ok(health::handle(&*api.backend, &api.mesh).await),
+        Ok(Route::DlqList) => dead_letters::list(&api.mesh, req.head.query.as_ref()).await,
+        Ok(Route::DlqRedrive(raw)) => dead_letters::act(&api.mesh, &raw, false).await,
+        Ok(Route::DlqDrop(raw)) => dead_letters::act(&api.mesh, &raw, true).await,
         Ok(Route::Metrics) => {
             metrics::handle(&api.mesh, api.metrics_enabled, &api.queue_name).await
         }

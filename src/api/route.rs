@@ -18,14 +18,29 @@ pub fn endpoint_of(path: &[u8]) -> Endpoint {
         b"/metrics" => Endpoint::Metrics,
         p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
         p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
+        b"/api/v1/dlq" => Endpoint::Dlq,
+        p if p.starts_with(DLQ_PREFIX) => match dlq_item(p) {
+            (_, true) => Endpoint::DlqRedrive,
+            (_, false) => Endpoint::DlqItem,
+        },
         _ => Endpoint::Other,
+    }
+}
+
+/// The id segment of a `/api/v1/dlq/...` path, and whether it ends in `/redrive`.
+fn dlq_item(path: &[u8]) -> (&[u8], bool) {
+    let rest = &path[DLQ_PREFIX.len()..];
+    match rest.strip_suffix(b"/redrive") {
+        Some(id) => (id, true),
+        None => (rest, false),
     }
 }
 
 /// The methods an endpoint answers, for `Allow`.
 pub const fn allow(endpoint: Endpoint) -> &'static str {
     match endpoint {
-        Endpoint::Submit | Endpoint::SubmitBatch => "POST, OPTIONS",
+        Endpoint::Submit | Endpoint::SubmitBatch | Endpoint::DlqRedrive => "POST, OPTIONS",
+        Endpoint::DlqItem => "DELETE, OPTIONS",
         Endpoint::Other => "",
         _ => "GET, HEAD, OPTIONS",
     }
@@ -38,6 +53,7 @@ pub fn status_location(id: &CorrelationId) -> HeaderText {
 
 const STATUS_PREFIX: &[u8] = b"/api/v1/status/";
 const RESPONSE_PREFIX: &[u8] = b"/api/v1/response/";
+const DLQ_PREFIX: &[u8] = b"/api/v1/dlq/";
 
 /// A routed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +70,12 @@ pub enum Route {
     Health,
     /// Prometheus metrics.
     Metrics,
+    /// List dead letters.
+    DlqList,
+    /// Redrive the dead letter of the id (raw segment).
+    DlqRedrive(Bytes),
+    /// Drop the dead letter of the id (raw segment).
+    DlqDrop(Bytes),
     /// `OPTIONS` on a known endpoint: 204 with `Allow`.
     Options(Endpoint),
 }
@@ -82,6 +104,14 @@ pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
         (Endpoint::Response, _) if read => Ok(Route::Response(path.slice(RESPONSE_PREFIX.len()..))),
         (Endpoint::Health, _) if read => Ok(Route::Health),
         (Endpoint::Metrics, _) if read => Ok(Route::Metrics),
+        (Endpoint::Dlq, _) if read => Ok(Route::DlqList),
+        (Endpoint::DlqRedrive, Method::Post) => {
+            let id_len = dlq_item(path).0.len();
+            Ok(Route::DlqRedrive(
+                path.slice(DLQ_PREFIX.len()..DLQ_PREFIX.len() + id_len),
+            ))
+        }
+        (Endpoint::DlqItem, Method::Delete) => Ok(Route::DlqDrop(path.slice(DLQ_PREFIX.len()..))),
         _ => Err(NoRoute::MethodNotAllowed(allow(endpoint))),
     }
 }
@@ -147,6 +177,28 @@ mod tests {
             (Get, "/".into(), Err(NoRoute::NotFound)),
             (Get, "/health/".into(), Err(NoRoute::NotFound)),
             (Get, "/api/v1/statusx".into(), Err(NoRoute::NotFound)),
+            (Get, "/api/v1/dlq".into(), Ok(Route::DlqList)),
+            (
+                Post,
+                format!("/api/v1/dlq/{id}/redrive"),
+                Ok(Route::DlqRedrive(b(id))),
+            ),
+            (Delete, format!("/api/v1/dlq/{id}"), Ok(Route::DlqDrop(b(id)))),
+            (
+                Get,
+                format!("/api/v1/dlq/{id}"),
+                Err(NoRoute::MethodNotAllowed("DELETE, OPTIONS")),
+            ),
+            (
+                Delete,
+                format!("/api/v1/dlq/{id}/redrive"),
+                Err(NoRoute::MethodNotAllowed("POST, OPTIONS")),
+            ),
+            (
+                Post,
+                "/api/v1/dlq".into(),
+                Err(NoRoute::MethodNotAllowed("GET, HEAD, OPTIONS")),
+            ),
             (Post, "/api/v1/submit/".into(), Err(NoRoute::NotFound)),
         ];
         for (m, path, want) in cases {

@@ -50,6 +50,9 @@ pub struct Delivery {
     pub attempt: u32,
     /// The stream entry id (Redis), acknowledged when the delivery is finished.
     pub entry_id: Option<Bytes>,
+    /// The entry may have been delivered before (Redis: read again from a pending list, or
+    /// taken over from another consumer); a first delivery of an entry is not.
+    pub redelivered: bool,
 }
 
 impl NewJob {

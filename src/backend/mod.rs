@@ -17,7 +17,7 @@ use tracing::debug;
 
 use crate::clock::Timestamp;
 use crate::id::CorrelationId;
-use crate::metrics::ShardMetrics;
+use crate::metrics::{DlqReason, ShardMetrics};
 use crate::store::{Outcome, RequestState, StateTable, Status, UpdateError};
 
 pub use embedded::EmbeddedBackend;
@@ -60,6 +60,40 @@ impl Depth {
     }
 }
 
+/// Where a dead letter sits in its shard's dead-letter queue, oldest first: Redis orders by the
+/// stream entry id (milliseconds, sequence), the embedded queue by when it was dead-lettered
+/// (microseconds) and then by arrival. Positions of different shards compare by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DlqPosition(pub u64, pub u64);
+
+impl DlqPosition {
+    /// The position just before this one: "after `p.before()`" includes `p`.
+    pub fn before(self) -> Option<DlqPosition> {
+        match self {
+            DlqPosition(0, 0) => None,
+            DlqPosition(a, 0) => Some(DlqPosition(a - 1, u64::MAX)),
+            DlqPosition(a, b) => Some(DlqPosition(a, b - 1)),
+        }
+    }
+}
+
+/// One dead letter as the admin API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterEntry {
+    /// Its place in its shard's queue.
+    pub position: DlqPosition,
+    /// The request.
+    pub id: CorrelationId,
+    /// Why it was dead-lettered (a `DlqReason` label).
+    pub reason: String,
+    /// The last error.
+    pub error: String,
+    /// Processing attempts made (1 + retries).
+    pub attempts: u32,
+    /// When it was dead-lettered.
+    pub failed_at: Timestamp,
+}
+
 /// A request the backend accepted (the 202 may be sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
@@ -85,8 +119,9 @@ pub enum Start {
 pub enum Settlement {
     /// `COMPLETED` with the processor's output.
     Completed(Outcome),
-    /// `FAILED` for good: the job goes to the dead-letter queue with `outcome.error`.
-    DeadLettered(Outcome),
+    /// `FAILED` for good: the job goes to the dead-letter queue with `outcome.error`, for
+    /// this reason.
+    DeadLettered(Outcome, DlqReason),
     /// `TIMEOUT`: the processor ran past the deadline.
     TimedOut(Outcome),
     /// Deliver the job again (attempt + 1) after this delay; the request stays `PROCESSING`.
@@ -137,6 +172,19 @@ pub trait Backend {
     /// The state of `id` in the store every instance shares; `Ok(None)` when unknown there or
     /// when this process is the only store (the embedded backend, whose states are all held).
     async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError>;
+    /// At most `limit` of this shard's dead letters placed after `after`, oldest first.
+    async fn dead_letters(
+        &self,
+        after: Option<DlqPosition>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, QueueError>;
+    /// Puts dead letter `id` (owned by this shard) back in the queue: `PENDING` again with its
+    /// attempts reset and its deadline restarted, out of the dead-letter queue in the same step.
+    /// `Ok(false)` when it is not a dead letter here.
+    async fn redrive(&self, id: &CorrelationId, now: Timestamp) -> Result<bool, QueueError>;
+    /// Deletes dead letter `id` from the dead-letter queue (its state stays `FAILED` until it
+    /// expires). `Ok(false)` when it is not a dead letter here.
+    async fn drop_dead_letter(&self, id: &CorrelationId) -> Result<bool, QueueError>;
     /// A real check that the backend can take work now.
     async fn check(&self) -> Result<(), QueueError>;
     /// Drops final states whose TTL ran out by `now`.

@@ -24,19 +24,28 @@ pub enum Endpoint {
     Health,
     /// `GET /metrics`
     Metrics,
+    /// `GET /api/v1/dlq`
+    Dlq,
+    /// `DELETE /api/v1/dlq/{correlation_id}`
+    DlqItem,
+    /// `POST /api/v1/dlq/{correlation_id}/redrive`
+    DlqRedrive,
     /// Anything else (404s, malformed requests).
     Other,
 }
 
 impl Endpoint {
     /// All endpoints, in label order.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Submit,
         Endpoint::SubmitBatch,
         Endpoint::Status,
         Endpoint::Response,
         Endpoint::Health,
         Endpoint::Metrics,
+        Endpoint::Dlq,
+        Endpoint::DlqItem,
+        Endpoint::DlqRedrive,
         Endpoint::Other,
     ];
 
@@ -49,6 +58,9 @@ impl Endpoint {
             Endpoint::Response => "/api/v1/response/{correlation_id}",
             Endpoint::Health => "/health",
             Endpoint::Metrics => "/metrics",
+            Endpoint::Dlq => "/api/v1/dlq",
+            Endpoint::DlqItem => "/api/v1/dlq/{correlation_id}",
+            Endpoint::DlqRedrive => "/api/v1/dlq/{correlation_id}/redrive",
             Endpoint::Other => "other",
         }
     }

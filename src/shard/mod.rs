@@ -245,6 +245,27 @@ impl<B: Backend + 'static> Shard<B> {
                         let _ = reply.send(crate::backend::wait_final(&*backend, &id, until).await);
                     });
                 }
+                ShardMsg::DeadLetters {
+                    after,
+                    limit,
+                    reply,
+                } => {
+                    let backend = self.backend.clone();
+                    monoio::spawn(async move {
+                        let _ = reply.send(backend.dead_letters(after, limit).await);
+                    });
+                }
+                ShardMsg::DeadLetter { id, drop, reply } => {
+                    let backend = self.backend.clone();
+                    monoio::spawn(async move {
+                        let done = if drop {
+                            backend.drop_dead_letter(&id).await
+                        } else {
+                            backend.redrive(&id, crate::clock::Timestamp::now()).await
+                        };
+                        let _ = reply.send(done);
+                    });
+                }
                 ShardMsg::Scrape { reply } => {
                     let _ = reply.send((self.id, self.metrics_snapshot()));
                 }

@@ -66,6 +66,8 @@ pub struct StateTable {
     slots: Slots,
     segments: Box<[Segment]>,
     expiry: Expiry,
+    /// Expiry entries to skip, by id: those of final states a redrive made `PENDING` again.
+    stale_expiries: IdMap<u32>,
     len: usize,
     ttl: Duration,
 }
@@ -78,6 +80,7 @@ impl StateTable {
             slots: Slots::new(),
             segments,
             expiry: Expiry::default(),
+            stale_expiries: IdMap::default(),
             len: 0,
             ttl,
         }
@@ -168,10 +171,55 @@ impl StateTable {
         Ok(())
     }
 
+    /// An operator redrove `id` from the dead-letter queue: it is `PENDING` again (submitted at
+    /// `submitted_at`, changed at `now`), whether the table still held its final state or not.
+    /// The expiry entry of the final state it had is skipped when it comes due, so it cannot
+    /// drop the state the request reaches next.
+    pub fn redrive(&mut self, id: &CorrelationId, submitted_at: Timestamp, now: Timestamp) {
+        let mut pending = RequestState::pending(submitted_at);
+        pending.updated_at = now;
+        let was_final = match self.get_mut(id) {
+            Some(state) => {
+                let was_final = state.status.is_final();
+                *state = pending;
+                was_final
+            }
+            None => {
+                self.segment_mut(id).map.insert(*id, pending);
+                self.len += 1;
+                false
+            }
+        };
+        if was_final {
+            *self.stale_expiries.entry(*id).or_default() += 1;
+        }
+    }
+
+    /// Forgets the state of `id` if one is held (its expiry entry, if final, is then skipped).
+    pub fn forget(&mut self, id: &CorrelationId) {
+        let removed = match self.slots.remove_if(id, |_| true) {
+            Some(state) => Some(state),
+            None => self.segment_mut(id).map.remove(id),
+        };
+        if let Some(state) = removed {
+            self.len -= 1;
+            if state.status.is_final() {
+                *self.stale_expiries.entry(*id).or_default() += 1;
+            }
+        }
+    }
+
     /// Drops final states whose TTL ran out by `now`; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut removed = 0;
         while let Some(id) = self.expiry.pop_due(now) {
+            if let Some(n) = self.stale_expiries.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.stale_expiries.remove(&id);
+                }
+                continue;
+            }
             if self.slots.remove_if(&id, |s| s.status.is_final()).is_some() {
                 removed += 1;
                 continue;
@@ -416,4 +464,34 @@ mod model_tests {
             }
         }
     }
+
+    #[test]
+    fn a_redriven_or_forgotten_state_is_not_dropped_by_its_old_expiry() {
+        let ttl = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(5);
+        for forget in [false, true] {
+            let mut t = StateTable::new(ttl);
+            let id = t.insert_pending(IdMinter::new(0, 1).mint(), Timestamp(1));
+            t.finish_or_insert(&id, Status::Failed, outcome(), Timestamp(1), t0)
+                .unwrap();
+            if forget {
+                t.forget(&id);
+                assert!(t.get(&id).is_none());
+                assert_eq!(t.count(), 0);
+            } else {
+                t.redrive(&id, Timestamp(1), Timestamp(2));
+                assert_eq!(t.get(&id).unwrap().status, Status::Pending);
+                assert_eq!(t.count(), 1);
+            }
+            t.finish_or_insert(&id, Status::Completed, outcome(), Timestamp(1), later)
+                .unwrap();
+            assert_eq!(t.expire(t0 + ttl), 0, "the first final state's expiry is skipped");
+            assert_eq!(t.get(&id).unwrap().status, Status::Completed);
+            assert_eq!(t.expire(later + ttl), 1);
+            assert!(t.get(&id).is_none());
+            assert_eq!(t.count(), 0);
+        }
+    }
+
 }

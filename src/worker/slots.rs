@@ -183,11 +183,9 @@ impl<B: Backend + 'static> Worker<B> {
             match &verdict.settlement {
                 Settlement::Completed(_) => m.processed(crate::store::Status::Completed, secs),
                 Settlement::TimedOut(_) => m.processed(crate::store::Status::Timeout, secs),
-                Settlement::DeadLettered(o) => {
+                Settlement::DeadLettered(o, reason) => {
                     m.processed(crate::store::Status::Failed, secs);
-                    if let Some(reason) = verdict.dead_letter {
-                        m.dead_letter(reason);
-                    }
+                    m.dead_letter(*reason);
                     warn!(correlation_id = %id, attempts = delivery.attempt, error = o.error.as_deref().unwrap_or(""), "request failed; dead-lettered");
                 }
                 Settlement::RetryLater(delay) => {
@@ -376,7 +374,7 @@ mod tests {
             state.outcome.unwrap().error.as_deref(),
             Some("upstream said no")
         );
-        let dead = s.backend.dead_letters();
+        let dead = s.backend.all_dead_letters();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].job.id, id);
         assert_eq!(dead[0].attempts, 3);
@@ -415,6 +413,6 @@ mod tests {
             .error
             .unwrap()
             .contains("\"not-here\""));
-        assert_eq!(s.backend.dead_letters().len(), 1);
+        assert_eq!(s.backend.all_dead_letters().len(), 1);
     }
 }

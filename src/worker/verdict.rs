@@ -33,12 +33,11 @@ pub(crate) struct RetryPolicy {
     pub(crate) delay_max: Duration,
 }
 
-/// What a run's end means: the settlement to hand the backend, and the dead-letter reason when
-/// it is one.
+/// What a run's end means: the settlement to hand the backend (a dead letter carries its
+/// reason).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Verdict {
     pub(crate) settlement: Settlement,
-    pub(crate) dead_letter: Option<DlqReason>,
 }
 
 /// Timing of a finished run.
@@ -72,10 +71,7 @@ pub(crate) fn judge(
         processing_time_ms: timing.elapsed.as_millis() as u64,
         completed_at: timing.ended_at,
     };
-    let settled = |settlement| Verdict {
-        settlement,
-        dead_letter: None,
-    };
+    let settled = |settlement| Verdict { settlement };
     match ran {
         Ran::Done(output) => settled(Settlement::Completed(Outcome {
             result: Some(output.result),
@@ -98,14 +94,12 @@ pub(crate) fn judge(
                 }
                 return settled(Settlement::TimedOut(outcome(Some(deadline_message(deadline)))));
             }
-            Verdict {
-                settlement: Settlement::DeadLettered(outcome(Some(message))),
-                dead_letter: Some(if retryable {
-                    DlqReason::MaxRetries
-                } else {
-                    DlqReason::NonRetryable
-                }),
-            }
+            let reason = if retryable {
+                DlqReason::MaxRetries
+            } else {
+                DlqReason::NonRetryable
+            };
+            settled(Settlement::DeadLettered(outcome(Some(message)), reason))
         }
         Ran::TimedOut => settled(Settlement::TimedOut(outcome(Some(deadline_message(
             deadline,
@@ -168,7 +162,6 @@ mod tests {
             headers: Some("{\"x\":\"y\"}".into()),
         };
         let v = judge(Ran::Done(out), 1, DEADLINE, BUDGET, &POLICY, 0.5, TIMING);
-        assert_eq!(v.dead_letter, None);
         let Settlement::Completed(o) = v.settlement else {
             panic!("{v:?}")
         };
@@ -202,8 +195,7 @@ mod tests {
             0.0,
             TIMING,
         );
-        assert_eq!(v.dead_letter, Some(DlqReason::MaxRetries));
-        let Settlement::DeadLettered(o) = v.settlement else {
+        let Settlement::DeadLettered(o, DlqReason::MaxRetries) = v.settlement else {
             panic!("{v:?}")
         };
         assert_eq!(o.error.as_deref(), Some("boom"));
@@ -213,8 +205,10 @@ mod tests {
     #[test]
     fn permanent_failures_dead_letter_at_once() {
         let v = judge(fail(false), 1, DEADLINE, BUDGET, &POLICY, 0.3, TIMING);
-        assert_eq!(v.dead_letter, Some(DlqReason::NonRetryable));
-        assert!(matches!(v.settlement, Settlement::DeadLettered(_)));
+        assert!(matches!(
+            v.settlement,
+            Settlement::DeadLettered(_, DlqReason::NonRetryable)
+        ));
     }
 
     #[test]
@@ -224,7 +218,10 @@ mod tests {
             ..POLICY
         };
         let v = judge(fail(true), 1, DEADLINE, BUDGET, &none, 0.3, TIMING);
-        assert_eq!(v.dead_letter, Some(DlqReason::MaxRetries));
+        assert!(matches!(
+            v.settlement,
+            Settlement::DeadLettered(_, DlqReason::MaxRetries)
+        ));
     }
 
     #[test]
@@ -235,13 +232,11 @@ mod tests {
             panic!("{v:?}")
         };
         assert_eq!(o.error.as_deref(), Some("Processing exceeded the deadline of 1.5 s"));
-        assert_eq!(v.dead_letter, None);
     }
 
     #[test]
     fn timeout_names_the_deadline() {
         let v = judge(Ran::TimedOut, 2, DEADLINE, BUDGET, &POLICY, 0.3, TIMING);
-        assert_eq!(v.dead_letter, None);
         let Settlement::TimedOut(o) = v.settlement else {
             panic!("{v:?}")
         };

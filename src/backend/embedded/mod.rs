@@ -9,12 +9,15 @@ use std::cell::RefCell;
 use std::time::Instant;
 
 use super::{
-    Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start, Waiters, Watch,
+    Accepted, Backend, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
+    Settlement, Start, Waiters, Watch,
 };
+use crate::metrics::DlqReason;
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
 use crate::metrics::ShardMetrics;
 use crate::store::{RequestState, StateTable, Status};
+#[cfg(any(test, feature = "internals"))]
 pub use queue::DeadLetter;
 use queue::MemoryQueue;
 
@@ -44,13 +47,10 @@ impl EmbeddedBackend {
         }
     }
 
-    /// Dead letters kept so far, oldest first.
-    #[cfg_attr(
-        not(any(test, feature = "internals")),
-        expect(dead_code, reason = "read by tests until the dead-letter admin operations read it")
-    )]
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.queue.dead_letters()
+    /// Every dead letter kept, oldest first.
+    #[cfg(any(test, feature = "internals"))]
+    pub fn all_dead_letters(&self) -> Vec<DeadLetter> {
+        self.queue.dead_letters(None, usize::MAX)
     }
 }
 
@@ -129,11 +129,11 @@ impl Backend for EmbeddedBackend {
             Settlement::TimedOut(o) => {
                 super::record(&self.table, &delivery, Status::Timeout, o, ended)
             }
-            Settlement::DeadLettered(o) => {
-                let reason = o.error.clone().unwrap_or_default();
+            Settlement::DeadLettered(o, reason) => {
+                let error = o.error.clone().unwrap_or_default();
                 let recorded = super::record(&self.table, &delivery, Status::Failed, o, ended);
                 if recorded {
-                    self.queue.dead_letter(delivery, &reason);
+                    self.queue.dead_letter(delivery, reason, &error);
                 }
                 recorded
             }
@@ -158,6 +158,51 @@ impl Backend for EmbeddedBackend {
 
     async fn load(&self, _id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
         Ok(None)
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<DlqPosition>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, QueueError> {
+        Ok(self
+            .queue
+            .dead_letters(after, limit)
+            .into_iter()
+            .map(|d| DeadLetterEntry {
+                position: d.position,
+                id: d.job.id,
+                reason: DlqReason::LABELS[d.reason as usize].to_owned(),
+                error: d.error,
+                attempts: d.attempts,
+                failed_at: d.at,
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, id: &CorrelationId, now: Timestamp) -> Result<bool, QueueError> {
+        let Some(dead) = self.queue.take_dead_letter(id) else {
+            return Ok(false);
+        };
+        let job = Job {
+            first_started_at: None,
+            ..dead.job.clone()
+        };
+        match self.queue.enqueue(std::iter::once(job)) {
+            Ok(()) => {
+                let mut table = self.table.borrow_mut();
+                table.redrive(id, dead.job.submitted_at, now);
+                Ok(true)
+            }
+            Err(e) => {
+                self.queue.restore_dead_letter(dead);
+                Err(e)
+            }
+        }
+    }
+
+    async fn drop_dead_letter(&self, id: &CorrelationId) -> Result<bool, QueueError> {
+        Ok(self.queue.take_dead_letter(id).is_some())
     }
 
     async fn check(&self) -> Result<(), QueueError> {

@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Delivery, Depth, Job, QueueError};
+use crate::backend::{Delivery, Depth, DlqPosition, Job, QueueError};
+use crate::id::CorrelationId;
+use crate::metrics::DlqReason;
 use crate::clock::Timestamp;
 use crate::sync::notify::Notify;
 
@@ -16,19 +18,19 @@ const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A job that failed for good.
 #[derive(Debug, Clone)]
-#[cfg_attr(
-    not(any(test, feature = "internals")),
-    expect(dead_code, reason = "read by tests until the dead-letter admin operations read it")
-)]
 pub struct DeadLetter {
     /// The job as it was queued.
     pub job: Job,
+    /// Why it was dead-lettered.
+    pub reason: DlqReason,
     /// The last error.
-    pub reason: String,
+    pub error: String,
     /// Deliveries made.
     pub attempts: u32,
     /// When it was dead-lettered.
     pub at: Timestamp,
+    /// Its place in the queue (`at`, then the order of arrival).
+    pub position: DlqPosition,
 }
 
 struct Delayed {
@@ -80,9 +82,32 @@ impl MemoryQueue {
         }
     }
 
-    /// Dead letters kept so far, oldest first.
-    pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.inner.borrow().dead.iter().cloned().collect()
+    /// At most `limit` dead letters placed after `after`, oldest first.
+    pub(crate) fn dead_letters(&self, after: Option<DlqPosition>, limit: usize) -> Vec<DeadLetter> {
+        let inner = self.inner.borrow();
+        let mut found: Vec<DeadLetter> = inner
+            .dead
+            .iter()
+            .filter(|d| after.is_none_or(|a| d.position > a))
+            .cloned()
+            .collect();
+        found.sort_by_key(|d| d.position);
+        found.truncate(limit);
+        found
+    }
+
+    /// Takes the dead letter of `id` out of the queue.
+    pub(crate) fn take_dead_letter(&self, id: &CorrelationId) -> Option<DeadLetter> {
+        let mut inner = self.inner.borrow_mut();
+        let at = inner.dead.iter().position(|d| d.job.id == *id)?;
+        inner.dead.remove(at)
+    }
+
+    /// Puts a dead letter taken out by [`MemoryQueue::take_dead_letter`] back where it was.
+    pub(crate) fn restore_dead_letter(&self, dead: DeadLetter) {
+        let mut inner = self.inner.borrow_mut();
+        let at = inner.dead.partition_point(|d| d.position < dead.position);
+        inner.dead.insert(at, dead);
     }
 
     /// Queues every job of `jobs`, or none when they do not all fit under the depth limit.
@@ -95,6 +120,7 @@ impl MemoryQueue {
             job,
             attempt: 1,
             entry_id: None,
+            redelivered: false,
         }));
         drop(inner);
         self.ready_notify.notify();
@@ -148,16 +174,21 @@ impl MemoryQueue {
         self.ready_notify.notify();
     }
 
-    pub(crate) fn dead_letter(&self, delivery: Delivery, reason: &str) {
+    pub(crate) fn dead_letter(&self, delivery: Delivery, reason: DlqReason, error: &str) {
         let mut inner = self.inner.borrow_mut();
         if inner.dead.len() == DEAD_LETTERS_KEPT {
             inner.dead.pop_front();
         }
+        inner.seq += 1;
+        let at = Timestamp::now();
+        let position = DlqPosition(at.0, inner.seq);
         inner.dead.push_back(DeadLetter {
             job: delivery.job,
-            reason: reason.to_owned(),
+            reason,
+            error: error.to_owned(),
             attempts: delivery.attempt,
-            at: Timestamp::now(),
+            at,
+            position,
         });
     }
 

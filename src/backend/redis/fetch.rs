@@ -128,7 +128,10 @@ impl RedisQueue {
         }
         for e in entries {
             match e {
-                Entry::Job(d) => out.push(d),
+                Entry::Job(mut d) => {
+                    d.redelivered = paging;
+                    out.push(d);
+                }
                 Entry::Unreadable(id) => {
                     error!(entry = %String::from_utf8_lossy(&id), "stream entry without a readable job (deleted while pending?); acknowledging it");
                     let ack = commands::xack(&self.keys.stream, [&id[..]]);

@@ -83,7 +83,8 @@ fn numbers(pairs: &[Frame]) -> Option<[u64; 4]> {
     ])
 }
 
-fn field<'a>(pairs: &'a [Frame], name: &[u8]) -> Option<&'a Bytes> {
+/// The value of field `name` among `pairs` (`[field, value, ...]`).
+pub fn field<'a>(pairs: &'a [Frame], name: &[u8]) -> Option<&'a Bytes> {
     pairs
         .chunks(2)
         .find(|kv| kv[0].as_bytes().is_some_and(|k| &k[..] == name))?

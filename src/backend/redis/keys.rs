@@ -11,6 +11,8 @@ pub struct Keys {
     pub stream: Vec<u8>,
     /// The dead-letter stream, `openhqm-dlq:{3}`.
     pub dlq: Vec<u8>,
+    /// Hash from correlation id to its entry in the dead-letter stream, `openhqm-dlq:{3}:index`.
+    pub dlq_index: Vec<u8>,
     /// Sorted set of ids waiting for a retry, scored by due time (ms).
     pub retries: Vec<u8>,
     /// Prefix of the hashes holding jobs waiting for a retry.
@@ -29,6 +31,7 @@ impl Keys {
         Keys {
             stream: format!("{requests}:{tag}").into_bytes(),
             dlq: format!("{dlq}:{tag}").into_bytes(),
+            dlq_index: format!("{dlq}:{tag}:index").into_bytes(),
             retries: format!("{requests}:{tag}:retries").into_bytes(),
             retry_job_prefix: format!("{requests}:{tag}:retry:").into_bytes(),
             state_prefix: format!("{requests}:{tag}:state:").into_bytes(),

@@ -21,6 +21,7 @@
 
 mod commands;
 mod completions;
+mod dead_letters;
 mod fetch;
 pub mod fields;
 pub mod keys;
@@ -38,7 +39,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::{
-    Accepted, Backend, Delivery, Job, NewJob, QueueError, Settlement, Start, Waiters, Watch,
+    Accepted, Backend, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
+    Settlement, Start, Waiters, Watch,
 };
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
@@ -138,6 +140,11 @@ impl Backend for RedisBackend {
     }
 
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {
+        if !delivery.redelivered {
+            // A first delivery of its entry cannot repeat a settled one: a final state held
+            // here is from before an operator redrove the request. It runs again.
+            self.finals.borrow_mut().forget(&delivery.job.id);
+        }
         super::start_in(&self.finals, delivery, now)
     }
 
@@ -158,12 +165,12 @@ impl Backend for RedisBackend {
                 self.queue.finish(delivery, self.final_state(&id)).await;
                 recorded
             }
-            Settlement::DeadLettered(o) => {
-                let reason = o.error.clone().unwrap_or_default();
+            Settlement::DeadLettered(o, reason) => {
+                let error = o.error.clone().unwrap_or_default();
                 let recorded = super::record(&self.finals, &delivery, Status::Failed, o, ended);
                 let state = self.final_state(&id);
                 if recorded {
-                    self.queue.dead_letter(delivery, state, &reason).await;
+                    self.queue.dead_letter(delivery, state, reason, &error).await;
                 } else {
                     // Already final here (a concurrent duplicate delivery): acknowledge it
                     // anyway, or it would stay pending for ever.
@@ -196,6 +203,22 @@ impl Backend for RedisBackend {
 
     async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
         self.queue.load_state(id).await
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<DlqPosition>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterEntry>, QueueError> {
+        self.queue.dead_letters(after, limit).await
+    }
+
+    async fn redrive(&self, id: &CorrelationId, now: Timestamp) -> Result<bool, QueueError> {
+        self.queue.redrive(id, now).await
+    }
+
+    async fn drop_dead_letter(&self, id: &CorrelationId) -> Result<bool, QueueError> {
+        self.queue.drop_dead_letter(id).await
     }
 
     async fn check(&self) -> Result<(), QueueError> {

@@ -59,6 +59,7 @@ fn entry(e: &Frame) -> Result<Entry, &'static str> {
             job,
             attempt,
             entry_id: Some(id),
+            redelivered: false,
         }),
         None => Entry::Unreadable(id),
     })

@@ -18,7 +18,7 @@ use crate::resp::Script;
 /// Returns 0 unless `ARGV[3]` (an entry) is in consumer `ARGV[2]`'s pending list of group
 /// `ARGV[1]` on stream `KEYS[1]`; otherwise acknowledges it and goes on.
 macro_rules! owner_only {
-    ($rest:literal) => {
+    ($rest:expr) => {
         concat!(
             "if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
@@ -46,14 +46,55 @@ redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
 redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[4])"
 );
 
-/// Dead-letter: append the job to the dead-letter stream and store the final state.
-/// KEYS: stream, dead-letter stream, state. ARGV: group, consumer, entry id, ttl, n, n
-/// dead-letter field/value args, then the state's value (none: no state write).
-const DEAD_LETTER: &[u8] = owner_only!(
-    "local n = tonumber(ARGV[5])
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6, 5 + n))
-if #ARGV > 5 + n then redis.call('SET', KEYS[3], ARGV[6 + n], 'EX', ARGV[4]) end"
-);
+/// The dead-letter step after the acknowledgement: append the job to the dead-letter stream, index
+/// the new entry by correlation id (for redrive and drop), and store the final state and publish
+/// the id (16 bytes) on the shard's finals channel. KEYS: stream, dead-letter stream, state,
+/// dead-letter index. ARGV: group, consumer, entry id, ttl, correlation id, its 16 bytes, the
+/// finals channel, n, n dead-letter field/value args, then the state's value (none: no state
+/// write, no publish).
+macro_rules! dead_letter_body {
+    () => {
+        "local n = tonumber(ARGV[8])
+local e = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 9, 8 + n))
+redis.call('HSET', KEYS[4], ARGV[5], e)
+if #ARGV > 8 + n then
+  redis.call('SET', KEYS[3], ARGV[9 + n], 'EX', ARGV[4])
+  redis.call('PUBLISH', ARGV[7], ARGV[6])
+end"
+    };
+}
+
+/// Dead-letter while the lease is certainly held (a script, not a transaction: the index needs
+/// the new entry's id). Keys and arguments as `dead_letter_body`.
+const DEAD_LETTER_HELD: &[u8] = concat!(
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+",
+    dead_letter_body!(),
+    "
+return 1"
+)
+.as_bytes();
+
+/// Dead-letter, owner only. Keys and arguments as `dead_letter_body`.
+const DEAD_LETTER: &[u8] = owner_only!(dead_letter_body!());
+
+/// Redrive: if dead letter `ARGV[2]` is still the indexed entry of id `ARGV[1]`, delete it and
+/// its index, append the job (`ARGV[5..]`, field/value args) to the work stream and store the
+/// `PENDING` state `ARGV[3]` with TTL `ARGV[4]`. KEYS: dead-letter stream, dead-letter index,
+/// stream, state. Returns 1, or 0 when it was no longer there.
+const REDRIVE: &[u8] = b"if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('XDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
+return 1";
+
+/// Drops the dead letter of id `ARGV[1]`. KEYS: dead-letter stream, dead-letter index. Returns
+/// the number of entries deleted (0 when unknown).
+const DROP_DEAD_LETTER: &[u8] = b"local e = redis.call('HGET', KEYS[2], ARGV[1])
+if not e then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('XDEL', KEYS[1], e)";
 
 /// Moves due retries (ids in the sorted set, job fields in a hash) back onto the stream.
 /// KEYS: retry set, stream. ARGV: now (ms), job-hash key prefix.
@@ -103,6 +144,12 @@ pub struct Scripts {
     pub retry: Script,
     /// See `DEAD_LETTER`.
     pub dead_letter: Script,
+    /// See `DEAD_LETTER_HELD`.
+    pub dead_letter_held: Script,
+    /// See `REDRIVE`.
+    pub redrive: Script,
+    /// See `DROP_DEAD_LETTER`.
+    pub drop_dead_letter: Script,
     /// See `MOVE_DUE_RETRIES`.
     pub move_due_retries: Script,
     /// See `TRIM_ACKNOWLEDGED`.
@@ -115,6 +162,9 @@ impl Default for Scripts {
             finish: Script::new(FINISH),
             retry: Script::new(RETRY),
             dead_letter: Script::new(DEAD_LETTER),
+            dead_letter_held: Script::new(DEAD_LETTER_HELD),
+            redrive: Script::new(REDRIVE),
+            drop_dead_letter: Script::new(DROP_DEAD_LETTER),
             move_due_retries: Script::new(MOVE_DUE_RETRIES),
             trim_acknowledged: Script::new(TRIM_ACKNOWLEDGED),
         }

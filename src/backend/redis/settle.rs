@@ -18,6 +18,7 @@ use super::state_value;
 use crate::backend::{Delivery, Job};
 use crate::clock::Timestamp;
 use crate::resp::{Frame, RedisError, Script};
+use crate::metrics::DlqReason;
 use crate::store::RequestState;
 
 impl RedisQueue {
@@ -152,45 +153,52 @@ impl RedisQueue {
             .await;
     }
 
-    /// Moves `d`'s job to the dead-letter stream with `reason`, ending it with `state`.
-    pub(crate) async fn dead_letter(&self, d: Delivery, state: Option<RequestState>, reason: &str) {
+    /// Moves `d`'s job to the dead-letter stream (for `reason`, with the last `error`), indexed
+    /// by its id, ending it with `state` (published on the finals channel).
+    pub(crate) async fn dead_letter(
+        &self,
+        d: Delivery,
+        state: Option<RequestState>,
+        reason: DlqReason,
+        error: &str,
+    ) {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let mut dlq = job_fields(&d.job, d.attempt);
         dlq.push(Bytes::from_static(b"error"));
-        dlq.push(Bytes::copy_from_slice(reason.as_bytes()));
+        dlq.push(Bytes::copy_from_slice(error.as_bytes()));
+        dlq.push(Bytes::from_static(b"reason"));
+        dlq.push(Bytes::from_static(
+            DlqReason::LABELS[reason as usize].as_bytes(),
+        ));
         dlq.push(Bytes::from_static(b"failed_at"));
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
         let value = state.as_ref().map(state_value::encode);
-        let n = if value.is_none() { 2 } else { 4 };
-        let plain = |out: &mut BytesMut| {
-            commands::xadd(&self.keys.dlq, dlq.iter().map(|b| &b[..])).encode(out);
-            if let Some(v) = &value {
-                self.put_state(out, &key, v);
-            }
-            self.put_ack(out, &entry);
-            if value.is_some() {
-                commands::publish(&self.keys.finals_channel, d.job.id.as_bytes()).encode(out);
-            }
-        };
         let mut count = itoa::Buffer::new();
         let count = count.format(dlq.len()).as_bytes();
+        let id_text = d.job.id.to_text();
         let args = || {
-            let mut args: Vec<&[u8]> = Vec::with_capacity(6 + dlq.len());
+            let mut args: Vec<&[u8]> = Vec::with_capacity(9 + dlq.len());
             args.extend([
                 GROUP,
                 &self.consumer[..],
                 &entry[..],
                 &self.ttl_text[..],
+                &id_text[..],
+                &d.job.id.as_bytes()[..],
+                &self.keys.finals_channel[..],
                 count,
             ]);
             args.extend(dlq.iter().map(|b| &b[..]));
             args.extend(value.as_deref());
             args
         };
-        let keys: [&[u8]; 3] = [&self.keys.stream, &self.keys.dlq, &key];
+        let keys: [&[u8]; 4] = [&self.keys.stream, &self.keys.dlq, &key, &self.keys.dlq_index];
         let owner_only = (&self.scripts.dead_letter, &keys[..]);
-        let held = async { self.cmd.transaction(n, plain).await.map(drop) };
+        let held = async {
+            let held_script = &self.scripts.dead_letter_held;
+            self.cmd.eval(held_script, &keys, &args()).await.map(drop)
+        };
         self.settle(&d, held, owner_only, args, "cannot dead-letter")
             .await;
     }

@@ -13,6 +13,7 @@ use super::queue::{RedisQueue, LEASE, LEASE_TICK};
 use super::reads::{self, Entry};
 use super::{commands, maintenance};
 use crate::clock::Timestamp;
+use crate::metrics::DlqReason;
 use crate::resp::Frame;
 use crate::store::RequestState;
 
@@ -94,6 +95,7 @@ async fn reclaim(q: &RedisQueue) {
         for e in reads::xclaim(&frame).unwrap_or_default() {
             match e {
                 Entry::Job(mut d) => {
+                    d.redelivered = true;
                     if *deliveries as u64 >= u64::from(q.max_deliveries) {
                         // A job that keeps killing its consumer: stop delivering it.
                         d.attempt = d.attempt.max(*deliveries as u32);
@@ -116,7 +118,8 @@ async fn reclaim(q: &RedisQueue) {
                                 completed_at: now,
                             })),
                         };
-                        q.dead_letter(d, Some(state), reason).await;
+                        q.dead_letter(d, Some(state), DlqReason::MaxRetries, reason)
+                            .await;
                     } else {
                         // In flight from now on: its lease is renewed while it waits for a slot,
                         // and the next reclaim pass does not take it again.
