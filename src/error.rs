@@ -38,6 +38,8 @@ pub enum ErrorKind {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
+    /// The request is not in a state that allows the operation (cancel after it started).
+    Conflict,
     /// The queue cannot take the request now (down, slow, or full).
     QueueUnavailable,
 }
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
+            ErrorKind::Conflict => 409,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::UriTooLong => 414,
             ErrorKind::UnsupportedMediaType => 415,
@@ -180,6 +183,7 @@ mod tests {
             (MethodNotImplemented, 501),
             (ExpectationFailed, 417),
             (RequestTimeout, 408),
+            (Conflict, 409),
         ];
         for (kind, status) in table {
             assert_eq!(kind.status(), status, "{kind:?}");

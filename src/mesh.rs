@@ -2,7 +2,7 @@
 //! (a channel every other shard and the control thread can send to); the only things that cross
 //! are owned values. A closed inbox hands the message back to the sender.
 
-use crate::backend::{DeadLetterEntry, DlqPosition, QueueError};
+use crate::backend::{Cancel, DeadLetterEntry, DlqPosition, QueueError};
 use crate::id::{CorrelationId, ShardId};
 use crate::metrics::ShardMetrics;
 use crate::store::RequestState;
@@ -43,6 +43,13 @@ pub enum ShardMsg {
         drop: bool,
         /// Where the answer goes: whether it was a dead letter.
         reply: flume::Sender<Result<bool, QueueError>>,
+    },
+    /// "Cancel this id you own."
+    Cancel {
+        /// The id, owned by the receiving shard.
+        id: CorrelationId,
+        /// Where the answer goes.
+        reply: flume::Sender<Result<Cancel, QueueError>>,
     },
     /// "Send me a copy of your metrics."
     Scrape {
@@ -130,6 +137,14 @@ impl Mesh {
     ) -> Result<bool, QueueError> {
         let (reply, answer) = flume::bounded(1);
         self.send(owner, ShardMsg::DeadLetter { id, drop, reply })
+            .map_err(|_| QueueError::Closed)?;
+        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+    }
+
+    /// Asks the owner of `id` to cancel it.
+    pub async fn cancel(&self, owner: ShardId, id: CorrelationId) -> Result<Cancel, QueueError> {
+        let (reply, answer) = flume::bounded(1);
+        self.send(owner, ShardMsg::Cancel { id, reply })
             .map_err(|_| QueueError::Closed)?;
         answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
     }

@@ -3,6 +3,7 @@
 //! body.
 
 pub mod batch;
+pub mod cancel;
 pub mod dead_letters;
 pub mod health;
 pub mod json;
@@ -91,7 +92,11 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
     if !api.serves_requests
         && matches!(
             routed,
-            Ok(Route::Submit | Route::SubmitBatch | Route::Status(_) | Route::Response(_))
+            Ok(Route::Submit
+                | Route::SubmitBatch
+                | Route::Status(_)
+                | Route::Response(_)
+                | Route::Cancel(_))
         )
     {
         let e = Error::new(
@@ -142,6 +147,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         Ok(Route::DlqList) => dead_letters::list(&api.mesh, req.head.query.as_ref()).await,
         Ok(Route::DlqRedrive(raw)) => dead_letters::act(&api.mesh, &raw, false).await,
         Ok(Route::DlqDrop(raw)) => dead_letters::act(&api.mesh, &raw, true).await,
+        Ok(Route::Cancel(raw)) => cancel::handle(&api.mesh, &raw).await,
         Ok(Route::Metrics) => {
             metrics::handle(&api.mesh, api.metrics_enabled, &api.queue_name).await
         }

@@ -19,6 +19,7 @@ pub fn endpoint_of(path: &[u8]) -> Endpoint {
         p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
         p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
         b"/api/v1/dlq" => Endpoint::Dlq,
+        p if p.starts_with(REQUESTS_PREFIX) => Endpoint::Cancel,
         p if p.starts_with(DLQ_PREFIX) => match dlq_item(p) {
             (_, true) => Endpoint::DlqRedrive,
             (_, false) => Endpoint::DlqItem,
@@ -40,7 +41,7 @@ fn dlq_item(path: &[u8]) -> (&[u8], bool) {
 pub const fn allow(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Submit | Endpoint::SubmitBatch | Endpoint::DlqRedrive => "POST, OPTIONS",
-        Endpoint::DlqItem => "DELETE, OPTIONS",
+        Endpoint::DlqItem | Endpoint::Cancel => "DELETE, OPTIONS",
         Endpoint::Other => "",
         _ => "GET, HEAD, OPTIONS",
     }
@@ -54,6 +55,7 @@ pub fn status_location(id: &CorrelationId) -> HeaderText {
 const STATUS_PREFIX: &[u8] = b"/api/v1/status/";
 const RESPONSE_PREFIX: &[u8] = b"/api/v1/response/";
 const DLQ_PREFIX: &[u8] = b"/api/v1/dlq/";
+const REQUESTS_PREFIX: &[u8] = b"/api/v1/requests/";
 
 /// A routed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +78,8 @@ pub enum Route {
     DlqRedrive(Bytes),
     /// Drop the dead letter of the id (raw segment).
     DlqDrop(Bytes),
+    /// Cancel the request of the id (raw segment).
+    Cancel(Bytes),
     /// `OPTIONS` on a known endpoint: 204 with `Allow`.
     Options(Endpoint),
 }
@@ -112,6 +116,9 @@ pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
             ))
         }
         (Endpoint::DlqItem, Method::Delete) => Ok(Route::DlqDrop(path.slice(DLQ_PREFIX.len()..))),
+        (Endpoint::Cancel, Method::Delete) => {
+            Ok(Route::Cancel(path.slice(REQUESTS_PREFIX.len()..)))
+        }
         _ => Err(NoRoute::MethodNotAllowed(allow(endpoint))),
     }
 }
@@ -178,6 +185,16 @@ mod tests {
             (Get, "/health/".into(), Err(NoRoute::NotFound)),
             (Get, "/api/v1/statusx".into(), Err(NoRoute::NotFound)),
             (Get, "/api/v1/dlq".into(), Ok(Route::DlqList)),
+            (
+                Delete,
+                format!("/api/v1/requests/{id}"),
+                Ok(Route::Cancel(b(id))),
+            ),
+            (
+                Get,
+                format!("/api/v1/requests/{id}"),
+                Err(NoRoute::MethodNotAllowed("DELETE, OPTIONS")),
+            ),
             (
                 Post,
                 format!("/api/v1/dlq/{id}/redrive"),

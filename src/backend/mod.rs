@@ -94,6 +94,29 @@ pub struct DeadLetterEntry {
     pub failed_at: Timestamp,
 }
 
+/// What a cancel found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancel {
+    /// It was `PENDING`: now `CANCELLED`, and it will never be processed.
+    Cancelled(RequestState),
+    /// It was not `PENDING` any more (a worker took it, or it is final): the status it had.
+    Refused(Status),
+    /// No such request.
+    Unknown,
+}
+
+/// The outcome of a cancelled request.
+pub(crate) fn cancelled_outcome(now: Timestamp) -> Outcome {
+    Outcome {
+        result: None,
+        headers: None,
+        status_code: None,
+        error: Some("Cancelled before processing".to_owned()),
+        processing_time_ms: 0,
+        completed_at: now,
+    }
+}
+
 /// A request the backend accepted (the 202 may be sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
@@ -172,6 +195,9 @@ pub trait Backend {
     /// The state of `id` in the store every instance shares; `Ok(None)` when unknown there or
     /// when this process is the only store (the embedded backend, whose states are all held).
     async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError>;
+    /// Cancels `id` (owned by this shard) unless a worker took it already: `CANCELLED` (final,
+    /// waiters woken), and never processed, on any instance.
+    async fn cancel(&self, id: &CorrelationId, now: Timestamp) -> Result<Cancel, QueueError>;
     /// At most `limit` of this shard's dead letters placed after `after`, oldest first.
     async fn dead_letters(
         &self,

@@ -30,13 +30,15 @@ pub enum Endpoint {
     DlqItem,
     /// `POST /api/v1/dlq/{correlation_id}/redrive`
     DlqRedrive,
+    /// `DELETE /api/v1/requests/{correlation_id}`
+    Cancel,
     /// Anything else (404s, malformed requests).
     Other,
 }
 
 impl Endpoint {
     /// All endpoints, in label order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::Submit,
         Endpoint::SubmitBatch,
         Endpoint::Status,
@@ -46,6 +48,7 @@ impl Endpoint {
         Endpoint::Dlq,
         Endpoint::DlqItem,
         Endpoint::DlqRedrive,
+        Endpoint::Cancel,
         Endpoint::Other,
     ];
 
@@ -61,6 +64,7 @@ impl Endpoint {
             Endpoint::Dlq => "/api/v1/dlq",
             Endpoint::DlqItem => "/api/v1/dlq/{correlation_id}",
             Endpoint::DlqRedrive => "/api/v1/dlq/{correlation_id}/redrive",
+            Endpoint::Cancel => "/api/v1/requests/{correlation_id}",
             Endpoint::Other => "other",
         }
     }
@@ -77,9 +81,9 @@ pub const METHODS: [&str; 10] = [
 ];
 
 /// Statuses the broker sends; anything else is counted under the last slot (`0`).
-pub const STATUSES: [u16; 20] = [
-    200, 202, 204, 400, 401, 404, 405, 408, 413, 414, 415, 417, 422, 431, 500, 501, 503, 505, 100,
-    0,
+pub const STATUSES: [u16; 21] = [
+    200, 202, 204, 400, 401, 404, 405, 408, 409, 413, 414, 415, 417, 422, 431, 500, 501, 503, 505,
+    100, 0,
 ];
 
 /// Final outcomes of processing, the `status` label of the worker histogram.

@@ -266,6 +266,13 @@ impl<B: Backend + 'static> Shard<B> {
                         let _ = reply.send(done);
                     });
                 }
+                ShardMsg::Cancel { id, reply } => {
+                    let backend = self.backend.clone();
+                    monoio::spawn(async move {
+                        let now = crate::clock::Timestamp::now();
+                        let _ = reply.send(backend.cancel(&id, now).await);
+                    });
+                }
                 ShardMsg::Scrape { reply } => {
                     let _ = reply.send((self.id, self.metrics_snapshot()));
                 }

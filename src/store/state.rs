@@ -1,5 +1,5 @@
 //! The state of one request and the rules for moving it: `PENDING → PROCESSING → COMPLETED |
-//! FAILED | TIMEOUT`. A final state is never left, so a late or duplicate writer (a redelivery, a
+//! FAILED | TIMEOUT`, or `PENDING → CANCELLED` (a client cancelled it before it started). A final state is never left, so a late or duplicate writer (a redelivery, a
 //! slot that finished after its deadline) cannot move a request backwards.
 
 use bytes::Bytes;
@@ -19,6 +19,8 @@ pub enum Status {
     Failed,
     /// Processing ran past the request's deadline.
     Timeout,
+    /// Cancelled by the client before a worker took it; never processed.
+    Cancelled,
 }
 
 impl Status {
@@ -30,12 +32,16 @@ impl Status {
             Status::Completed => "COMPLETED",
             Status::Failed => "FAILED",
             Status::Timeout => "TIMEOUT",
+            Status::Cancelled => "CANCELLED",
         }
     }
 
     /// Final states are never left.
     pub const fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Timeout)
+        matches!(
+            self,
+            Status::Completed | Status::Failed | Status::Timeout | Status::Cancelled
+        )
     }
 
     /// Whether the state machine allows `self → to`. Re-entering `Processing` is allowed
@@ -44,7 +50,7 @@ impl Status {
         match (self, to) {
             (Status::Pending, Status::Pending) => false,
             (Status::Pending, _) => true,
-            (Status::Processing, Status::Pending) => false,
+            (Status::Processing, Status::Pending | Status::Cancelled) => false,
             (Status::Processing, _) => true,
             _ => false,
         }

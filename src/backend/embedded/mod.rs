@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::time::Instant;
 
 use super::{
-    Accepted, Backend, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
+    Accepted, Backend, Cancel, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
     Settlement, Start, Waiters, Watch,
 };
 use crate::metrics::DlqReason;
@@ -158,6 +158,31 @@ impl Backend for EmbeddedBackend {
 
     async fn load(&self, _id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
         Ok(None)
+    }
+
+    async fn cancel(&self, id: &CorrelationId, now: Timestamp) -> Result<Cancel, QueueError> {
+        let mut table = self.table.borrow_mut();
+        let Some(state) = table.get(id) else {
+            return Ok(Cancel::Unknown);
+        };
+        if state.status != Status::Pending {
+            return Ok(Cancel::Refused(state.status));
+        }
+        let submitted_at = state.submitted_at;
+        let outcome = super::cancelled_outcome(now);
+        // The job stays queued: when a worker takes it, `start` finds it final and it is
+        // skipped without running.
+        let done = table.finish_or_insert(id, Status::Cancelled, outcome, submitted_at, Instant::now());
+        let state = table.get(id).cloned();
+        drop(table);
+        match (done, state) {
+            (Ok(()), Some(state)) => {
+                self.waiters.wake(id);
+                Ok(Cancel::Cancelled(state))
+            }
+            (Err(refused), _) => Ok(Cancel::Refused(refused.from)),
+            (Ok(()), None) => Ok(Cancel::Unknown),
+        }
     }
 
     async fn dead_letters(

@@ -19,6 +19,7 @@
 //! states this shard wrote: a request this shard finished is answered without a round trip, and
 //! a redelivery of it is recognised without running it again.
 
+mod cancel;
 mod commands;
 mod completions;
 mod dead_letters;
@@ -39,7 +40,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::{
-    Accepted, Backend, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
+    Accepted, Backend, Cancel, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
     Settlement, Start, Waiters, Watch,
 };
 use crate::clock::Timestamp;
@@ -203,6 +204,25 @@ impl Backend for RedisBackend {
 
     async fn load(&self, id: &CorrelationId) -> Result<Option<RequestState>, QueueError> {
         self.queue.load_state(id).await
+    }
+
+    async fn cancel(&self, id: &CorrelationId, now: Timestamp) -> Result<Cancel, QueueError> {
+        let cancelled = self.queue.cancel(id, now).await?;
+        if let Cancel::Cancelled(state) = &cancelled {
+            let outcome = state.outcome.as_deref().cloned();
+            if let Some(o) = outcome {
+                let at = Instant::now();
+                let _ = self.finals.borrow_mut().finish_or_insert(
+                    id,
+                    Status::Cancelled,
+                    o,
+                    state.submitted_at,
+                    at,
+                );
+            }
+            self.waiters.wake(id);
+        }
+        Ok(cancelled)
     }
 
     async fn dead_letters(

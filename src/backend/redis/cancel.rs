@@ -1,0 +1,76 @@
+//! Cancelling a `PENDING` request: its state names its stream entry (written by the submit
+//! script), and one script deletes that entry, if it was never delivered, together with the
+//! `CANCELLED` write. An entry deleted before delivery is never read by any instance; one already
+//! delivered (in a pending list) means a worker has it, and the cancel is refused.
+
+use super::queue::RedisQueue;
+use super::state_value;
+use crate::backend::{Cancel, QueueError};
+use crate::clock::Timestamp;
+use crate::id::CorrelationId;
+use crate::resp::{Cmd, Frame};
+use crate::store::{RequestState, Status};
+
+/// Attempts when the state changes between the read and the script.
+const ATTEMPTS: usize = 3;
+
+impl RedisQueue {
+    /// Cancels `id` (owned by this shard) if it is `PENDING` and its entry undelivered.
+    pub(crate) async fn cancel(
+        &self,
+        id: &CorrelationId,
+        now: Timestamp,
+    ) -> Result<Cancel, QueueError> {
+        let unavailable = |_| QueueError::Unavailable;
+        let key = self.keys.state(id);
+        for _ in 0..ATTEMPTS {
+            let reply = self
+                .cmd
+                .call(&Cmd::new(b"GET").arg(&key))
+                .await
+                .map_err(unavailable)?;
+            let Some(value) = reply.as_bytes().cloned() else {
+                return Ok(Cancel::Unknown);
+            };
+            let Some(state) = state_value::decode(&value) else {
+                return Err(QueueError::Unavailable);
+            };
+            if state.status != Status::Pending {
+                return Ok(Cancel::Refused(state.status));
+            }
+            let Some(entry) = state_value::queued_entry(&value) else {
+                // Queued by a broker that did not name the entry: it cannot be found safely.
+                return Ok(Cancel::Refused(Status::Pending));
+            };
+            let cancelled = RequestState {
+                status: Status::Cancelled,
+                submitted_at: state.submitted_at,
+                updated_at: now,
+                outcome: Some(Box::new(crate::backend::cancelled_outcome(now))),
+            };
+            let new = state_value::encode(&cancelled);
+            let keys: [&[u8]; 2] = [&key, &self.keys.stream];
+            let args: [&[u8]; 7] = [
+                &value,
+                &new,
+                super::keys::GROUP,
+                &entry,
+                &self.ttl_text,
+                &self.keys.finals_channel,
+                id.as_bytes(),
+            ];
+            let done = self
+                .cmd
+                .eval(&self.scripts.cancel, &keys, &args)
+                .await
+                .map_err(unavailable)?;
+            match done {
+                Frame::Integer(1) => return Ok(Cancel::Cancelled(cancelled)),
+                // Delivered: a worker has it (its state still says PENDING until it settles).
+                Frame::Integer(0) => return Ok(Cancel::Refused(Status::Processing)),
+                _ => continue,
+            }
+        }
+        Ok(Cancel::Refused(Status::Processing))
+    }
+}

@@ -1,0 +1,159 @@
+//! Cancel (`DELETE /api/v1/requests/{id}`) on both backends, over real HTTP: a `PENDING` request
+//! becomes `CANCELLED` and is never processed, also when its entry sits in a Redis stream and the
+//! worker is another instance; a started or final one is 409; waiters on it are woken. The one
+//! worker slot is held by a job to a gated upstream, so "still queued" is a condition the test
+//! sets up, not a timing.
+
+mod common;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::upstream::{Reply, Upstream};
+use common::{assert_error, wait_final, wait_until, Broker, Client};
+
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+fn gated() -> (Upstream, Gate) {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let g = gate.clone();
+    let up = Upstream::start(move |_, seen| {
+        let (open, cv) = &*g;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        Reply::json(200, std::str::from_utf8(&seen.body).unwrap())
+    });
+    (up, Gate(gate))
+}
+
+fn flags(up: &Upstream) -> Vec<String> {
+    [
+        "--shards",
+        "1",
+        "--worker.count",
+        "1",
+        "--proxy.enabled",
+        "true",
+        "--proxy.default_endpoint",
+        "gated",
+        "--proxy.endpoints.gated.url",
+        &format!("http://{}/", up.addr),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn cancel(c: &mut Client, id: &str) -> common::Resp {
+    c.request("DELETE", &format!("/api/v1/requests/{id}"), &[], b"")
+}
+
+/// `api` takes the requests; the worker slot (on `api` or another instance) runs them.
+fn a_pending_request_is_cancelled_and_never_processed(api: &Broker, up: &Upstream, gate: &Gate) {
+    let deadline = || Instant::now() + Duration::from_secs(20);
+    let mut c = api.client();
+    let running = c.submit(r#"{"n":"running"}"#);
+    wait_until(deadline(), "the first job to reach the upstream", || {
+        up.requests() == 1
+    });
+    let queued = c.submit(r#"{"n":"queued"}"#);
+    assert_eq!(
+        c.get(&format!("/api/v1/status/{queued}")).json()["status"],
+        "PENDING"
+    );
+
+    // A waiter on the queued request is woken by the cancel.
+    let addr = api.addr;
+    let q = queued.clone();
+    let waiter = std::thread::spawn(move || {
+        Client::connect(addr).get(&format!("/api/v1/response/{q}?wait=25"))
+    });
+    wait_until(deadline(), "the long-poll to be registered", || {
+        common::metric(addr, "openhqm_waiters") == Some(1.0)
+    });
+
+    let r = cancel(&mut c, &queued);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "CANCELLED");
+    assert_eq!(v["correlation_id"], queued.as_str());
+    let woken = waiter.join().unwrap();
+    assert_eq!(woken.status, 200, "woken by the cancel: {}", woken.text());
+    assert_eq!(woken.json()["status"], "CANCELLED");
+
+    // Final: 409 from now on; so is the request a worker holds.
+    let r = cancel(&mut c, &queued);
+    let e = assert_error(&r, 409);
+    assert!(e["detail"].as_str().unwrap().contains("CANCELLED"), "{e}");
+    let r = cancel(&mut c, &running);
+    let e = assert_error(&r, 409);
+    assert!(e["detail"].as_str().unwrap().contains("PROCESSING"), "{e}");
+
+    // Once the slot is free, the next request (queued after the cancelled one) runs, and the
+    // cancelled one never reached the upstream.
+    gate.open();
+    assert_eq!(
+        wait_final(&mut c, &running, deadline()).json()["status"],
+        "COMPLETED"
+    );
+    let later = c.submit(r#"{"n":"later"}"#);
+    assert_eq!(
+        wait_final(&mut c, &later, deadline()).json()["status"],
+        "COMPLETED"
+    );
+    assert_eq!(
+        up.requests(),
+        2,
+        "the cancelled request was never forwarded"
+    );
+    let r = c.get(&format!("/api/v1/response/{queued}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "CANCELLED");
+
+    let unknown = "550e8400-e29b-41d4-a716-446655440000";
+    assert_error(&cancel(&mut c, unknown), 404);
+}
+
+#[test]
+fn cancel_on_the_embedded_queue() {
+    let (up, gate) = gated();
+    let f = flags(&up);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    let broker = Broker::start_with(&f);
+    a_pending_request_is_cancelled_and_never_processed(&broker, &up, &gate);
+}
+
+#[test]
+fn cancel_on_redis_across_instances() {
+    // The API node has no worker slots; the entry waits in the stream for the worker node,
+    // whose one slot is busy, and the cancel deletes it there.
+    let redis = RedisServer::start();
+    let (up, gate) = gated();
+    let with_role = |role: &str| {
+        let mut f = flags(&up);
+        f.extend(["--server.role".to_owned(), role.to_owned()]);
+        f
+    };
+    let (api, worker) = (with_role("api"), with_role("worker"));
+    let api: Vec<&str> = api.iter().map(String::as_str).collect();
+    let worker: Vec<&str> = worker.iter().map(String::as_str).collect();
+    let a = Broker::start_on_redis(&redis, &api);
+    let _w = Broker::start_on_redis(&redis, &worker);
+    a_pending_request_is_cancelled_and_never_processed(&a, &up, &gate);
+}
