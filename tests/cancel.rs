@@ -72,7 +72,10 @@ fn a_pending_request_is_cancelled_and_never_processed(api: &Broker, up: &Upstrea
     wait_until(deadline(), "the first job to reach the upstream", || {
         up.requests() == 1
     });
+    // The cancelled entry sits between two others in the backlog.
+    let before = c.submit(r#"{"n":"before"}"#);
     let queued = c.submit(r#"{"n":"queued"}"#);
+    let after = c.submit(r#"{"n":"after"}"#);
     assert_eq!(
         c.get(&format!("/api/v1/status/{queued}")).json()["status"],
         "PENDING"
@@ -105,23 +108,19 @@ fn a_pending_request_is_cancelled_and_never_processed(api: &Broker, up: &Upstrea
     let e = assert_error(&r, 409);
     assert!(e["detail"].as_str().unwrap().contains("PROCESSING"), "{e}");
 
-    // Once the slot is free, the next request (queued after the cancelled one) runs, and the
-    // cancelled one never reached the upstream.
+    // Once the slot is free, the others run (one of them queued after the cancelled one, and
+    // one submitted later still), and the cancelled one never reached the upstream.
     gate.open();
     assert_eq!(
         wait_final(&mut c, &running, deadline()).json()["status"],
         "COMPLETED"
     );
     let later = c.submit(r#"{"n":"later"}"#);
-    assert_eq!(
-        wait_final(&mut c, &later, deadline()).json()["status"],
-        "COMPLETED"
-    );
-    assert_eq!(
-        up.requests(),
-        2,
-        "the cancelled request was never forwarded"
-    );
+    for id in [&before, &after, &later] {
+        let done = wait_final(&mut c, id, deadline()).json();
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+    }
+    assert_eq!(up.requests(), 4, "only the cancelled request was never forwarded");
     let r = c.get(&format!("/api/v1/response/{queued}"));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "CANCELLED");

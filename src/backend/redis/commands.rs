@@ -5,6 +5,11 @@
 use super::keys::GROUP;
 use crate::resp::Cmd;
 
+/// `XADD stream * field value …`: appends an entry.
+pub(super) fn xadd<'a>(stream: &'a [u8], fields: impl IntoIterator<Item = &'a [u8]>) -> Cmd<'a> {
+    Cmd::new(b"XADD").arg(stream).arg(b"*").args(fields)
+}
+
 /// `SET key value EX ttl`: a request state with its TTL (`state_value.rs` encodes the value).
 pub(super) fn set_state<'a>(key: &'a [u8], value: &'a [u8], ttl_seconds: &'a [u8]) -> Cmd<'a> {
     Cmd::new(b"SET")

@@ -80,13 +80,13 @@ const DEAD_LETTER: &[u8] = owner_only!(dead_letter_body!());
 
 /// Redrive: if dead letter `ARGV[2]` is still the indexed entry of id `ARGV[1]`, delete it and
 /// its index, append the job (`ARGV[5..]`, field/value args) to the work stream and store the
-/// `PENDING` state `ARGV[3]` (naming the new entry, as `SUBMIT` does) with TTL `ARGV[4]`. KEYS: dead-letter stream, dead-letter index,
+/// `PENDING` state `ARGV[3]` with TTL `ARGV[4]`. KEYS: dead-letter stream, dead-letter index,
 /// stream, state. Returns 1, or 0 when it was no longer there.
 const REDRIVE: &[u8] = b"if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('XDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
-local e = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
-redis.call('SET', KEYS[4], ARGV[3] .. ' q' .. #e .. ':' .. e, 'EX', ARGV[4])
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
 return 1";
 
 /// Drops the dead letter of id `ARGV[1]`. KEYS: dead-letter stream, dead-letter index. Returns
@@ -96,31 +96,48 @@ if not e then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('XDEL', KEYS[1], e)";
 
-/// Submit: for each job, append its entry to the stream and store its `PENDING` state with the
-/// new entry's id (a `q` blob, `state_value.rs`), so a cancel can delete the entry while it is
-/// undelivered. KEYS: stream, then one state key per job. ARGV: ttl, then per job: the state's
-/// value (without the blob), n, and n field/value args. Returns the number of jobs.
-const SUBMIT: &[u8] = b"local a = 2
-for i = 2, #KEYS do
-  local n = tonumber(ARGV[a + 1])
-  local e = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 2, a + 1 + n))
-  redis.call('SET', KEYS[i], ARGV[a] .. ' q' .. #e .. ':' .. e, 'EX', ARGV[1])
-  a = a + 2 + n
-end
-return #KEYS - 1";
-
-/// Cancel: if the state is still `ARGV[1]` (the `PENDING` value read before) and its entry
-/// `ARGV[4]` was never delivered (not in group `ARGV[3]`'s pending list, and still in the
-/// stream), delete the entry, store the `CANCELLED` state `ARGV[2]` (TTL `ARGV[5]`) and publish
-/// the id (`ARGV[7]`, 16 bytes) on the finals channel `ARGV[6]`. KEYS: state, stream. Returns 1
-/// when cancelled, 0 when the entry was delivered (the request started), -1 when the state
-/// changed meanwhile.
+/// Cancel: if the state is still `ARGV[1]` (the `PENDING` value read before) and the job's entry
+/// is among those group `ARGV[3]` has not delivered yet (after its last-delivered id), delete
+/// the entry, store the `CANCELLED` state `ARGV[2]` (TTL `ARGV[5]`) and publish the id (`ARGV[7]`,
+/// 16 bytes) on the finals channel `ARGV[6]`. The entry is found by its `id` field (`ARGV[4]`;
+/// the first field of an entry the broker wrote), scanning at most `ARGV[8]` undelivered
+/// entries: nothing on
+/// the submit path names it. KEYS: state, stream. Returns 1 when cancelled, 0 when the entry is
+/// not among the undelivered ones (a worker took it), -1 when the state changed meanwhile, -2
+/// when the undelivered backlog is longer than the scan.
 const CANCEL: &[u8] = b"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if #redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[4], ARGV[4], 1) > 0 then return 0 end
-if redis.call('XDEL', KEYS[2], ARGV[4]) == 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return 1";
+local last = '0-0'
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[2])
+if ok then
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    if f['name'] == ARGV[3] then last = f['last-delivered-id'] end
+  end
+end
+local from = '(' .. last
+local scanned = 0
+while scanned < tonumber(ARGV[8]) do
+  local batch = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 500)
+  if #batch == 0 then return 0 end
+  for _, e in ipairs(batch) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'id' then
+        if f[i + 1] == ARGV[4] then
+          redis.call('XDEL', KEYS[2], e[1])
+          redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
+          redis.call('PUBLISH', ARGV[6], ARGV[7])
+          return 1
+        end
+        break
+      end
+    end
+  end
+  scanned = scanned + #batch
+  from = '(' .. batch[#batch][1]
+end
+return -2";
 
 /// Moves due retries (ids in the sorted set, job fields in a hash) back onto the stream.
 /// KEYS: retry set, stream. ARGV: now (ms), job-hash key prefix.
@@ -174,8 +191,6 @@ pub struct Scripts {
     pub dead_letter_held: Script,
     /// See `REDRIVE`.
     pub redrive: Script,
-    /// See `SUBMIT`.
-    pub submit: Script,
     /// See `CANCEL`.
     pub cancel: Script,
     /// See `DROP_DEAD_LETTER`.
@@ -194,7 +209,6 @@ impl Default for Scripts {
             dead_letter: Script::new(DEAD_LETTER),
             dead_letter_held: Script::new(DEAD_LETTER_HELD),
             redrive: Script::new(REDRIVE),
-            submit: Script::new(SUBMIT),
             cancel: Script::new(CANCEL),
             drop_dead_letter: Script::new(DROP_DEAD_LETTER),
             move_due_retries: Script::new(MOVE_DUE_RETRIES),

@@ -6,13 +6,12 @@
 //! The value is text where it can be, binary-safe where it must be:
 //!
 //! ```text
-//! PENDING 1795689000123456 1795689000123456 q15:1795689000123-0
+//! PENDING 1795689000123456 1795689000123456
 //! COMPLETED 1795689000123456 1795689000130456 7 1795689000130456 200 r15:{"result":"X"}
 //! FAILED 1795689000123456 1795689000130456 7 1795689000130456 - e15:Simulated error
 //! ```
 //!
-//! Status, `submitted_at` and `updated_at` (µs since the epoch); a `PENDING` state written at
-//! submit names its stream entry (`q` blob: cancel deletes that entry); a final state goes on with
+//! Status, `submitted_at` and `updated_at` (µs since the epoch); a final state goes on with
 //! `processing_time_ms`, `completed_at` and the status code (`-` for none), then each present
 //! blob as a tag (`r` result, `h` headers, `e` error), its length in bytes, `:` and the bytes, in
 //! that order, separated by single spaces.
@@ -147,32 +146,17 @@ fn status_of(b: &[u8]) -> Option<Status> {
 /// a value decodes only if encoding its state gives the same bytes back (the fuzz target
 /// `state_value` checks that).
 pub fn decode(value: &Bytes) -> Option<RequestState> {
-    decode_with_entry(value).map(|(state, _)| state)
-}
-
-/// The stream entry a `PENDING` value names (`q` blob, written by the submit script), if any.
-pub fn queued_entry(value: &Bytes) -> Option<Bytes> {
-    decode_with_entry(value)?.1
-}
-
-fn decode_with_entry(value: &Bytes) -> Option<(RequestState, Option<Bytes>)> {
     let mut r = Reader { value, at: 0 };
     let status = status_of(r.token()?)?;
     let submitted_at = Timestamp(r.num()?);
     let updated_at = Timestamp(r.num()?);
     if !status.is_final() {
-        let entry = if status == Status::Pending {
-            r.blob(b'q').ok()?
-        } else {
-            None
-        };
-        let state = RequestState {
+        return r.done().then_some(RequestState {
             status,
             submitted_at,
             updated_at,
             outcome: None,
-        };
-        return r.done().then_some((state, entry));
+        });
     }
     let processing_time_ms = r.num()?;
     let completed_at = Timestamp(r.num()?);
@@ -190,7 +174,7 @@ fn decode_with_entry(value: &Bytes) -> Option<(RequestState, Option<Bytes>)> {
         Some(e) => Some(String::from_utf8(e.to_vec()).ok()?),
         None => None,
     };
-    let state = RequestState {
+    Some(RequestState {
         status,
         submitted_at,
         updated_at,
@@ -202,8 +186,7 @@ fn decode_with_entry(value: &Bytes) -> Option<(RequestState, Option<Bytes>)> {
             processing_time_ms,
             completed_at,
         })),
-    };
-    Some((state, None))
+    })
 }
 
 #[cfg(test)]
@@ -356,21 +339,11 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_value_may_name_its_stream_entry() {
-        let v = Bytes::from_static(b"PENDING 10 11 q15:1795689000123-0");
-        let s = decode(&v).unwrap();
-        assert_eq!((s.status, s.submitted_at, s.updated_at), (Status::Pending, Timestamp(10), Timestamp(11)));
-        assert_eq!(queued_entry(&v).as_deref(), Some(&b"1795689000123-0"[..]));
-        assert_eq!(queued_entry(&Bytes::from_static(b"PENDING 10 11")), None);
-        for bad in [
-            &b"PENDING 10 11 q16:1795689000123-0"[..],
-            b"PENDING 10 11 q15:1795689000123-0 x",
-            b"PROCESSING 10 11 q15:1795689000123-0",
-        ] {
-            assert_eq!(decode(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
-        }
+    fn cancelled_is_a_final_state() {
         let cancelled = Bytes::from_static(b"CANCELLED 10 12 0 12 - e4:gone");
-        assert_eq!(decode(&cancelled).unwrap().status, Status::Cancelled);
+        let s = decode(&cancelled).unwrap();
+        assert_eq!(s.status, Status::Cancelled);
+        assert_eq!(encode(&s), cancelled);
     }
 
 }

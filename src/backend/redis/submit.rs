@@ -1,10 +1,11 @@
-//! Submitting: admission control, then the job's stream entry and its `PENDING` state (naming
-//! the entry, for cancel) in one script. The 202 is sent only once Redis answered.
+//! Submitting: admission control, then the job's stream entry and its `PENDING` state in one
+//! transaction. The 202 is sent only once Redis answered.
 
 use std::cell::Cell;
 
 use tracing::warn;
 
+use super::commands;
 use super::fields::job_fields;
 use super::queue::RedisQueue;
 use super::state_value;
@@ -43,18 +44,15 @@ impl RedisQueue {
                 )
             })
             .collect();
-        let mut counts: Vec<itoa::Buffer> = pending.iter().map(|_| itoa::Buffer::new()).collect();
-        let mut keys: Vec<&[u8]> = Vec::with_capacity(1 + pending.len());
-        keys.push(&self.keys.stream);
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + pending.len() * 14);
-        args.push(&self.ttl_text);
-        for ((state_key, state, entry), count) in pending.iter().zip(counts.iter_mut()) {
-            keys.push(state_key);
-            args.push(state);
-            args.push(count.format(entry.len()).as_bytes());
-            args.extend(entry.iter().map(|b| &b[..]));
-        }
-        let r = self.cmd.eval(&self.scripts.submit, &keys, &args).await;
+        let r = self
+            .cmd
+            .transaction(2 * pending.len(), |out| {
+                for (state_key, state, entry) in &pending {
+                    commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
+                    commands::set_state(state_key, state, &self.ttl_text).encode(out);
+                }
+            })
+            .await;
         r.map(drop).map_err(|e| {
             if let Some(first) = jobs.first() {
                 warn!(correlation_id = %first.id, jobs = jobs.len(), error = %e, "enqueue failed");
