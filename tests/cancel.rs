@@ -120,7 +120,11 @@ fn a_pending_request_is_cancelled_and_never_processed(api: &Broker, up: &Upstrea
         let done = wait_final(&mut c, id, deadline()).json();
         assert_eq!(done["status"], "COMPLETED", "{done}");
     }
-    assert_eq!(up.requests(), 4, "only the cancelled request was never forwarded");
+    assert_eq!(
+        up.requests(),
+        4,
+        "only the cancelled request was never forwarded"
+    );
     let r = c.get(&format!("/api/v1/response/{queued}"));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "CANCELLED");

@@ -5,7 +5,7 @@
 //! still this consumer's (`scripts.rs`).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
@@ -20,6 +20,13 @@ use crate::clock::Timestamp;
 use crate::resp::{Frame, RedisError, Script};
 use crate::metrics::DlqReason;
 use crate::store::RequestState;
+
+/// Whether a lease last reset at `since` is certainly still this consumer's at `now`: less than
+/// `held` (shorter than the idle time after which other consumers take entries over) has passed.
+/// Past that the lease may be lost, and a delivery is settled owner-only.
+fn lease_certainly_held(since: Instant, now: Instant, held: Duration) -> bool {
+    now.saturating_duration_since(since) < held
+}
 
 impl RedisQueue {
     /// Records `PROCESSING` (a job that did not finish at once).
@@ -71,11 +78,12 @@ impl RedisQueue {
     /// than `lease_held` ago, so no other consumer can have taken it over (they take entries idle
     /// for `LEASE`).
     fn lease_held(&self, d: &Delivery) -> bool {
+        let now = Instant::now();
         d.entry_id.as_ref().is_some_and(|id| {
             self.in_flight
                 .borrow()
                 .get(id)
-                .is_some_and(|since| since.elapsed() < self.lease_held)
+                .is_some_and(|&since| lease_certainly_held(since, now, self.lease_held))
         })
     }
 
@@ -201,5 +209,24 @@ impl RedisQueue {
         };
         self.settle(&d, held, owner_only, args, "cannot dead-letter")
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_certainly_held_only_until_the_margin_runs_out() {
+        // A fake clock: instants built from one base, no waiting.
+        let held = Duration::from_secs(20);
+        let since = Instant::now();
+        let at = |ms: u64| since + Duration::from_millis(ms);
+        assert!(lease_certainly_held(since, since, held));
+        assert!(lease_certainly_held(since, at(19_999), held));
+        assert!(!lease_certainly_held(since, at(20_000), held), "lost: owner-only");
+        assert!(!lease_certainly_held(since, at(3_600_000), held));
+        // A renewal (a later `since`) holds it again.
+        assert!(lease_certainly_held(at(15_000), at(30_000), held));
     }
 }
