@@ -12,9 +12,10 @@ upstream connections).
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/proxy-vs-builtin.py [ROUNDS=3] [SECONDS=5] [BROKER OPTIONS...]
     SCENARIO=wait python3 loadtest/scripts/proxy-vs-builtin.py 3 5   # submit-and-wait, no polls
+    BROKER=/tmp/openhqm-before python3 loadtest/scripts/proxy-vs-builtin.py 3 5   # another build
 """
 import json, os, subprocess, sys, time, socket, statistics
-ROOT=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))); BROKER=f"{ROOT}/target/release/openhqm"; LT=f"{ROOT}/target/release/loadtest"
+ROOT=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))); BROKER=os.environ.get("BROKER",f"{ROOT}/target/release/openhqm"); LT=f"{ROOT}/target/release/loadtest"
 def free_port():
     s=socket.socket(); s.bind(("127.0.0.1",0)); p=s.getsockname()[1]; s.close(); return p
 def wait_port(p):

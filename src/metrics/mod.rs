@@ -9,6 +9,8 @@ use crate::http::Method;
 use crate::store::Status;
 pub use histogram::Histogram;
 
+use std::collections::BTreeMap;
+
 /// The API's endpoints, as values of the `endpoint` label (`api::route` maps paths to them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -169,31 +171,43 @@ pub struct ShardMetrics {
 /// and outcome code (the status, or an error kind).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProxyMetrics {
-    /// Calls by endpoint and code.
-    pub requests: std::collections::BTreeMap<(String, String), u64>,
-    /// Call durations by endpoint.
-    pub durations: std::collections::BTreeMap<String, Histogram>,
+    /// Per endpoint: calls by code, and call durations.
+    pub endpoints: BTreeMap<String, EndpointCalls>,
+}
+
+/// One endpoint's upstream calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointCalls {
+    /// Calls by code.
+    pub codes: BTreeMap<String, u64>,
+    /// Call durations.
+    pub durations: Histogram,
 }
 
 impl ProxyMetrics {
-    /// Counts one call to `endpoint` that ended with `code` after `secs`.
+    /// Counts one call to `endpoint` that ended with `code` after `secs` (allocating only the
+    /// first time a name or code is seen).
     pub fn record(&mut self, endpoint: &str, code: &str, secs: f64) {
-        *self
-            .requests
-            .entry((endpoint.to_owned(), code.to_owned()))
-            .or_default() += 1;
-        self.durations
-            .entry(endpoint.to_owned())
-            .or_default()
-            .observe(secs);
+        let calls = match self.endpoints.get_mut(endpoint) {
+            Some(c) => c,
+            None => self.endpoints.entry(endpoint.to_owned()).or_default(),
+        };
+        match calls.codes.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                calls.codes.insert(code.to_owned(), 1);
+            }
+        }
+        calls.durations.observe(secs);
     }
 
     fn merge(&mut self, o: &ProxyMetrics) {
-        for (k, n) in &o.requests {
-            *self.requests.entry(k.clone()).or_default() += n;
-        }
-        for (k, h) in &o.durations {
-            self.durations.entry(k.clone()).or_default().merge(h);
+        for (endpoint, theirs) in &o.endpoints {
+            let mine = self.endpoints.entry(endpoint.clone()).or_default();
+            for (code, n) in &theirs.codes {
+                *mine.codes.entry(code.clone()).or_default() += n;
+            }
+            mine.durations.merge(&theirs.durations);
         }
     }
 }

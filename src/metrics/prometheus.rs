@@ -210,11 +210,13 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
         "counter",
         "Upstream calls of proxy mode, by endpoint and outcome (status code or error kind).",
     );
-    for ((endpoint, code), n) in &total.proxy.requests {
-        let _ = writeln!(
-            o,
-            "openhqm_proxy_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}} {n}"
-        );
+    for (endpoint, calls) in &total.proxy.endpoints {
+        for (code, n) in &calls.codes {
+            let _ = writeln!(
+                o,
+                "openhqm_proxy_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}} {n}"
+            );
+        }
     }
     family(
         o,
@@ -222,9 +224,9 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
         "histogram",
         "Upstream call time of proxy mode, by endpoint.",
     );
-    for (endpoint, h) in &total.proxy.durations {
+    for (endpoint, calls) in &total.proxy.endpoints {
         let labels = format!("endpoint=\"{endpoint}\"");
-        histogram(o, "openhqm_proxy_duration_seconds", &labels, h);
+        histogram(o, "openhqm_proxy_duration_seconds", &labels, &calls.durations);
     }
 
     family(

@@ -109,11 +109,12 @@ impl Processor for HttpProcessor {
         };
         let started = std::time::Instant::now();
         let sent = self.pool.send(&exchange).await;
+        let mut digits = itoa::Buffer::new();
         let code = match &sent {
-            Ok(resp) => itoa::Buffer::new().format(resp.status).to_owned(),
-            Err(e) => e.kind_label().to_owned(),
+            Ok(resp) => digits.format(resp.status),
+            Err(e) => e.kind_label(),
         };
-        super::record(&ep.name, &code, started.elapsed().as_secs_f64());
+        super::record(&ep.name, code, started.elapsed().as_secs_f64());
         match sent {
             Ok(resp) if ep.retry_on.contains(&resp.status) => {
                 let e = ProcessError::retryable(format!(
