@@ -32,7 +32,8 @@ pub enum ErrorKind {
     MalformedJson,
     /// Valid JSON of the wrong shape.
     InvalidShape,
-    /// A correlation id that is not a UUID.
+    /// A correlation id that is not a UUID: answered as an unknown one (404, as Python clients
+    /// expect), and never used to build a key.
     MalformedId,
     /// No route for the path, or an id that is unknown or expired.
     NotFound,
@@ -48,8 +49,8 @@ impl ErrorKind {
     /// The HTTP status for this kind (API.md's error table).
     pub const fn status(self) -> u16 {
         match self {
-            ErrorKind::MalformedRequest | ErrorKind::MalformedJson | ErrorKind::MalformedId => 400,
-            ErrorKind::NotFound => 404,
+            ErrorKind::MalformedRequest | ErrorKind::MalformedJson => 400,
+            ErrorKind::NotFound | ErrorKind::MalformedId => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict => 409,
@@ -177,7 +178,7 @@ mod tests {
             (UnknownTransferCoding, 501),
             (NotFound, 404),
             (MethodNotAllowed, 405),
-            (MalformedId, 400),
+            (MalformedId, 404),
             (QueueUnavailable, 503),
             (VersionNotSupported, 505),
             (MethodNotImplemented, 501),

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         }
     };
     let _log_guard = log::init(&config.monitoring);
+    for notice in &config.notices {
+        warn!("{notice}");
+    }
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {

@@ -247,14 +247,15 @@ fn out_of_range_number_in_payload_is_rejected() {
 }
 
 #[test]
-fn media_type_and_encoding_are_415() {
+fn media_type_and_encoding_are_415_and_json_is_read_as_python_did() {
     let b = Broker::start();
     let body = br#"{"payload":{}}"#;
     for headers in [
         vec![("Content-Type", "text/plain")],
         vec![("Content-Type", "application/json; charset=iso-8859-1")],
         vec![("Content-Type", "application/x-www-form-urlencoded")],
-        vec![],
+        vec![("Content-Type", "application/json+xml")],
+        vec![("Content-Type", "text/+json")],
         vec![
             ("Content-Type", "application/json"),
             ("Content-Encoding", "gzip"),
@@ -269,15 +270,21 @@ fn media_type_and_encoding_are_415() {
             "{headers:?}: connection should close"
         );
     }
-    // charset=utf-8 is JSON.
-    let mut c = b.client();
-    let r = c.request(
-        "POST",
-        SUBMIT,
-        &[("Content-Type", "application/json; charset=UTF-8")],
-        body,
-    );
-    assert_eq!(r.status, 202);
+    // charset=utf-8 is JSON; so are `+json` types and no Content-Type at all (as the Python
+    // OpenHQM reads them).
+    for headers in [
+        vec![("Content-Type", "application/json; charset=UTF-8")],
+        vec![("Content-Type", "application/vnd.api+json")],
+        vec![(
+            "Content-Type",
+            "Application/Merge-Patch+JSON; charset=utf-8",
+        )],
+        vec![],
+    ] {
+        let mut c = b.client();
+        let r = c.request("POST", SUBMIT, &headers, body);
+        assert_eq!(r.status, 202, "{headers:?}: {}", r.text());
+    }
     assert_healthy(b.addr);
 }
 

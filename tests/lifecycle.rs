@@ -293,3 +293,58 @@ fn a_second_broker_on_a_busy_port_refuses_to_start() {
     assert!(stdout.contains("cannot listen"), "stdout: {stdout}");
     assert_healthy(first.addr);
 }
+
+#[test]
+fn an_environment_of_the_python_openhqm_starts_the_broker() {
+    // Python-only keys: one warning naming them, and the broker serves.
+    let redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let b = Broker::start_with_env(
+        &[],
+        &[
+            ("OPENHQM_SERVER__WORKERS", "4"),
+            ("OPENHQM_QUEUE__KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"),
+            // A Redis URL without a queue type selects Redis.
+            ("OPENHQM_QUEUE__REDIS_URL", &url),
+        ],
+    );
+    let warnings: Vec<serde_json::Value> = b
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "WARN")
+        .collect();
+    let ignored: Vec<&serde_json::Value> = warnings
+        .iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Python OpenHQM")
+        })
+        .collect();
+    assert_eq!(ignored.len(), 1, "{warnings:?}");
+    let text = ignored[0]["message"].as_str().unwrap();
+    assert!(text.contains("OPENHQM_SERVER__WORKERS"), "{text}");
+    assert!(
+        text.contains("OPENHQM_QUEUE__KAFKA_BOOTSTRAP_SERVERS"),
+        "{text}"
+    );
+    assert!(!text.contains("kafka:9092"), "names only: {text}");
+    assert!(
+        warnings.iter().any(|v| v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("queue.type = redis")),
+        "{warnings:?}"
+    );
+    // And it runs on that Redis: a submitted request's state is there.
+    common::wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the broker to reach Redis",
+        || b.client().get("/health").status == 200,
+    );
+    let id = b.client().submit(r#"{"operation":"echo","data":"x"}"#);
+    let keys = redis.cli(&["KEYS", &format!("*{id}*")]);
+    assert!(keys.contains(&id), "no key for {id} in Redis: {keys:?}");
+}

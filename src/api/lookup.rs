@@ -1,4 +1,5 @@
-//! Finding a request's state: parse the id (malformed → 400, before it touches anything), then ask
+//! Finding a request's state: parse the id (malformed → 404 as an unknown one, before it touches
+//! anything), then ask
 //! the owning shard: this one directly, another one with a mesh message.
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::store::RequestState;
 pub fn parse_id(raw: &Bytes) -> Result<CorrelationId, Error> {
     CorrelationId::parse(raw).ok_or(Error::new(
         ErrorKind::MalformedId,
-        "correlation_id must be a UUID",
+        "Request not found",
     ))
 }
 

@@ -69,8 +69,15 @@ pub fn is_json_media_type(value: &[u8]) -> bool {
         return false;
     };
     let mut parts = value.split(';');
-    let media = parts.next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/json") {
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    // `application/json`, or a structured-syntax `+json` type (RFC 6839), e.g.
+    // `application/vnd.api+json`.
+    let json = media == "application/json"
+        || media
+            .strip_prefix("application/")
+            .and_then(|sub| sub.strip_suffix("+json"))
+            .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    if !json {
         return false;
     }
     parts.all(|p| match p.split_once('=') {
@@ -82,7 +89,7 @@ pub fn is_json_media_type(value: &[u8]) -> bool {
     })
 }
 
-/// The head-only check for submit: JSON, not content-encoded.
+/// The head-only check for submit: JSON (or no Content-Type), not content-encoded.
 pub fn precheck(head: &RequestHead) -> Result<(), Error> {
     if head.content_encoded {
         return Err(Error::new(
@@ -91,8 +98,10 @@ pub fn precheck(head: &RequestHead) -> Result<(), Error> {
         ));
     }
     match &head.content_type {
+        // No Content-Type is read as JSON, as the Python OpenHQM does.
+        None => Ok(()),
         Some(ct) if is_json_media_type(ct) => Ok(()),
-        _ => Err(Error::new(
+        Some(_) => Err(Error::new(
             ErrorKind::UnsupportedMediaType,
             "Content-Type must be application/json (UTF-8)",
         )),

@@ -79,22 +79,48 @@ where
     }
 
     let mut c = Config::default();
+    // Every key some layer set, for what depends on whether a key was given at all.
+    let mut given: Vec<String> = Vec::new();
     if let Some(path) = file {
         let text = read_file(&path)
             .map_err(|e| ConfigError(format!("--config {path}: cannot read: {e}")))?;
-        apply_toml(&mut c, &text).map_err(|e| ConfigError(format!("{path}: {e}")))?;
+        apply_toml(&mut c, &text, &mut given).map_err(|e| ConfigError(format!("{path}: {e}")))?;
     }
     let mut env: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("OPENHQM_"))
         .collect();
     env.sort();
+    let mut ignored = Vec::new();
     for (var, value) in env {
-        let key = key_of_env(&var)
-            .filter(|k| is_known(k))
-            .ok_or_else(|| ConfigError(format!("unknown configuration variable {var}")))?;
+        let key = match key_of_env(&var) {
+            Some(k) if is_known(&k) => k,
+            Some(k) if is_python_only(&k) => {
+                ignored.push(var);
+                continue;
+            }
+            _ => return Err(ConfigError(format!("unknown configuration variable {var}"))),
+        };
         c.set(&key, &value)
             .map_err(|e| ConfigError(format!("{var}: {e}")))?;
+        given.push(key);
+    }
+    if !ignored.is_empty() {
+        c.notices.push(format!(
+            "ignoring settings of the Python OpenHQM this broker does not use: {}",
+            ignored.join(", ")
+        ));
+    }
+    for (key, _) in &overrides {
+        given.push(key.clone());
+    }
+    let set = |k: &str| given.iter().any(|g| g == k);
+    if set("queue.redis_url") && !set("queue.type") {
+        c.set("queue.type", "redis")?;
+        c.notices.push(
+            "queue.type is not set and queue.redis_url is: using Redis (queue.type = redis)"
+                .to_owned(),
+        );
     }
     for (key, value) in overrides {
         c.set(&key, &value)
@@ -104,9 +130,41 @@ where
     Ok(Loaded::Run(Box::new(c)))
 }
 
+/// Keys of the Python OpenHQM's settings that this broker does not use (other queue brokers,
+/// its process model, partitioning): set in the environment, they are ignored with a warning so
+/// an existing deployment still starts.
+fn is_python_only(key: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "server.workers",
+        "server.reload",
+        "server.debug",
+        "server.log_level",
+        "cache.max_connections",
+        "queue.max_connections",
+        "worker.name",
+        "worker.id",
+        "monitoring.tracing_enabled",
+        "monitoring.otlp_endpoint",
+    ];
+    const PREFIXES: &[&str] = &[
+        "queue.kafka_",
+        "queue.sqs_",
+        "queue.azure_",
+        "queue.gcp_",
+        "queue.pubsub_",
+        "queue.mqtt_",
+        "queue.nats_",
+        "queue.rabbitmq_",
+        "queue.eventhubs_",
+        "queue.handler",
+        "partitioning.",
+    ];
+    EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
 /// Applies a TOML document of `[section]` tables (nested ones for deeper keys,
 /// `[proxy.endpoints.billing]`). Lists and the `headers` maps are passed on as JSON text.
-fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
+fn apply_toml(c: &mut Config, text: &str, given: &mut Vec<String>) -> Result<(), ConfigError> {
     let doc: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError(format!("invalid TOML: {e}")))?;
@@ -116,12 +174,17 @@ fn apply_toml(c: &mut Config, text: &str) -> Result<(), ConfigError> {
                 "{section:?} must be a [section] table"
             )));
         };
-        apply_table(c, &section, table)?;
+        apply_table(c, &section, table, given)?;
     }
     Ok(())
 }
 
-fn apply_table(c: &mut Config, prefix: &str, table: toml::Table) -> Result<(), ConfigError> {
+fn apply_table(
+    c: &mut Config,
+    prefix: &str,
+    table: toml::Table,
+    given: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     for (key, value) in table {
         let name = format!("{prefix}.{key}");
         let text = match value {
@@ -130,7 +193,7 @@ fn apply_table(c: &mut Config, prefix: &str, table: toml::Table) -> Result<(), C
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Table(t) if key != "headers" => {
-                apply_table(c, &name, t)?;
+                apply_table(c, &name, t, given)?;
                 continue;
             }
             v @ (toml::Value::Array(_) | toml::Value::Table(_)) => json_of(&name, v)?,
@@ -141,6 +204,7 @@ fn apply_table(c: &mut Config, prefix: &str, table: toml::Table) -> Result<(), C
             }
         };
         c.set(&name, &text)?;
+        given.push(name);
     }
     Ok(())
 }
@@ -193,6 +257,7 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::QueueType;
     use std::time::Duration;
 
     fn run(args: &[&str], env: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
@@ -238,6 +303,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.cache.ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn python_only_keys_start_with_one_notice() {
+        let c = run(
+            &[],
+            &[
+                ("OPENHQM_SERVER__WORKERS", "4"),
+                ("OPENHQM_QUEUE__KAFKA_BOOTSTRAP_SERVERS", "k:9092"),
+                ("OPENHQM_PARTITIONING__ENABLED", "true"),
+                ("OPENHQM_SERVER__PORT", "9000"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9000);
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+        for var in [
+            "OPENHQM_SERVER__WORKERS",
+            "OPENHQM_QUEUE__KAFKA_BOOTSTRAP_SERVERS",
+            "OPENHQM_PARTITIONING__ENABLED",
+        ] {
+            assert!(c.notices[0].contains(var), "{:?}", c.notices);
+        }
+        assert!(!c.notices[0].contains("k:9092"), "names, never values");
+        assert!(run(&[], &[], None).unwrap().notices.is_empty());
+    }
+
+    #[test]
+    fn a_redis_url_without_a_queue_type_selects_redis() {
+        let url = ("OPENHQM_QUEUE__REDIS_URL", "redis://127.0.0.1:6390");
+        let c = run(&[], &[url], None).unwrap();
+        assert_eq!(c.queue.kind, QueueType::Redis);
+        assert!(c.notices.iter().any(|n| n.contains("queue.type = redis")));
+        let c = run(&[], &[url, ("OPENHQM_QUEUE__TYPE", "memory")], None).unwrap();
+        assert_eq!(c.queue.kind, QueueType::Memory, "an explicit type wins");
+        assert!(c.notices.is_empty());
+        let c = run(&["--queue.type", "memory"], &[url], None).unwrap();
+        assert_eq!(c.queue.kind, QueueType::Memory);
+        let file = "[queue]\nredis_url = \"redis://127.0.0.1:6390\"\n";
+        let from_file = run(&["--config", "f.toml"], &[], Some(file)).unwrap();
+        assert_eq!(from_file.queue.kind, QueueType::Redis);
+        assert_eq!(run(&[], &[], None).unwrap().queue.kind, QueueType::Memory);
     }
 
     #[test]

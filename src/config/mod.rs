@@ -181,6 +181,9 @@ pub struct Config {
     pub proxy: proxy::ProxyConfig,
     /// `routing.routes`
     pub routes: Vec<routing::RouteConfig>,
+    /// What loading decided or ignored that the operator should hear about at start (logged as
+    /// warnings once logging is up): Python-only keys ignored, `queue.type` inferred.
+    pub notices: Vec<String>,
 }
 
 impl Default for Config {
@@ -229,6 +232,7 @@ impl Default for Config {
             },
             proxy: proxy::ProxyConfig::default(),
             routes: Vec::new(),
+            notices: Vec::new(),
             monitoring: MonitoringConfig {
                 metrics_enabled: true,
                 log_level: tracing::Level::INFO,

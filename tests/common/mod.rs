@@ -47,9 +47,15 @@ impl Broker {
     /// Starts a broker with `--host 127.0.0.1 --port 0 --log-format json` plus `extra` flags and
     /// waits (bounded) for its "listening" line.
     pub fn start_with(extra: &[&str]) -> Broker {
+        Broker::start_with_env(extra, &[])
+    }
+
+    /// [`Broker::start_with`], with these environment variables set.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
         let mut child = broker_command()
             .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
