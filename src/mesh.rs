@@ -61,6 +61,11 @@ pub enum ShardMsg {
         /// Where the answer goes.
         reply: flume::Sender<Result<(), QueueError>>,
     },
+    /// "Are you there?" (liveness: answered at once, never after I/O).
+    Ping {
+        /// Where the answer goes.
+        reply: flume::Sender<ShardId>,
+    },
     /// Stop accepting, drain, exit.
     Shutdown,
 }
@@ -172,6 +177,26 @@ impl Mesh {
             out.push(m);
         }
         out
+    }
+
+    /// Pings every shard (this one too); resolves once all answered, with how many did (a
+    /// closed inbox does not answer). The caller bounds the wait.
+    pub async fn ping_all(&self) -> usize {
+        let (reply, answers) = flume::unbounded();
+        for to in 0..self.nr_shards() {
+            let _ = self.send(
+                to,
+                ShardMsg::Ping {
+                    reply: reply.clone(),
+                },
+            );
+        }
+        drop(reply);
+        let mut n = 0;
+        while answers.recv_async().await.is_ok() {
+            n += 1;
+        }
+        n
     }
 
     /// Asks every other shard to check its backend; the first failure, if any.

@@ -9,6 +9,7 @@ pub mod health;
 pub mod json;
 pub mod lookup;
 pub mod metrics;
+pub mod probes;
 pub mod response;
 pub mod route;
 pub mod routing;
@@ -144,6 +145,8 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             },
         },
         Ok(Route::Health) => Ok(health::handle(&*api.backend, &api.mesh).await),
+        Ok(Route::Livez) => Ok(probes::livez(&api.mesh).await),
+        Ok(Route::Readyz) => Ok(probes::readyz(&*api.backend, &api.mesh).await),
         Ok(Route::DlqList) => dead_letters::list(&api.mesh, req.head.query.as_ref()).await,
         Ok(Route::DlqRedrive(raw)) => dead_letters::act(&api.mesh, &raw, false).await,
         Ok(Route::DlqDrop(raw)) => dead_letters::act(&api.mesh, &raw, true).await,

@@ -16,6 +16,8 @@ pub fn endpoint_of(path: &[u8]) -> Endpoint {
         b"/api/v1/submit/batch" => Endpoint::SubmitBatch,
         b"/health" => Endpoint::Health,
         b"/metrics" => Endpoint::Metrics,
+        b"/livez" => Endpoint::Livez,
+        b"/readyz" => Endpoint::Readyz,
         p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
         p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
         b"/api/v1/dlq" => Endpoint::Dlq,
@@ -72,6 +74,10 @@ pub enum Route {
     Health,
     /// Prometheus metrics.
     Metrics,
+    /// Liveness probe.
+    Livez,
+    /// Readiness probe.
+    Readyz,
     /// List dead letters.
     DlqList,
     /// Redrive the dead letter of the id (raw segment).
@@ -108,6 +114,8 @@ pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
         (Endpoint::Response, _) if read => Ok(Route::Response(path.slice(RESPONSE_PREFIX.len()..))),
         (Endpoint::Health, _) if read => Ok(Route::Health),
         (Endpoint::Metrics, _) if read => Ok(Route::Metrics),
+        (Endpoint::Livez, _) if read => Ok(Route::Livez),
+        (Endpoint::Readyz, _) if read => Ok(Route::Readyz),
         (Endpoint::Dlq, _) if read => Ok(Route::DlqList),
         (Endpoint::DlqRedrive, Method::Post) => {
             let id_len = dlq_item(path).0.len();
@@ -155,6 +163,8 @@ mod tests {
                 Ok(Route::Status(b("..%2F.."))),
             ),
             (Get, "/health".into(), Ok(Route::Health)),
+            (Get, "/livez".into(), Ok(Route::Livez)),
+            (Head, "/readyz".into(), Ok(Route::Readyz)),
             (Head, "/metrics".into(), Ok(Route::Metrics)),
             (
                 Options,

@@ -34,13 +34,17 @@ pub enum Endpoint {
     DlqRedrive,
     /// `DELETE /api/v1/requests/{correlation_id}`
     Cancel,
+    /// `GET /livez`
+    Livez,
+    /// `GET /readyz`
+    Readyz,
     /// Anything else (404s, malformed requests).
     Other,
 }
 
 impl Endpoint {
     /// All endpoints, in label order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Submit,
         Endpoint::SubmitBatch,
         Endpoint::Status,
@@ -51,6 +55,8 @@ impl Endpoint {
         Endpoint::DlqItem,
         Endpoint::DlqRedrive,
         Endpoint::Cancel,
+        Endpoint::Livez,
+        Endpoint::Readyz,
         Endpoint::Other,
     ];
 
@@ -67,6 +73,8 @@ impl Endpoint {
             Endpoint::DlqItem => "/api/v1/dlq/{correlation_id}",
             Endpoint::DlqRedrive => "/api/v1/dlq/{correlation_id}/redrive",
             Endpoint::Cancel => "/api/v1/requests/{correlation_id}",
+            Endpoint::Livez => "/livez",
+            Endpoint::Readyz => "/readyz",
             Endpoint::Other => "other",
         }
     }

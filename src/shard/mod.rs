@@ -277,7 +277,15 @@ impl<B: Backend + 'static> Shard<B> {
                     let _ = reply.send((self.id, self.metrics_snapshot()));
                 }
                 ShardMsg::Check { reply } => {
-                    let _ = reply.send(self.backend.check().await);
+                    // In a task of its own: a slow backend must not hold up the inbox (pings,
+                    // lookups) behind it.
+                    let backend = self.backend.clone();
+                    monoio::spawn(async move {
+                        let _ = reply.send(backend.check().await);
+                    });
+                }
+                ShardMsg::Ping { reply } => {
+                    let _ = reply.send(self.id);
                 }
                 ShardMsg::Shutdown => self.shutdown.trigger(),
             }
