@@ -537,3 +537,62 @@ fn two_thousand_concurrent_submits_across_two_shards() {
     );
     println!("concurrency test took {:?}", started.elapsed());
 }
+
+#[test]
+fn request_life_metrics_build_info_slots_and_rejects() {
+    let b = Broker::start_with(&["--shards", "2", "--workers", "3"]);
+    let mut c = b.client();
+    let id = c.submit(r#"{"operation":"echo","data":"x"}"#);
+    wait_final(&mut c, &id, Instant::now() + Duration::from_secs(10));
+    let m = metrics(&mut c);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        m[&format!("openhqm_build_info{{version=\"{version}\"}}")],
+        1.0
+    );
+    for shard in 0..2 {
+        assert_eq!(
+            m[&format!("openhqm_worker_slots{{shard=\"{shard}\"}}")],
+            3.0
+        );
+        assert_eq!(
+            m[&format!("openhqm_queue_oldest_age_seconds{{shard=\"{shard}\"}}")],
+            0.0,
+            "nothing waits"
+        );
+    }
+    assert_eq!(m["openhqm_queue_wait_seconds_count"], 1.0);
+    assert_eq!(
+        m["openhqm_request_duration_seconds_count{status=\"COMPLETED\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["openhqm_request_duration_seconds_bucket{status=\"COMPLETED\",le=\"300\"}"],
+        1.0
+    );
+    assert_eq!(m["openhqm_rejected_total{reason=\"backpressure\"}"], 0.0);
+
+    // A Redis that is not there: submits are refused, and counted by reason.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{closed}");
+    let r = Broker::start_with(&[
+        "--shards",
+        "1",
+        "--queue",
+        "redis",
+        "--queue.redis_url",
+        &url,
+    ]);
+    let mut c = r.client();
+    let refused = c.post_json("/api/v1/submit", r#"{"payload":{}}"#);
+    assert_error(&refused, 503);
+    let m = metrics(&mut c);
+    assert_eq!(
+        m["openhqm_rejected_total{reason=\"queue_unavailable\"}"],
+        1.0
+    );
+}

@@ -19,7 +19,7 @@ use crate::backend::{Accepted, Backend, Metadata, NewJob, QueueError, Watch};
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::http::{RequestHead, Response};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{RejectReason, ShardMetrics};
 use super::routing::Routes;
 use crate::worker::Processors;
 
@@ -335,7 +335,15 @@ pub(crate) fn prepare(rules: &Rules<'_>, body: &[u8]) -> Result<NewJob, Error> {
 
 /// The 503 for a backend that refused, counted.
 pub(crate) fn refused(metrics: &RefCell<ShardMetrics>, e: QueueError) -> Error {
-    metrics.borrow_mut().publish_failed += 1;
+    {
+        let mut m = metrics.borrow_mut();
+        m.publish_failed += 1;
+        m.rejected(match e {
+            QueueError::Full | QueueError::Overloaded => RejectReason::Backpressure,
+            QueueError::Unavailable => RejectReason::QueueUnavailable,
+            QueueError::Closed => RejectReason::ShuttingDown,
+        });
+    }
     let msg = match e {
         QueueError::Full => "queue is full; retry later",
         QueueError::Unavailable => "queue backend unavailable; retry later",

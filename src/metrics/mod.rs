@@ -127,6 +127,22 @@ impl DlqReason {
     pub const LABELS: [&'static str; 2] = ["max_retries_exceeded", "non_retryable"];
 }
 
+/// `reason` label values of `openhqm_rejected_total`: why a submit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The queue is at its depth limit, or too many submits wait for Redis.
+    Backpressure,
+    /// The queue backend cannot be reached.
+    QueueUnavailable,
+    /// The shard is shutting down.
+    ShuttingDown,
+}
+
+impl RejectReason {
+    /// Label values, by index.
+    pub const LABELS: [&'static str; 3] = ["backpressure", "queue_unavailable", "shutting_down"];
+}
+
 const N_REQ: usize = Endpoint::ALL.len() * METHODS.len() * STATUSES.len();
 
 /// One shard's metrics. Gauges that the shard can read at scrape time (queue depth, active
@@ -147,6 +163,16 @@ pub struct ShardMetrics {
     pub published: u64,
     /// `openhqm_queue_publish_total{status="failure"}`.
     pub publish_failed: u64,
+    /// `openhqm_rejected_total`, by reason.
+    pub rejected: [u64; RejectReason::LABELS.len()],
+    /// `openhqm_queue_wait_seconds`: accepted → first started.
+    pub queue_wait: Histogram,
+    /// `openhqm_request_duration_seconds`: accepted → final, by final status.
+    pub request_total: [Histogram; OUTCOMES.len()],
+    /// `openhqm_worker_slots` (filled at scrape).
+    pub worker_slots: u64,
+    /// `openhqm_queue_oldest_age_seconds`, when the backend knows it (filled at scrape).
+    pub oldest_age_seconds: Option<f64>,
     /// `openhqm_queue_consume_total`.
     pub consumed: u64,
     /// `openhqm_queue_dlq_total`, by reason.
@@ -230,6 +256,11 @@ impl Default for ShardMetrics {
             waiters: 0,
             published: 0,
             publish_failed: 0,
+            rejected: [0; RejectReason::LABELS.len()],
+            queue_wait: Histogram::default(),
+            request_total: Default::default(),
+            worker_slots: 0,
+            oldest_age_seconds: None,
             consumed: 0,
             dead_lettered: [0; 2],
             processing_duration: Default::default(),
@@ -293,6 +324,21 @@ impl ShardMetrics {
         self.worker_errors[e as usize] += 1;
     }
 
+    /// A job waited `secs` from its acceptance to its first start.
+    pub fn waited(&mut self, secs: f64) {
+        self.queue_wait.observe(secs);
+    }
+
+    /// A request became final (`outcome`) `secs` after it was accepted.
+    pub fn finished(&mut self, outcome: Status, secs: f64) {
+        self.request_total[outcome_index(outcome)].observe(secs);
+    }
+
+    /// Counts one refused submit.
+    pub fn rejected(&mut self, reason: RejectReason) {
+        self.rejected[reason as usize] += 1;
+    }
+
     /// Counts one dead-lettered job.
     pub fn dead_letter(&mut self, reason: DlqReason) {
         self.dead_lettered[reason as usize] += 1;
@@ -322,6 +368,14 @@ impl ShardMetrics {
         self.waiters += o.waiters;
         self.published += o.published;
         self.publish_failed += o.publish_failed;
+        for (a, b) in self.rejected.iter_mut().zip(o.rejected) {
+            *a += b;
+        }
+        self.queue_wait.merge(&o.queue_wait);
+        for (a, b) in self.request_total.iter_mut().zip(&o.request_total) {
+            a.merge(b);
+        }
+        self.worker_slots += o.worker_slots;
         self.consumed += o.consumed;
         self.retries += o.retries;
         self.workers_active += o.workers_active;

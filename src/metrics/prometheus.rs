@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::histogram::{Histogram, BUCKETS};
 use super::Endpoint;
-use super::{DlqReason, ShardMetrics, WorkerError, METHODS, OUTCOMES, STATUSES};
+use super::{DlqReason, RejectReason, ShardMetrics, WorkerError, METHODS, OUTCOMES, STATUSES};
 
 /// Renders every family from the per-shard snapshots (index = shard id).
 pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
@@ -176,6 +176,78 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
 
     family(
         o,
+        "openhqm_worker_slots",
+        "gauge",
+        "Worker slots (capacity), per shard.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(o, "openhqm_worker_slots{{shard=\"{i}\"}} {}", s.worker_slots);
+    }
+
+    family(
+        o,
+        "openhqm_queue_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest job waiting to be taken, per shard (0 when none waits).",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        if let Some(age) = s.oldest_age_seconds {
+            let _ = writeln!(o, "openhqm_queue_oldest_age_seconds{{shard=\"{i}\"}} {age}");
+        }
+    }
+
+    family(
+        o,
+        "openhqm_queue_wait_seconds",
+        "histogram",
+        "Time from acceptance to the first start of processing.",
+    );
+    histogram(o, "openhqm_queue_wait_seconds", "", &total.queue_wait);
+
+    family(
+        o,
+        "openhqm_request_duration_seconds",
+        "histogram",
+        "Time from acceptance to the final state, by final status.",
+    );
+    for (i, outcome) in OUTCOMES.iter().enumerate() {
+        let labels = format!("status=\"{}\"", outcome.as_str());
+        histogram(
+            o,
+            "openhqm_request_duration_seconds",
+            &labels,
+            &total.request_total[i],
+        );
+    }
+
+    family(
+        o,
+        "openhqm_rejected_total",
+        "counter",
+        "Submits refused, by reason.",
+    );
+    for (i, reason) in RejectReason::LABELS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "openhqm_rejected_total{{reason=\"{reason}\"}} {}",
+            total.rejected[i]
+        );
+    }
+
+    family(
+        o,
+        "openhqm_build_info",
+        "gauge",
+        "The running build (always 1).",
+    );
+    let _ = writeln!(
+        o,
+        "openhqm_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    family(
+        o,
         "openhqm_worker_processing_duration_seconds",
         "histogram",
         "Processing time per attempt.",
@@ -277,14 +349,19 @@ fn gauge(o: &mut String, name: &str, help: &str, v: u64) {
 }
 
 fn histogram(o: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let (sep, own) = if labels.is_empty() {
+        ("", String::new())
+    } else {
+        (",", format!("{{{labels}}}"))
+    };
     let mut cumulative = 0;
     for (i, bound) in BUCKETS.iter().enumerate() {
         cumulative += h.counts[i];
-        let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
     }
-    let _ = writeln!(o, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
-    let _ = writeln!(o, "{name}_sum{{{labels}}} {}", h.sum);
-    let _ = writeln!(o, "{name}_count{{{labels}}} {}", h.count());
+    let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(o, "{name}_sum{own} {}", h.sum);
+    let _ = writeln!(o, "{name}_count{own} {}", h.count());
 }
 
 #[cfg(test)]

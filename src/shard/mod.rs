@@ -304,6 +304,11 @@ impl<B: Backend + 'static> Shard<B> {
         let mut m = self.metrics.borrow().clone();
         self.backend.gauges(&mut m);
         m.workers_active = self.worker.active() as u64;
+        m.worker_slots = if self.config.server.role == Role::Api {
+            0
+        } else {
+            self.config.worker.count as u64
+        };
         m.proxy = crate::proxy::metrics();
         m.connections = self.connections.get() as u64;
         m

@@ -152,6 +152,10 @@ impl<B: Backend + 'static> Worker<B> {
         };
         {
             let mut m = self.metrics.borrow_mut();
+            if delivery.job.first_started_at.is_none() && delivery.attempt <= 1 {
+                let waited = now.0.saturating_sub(delivery.job.submitted_at.0);
+                m.waited(waited as f64 / 1e6);
+            }
             match &ran {
                 Ran::Failed(e) => {
                     m.worker_error(WorkerError::Processing);
@@ -180,6 +184,16 @@ impl<B: Backend + 'static> Worker<B> {
         {
             let mut m = self.metrics.borrow_mut();
             let secs = elapsed.as_secs_f64();
+            let total = timing.ended_at.0.saturating_sub(delivery.job.submitted_at.0) as f64 / 1e6;
+            let status = match &verdict.settlement {
+                Settlement::Completed(_) => Some(crate::store::Status::Completed),
+                Settlement::TimedOut(_) => Some(crate::store::Status::Timeout),
+                Settlement::DeadLettered(..) => Some(crate::store::Status::Failed),
+                Settlement::RetryLater(_) | Settlement::Duplicate => None,
+            };
+            if let Some(status) = status {
+                m.finished(status, total);
+            }
             match &verdict.settlement {
                 Settlement::Completed(_) => m.processed(crate::store::Status::Completed, secs),
                 Settlement::TimedOut(_) => m.processed(crate::store::Status::Timeout, secs),

@@ -239,6 +239,12 @@ impl Backend for EmbeddedBackend {
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {
+        let now = Timestamp::now();
+        m.oldest_age_seconds = Some(
+            self.queue
+                .oldest_ready()
+                .map_or(0.0, |t| now.0.saturating_sub(t.0) as f64 / 1e6),
+        );
         m.waiters = self.waiters.live() as u64;
         self.queue.depth().fill(m, self.table.borrow().count());
     }

@@ -192,6 +192,11 @@ impl MemoryQueue {
         });
     }
 
+    /// When the oldest job waiting to be taken was accepted, if one waits.
+    pub(crate) fn oldest_ready(&self) -> Option<Timestamp> {
+        self.inner.borrow().ready.front().map(|d| d.job.submitted_at)
+    }
+
     pub(crate) fn depth(&self) -> Depth {
         let inner = self.inner.borrow();
         Depth {
