@@ -145,6 +145,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             },
         },
         Ok(Route::Health) => Ok(health::handle(&*api.backend, &api.mesh).await),
+        Ok(Route::OpenApi) => Ok(openapi()),
         Ok(Route::Livez) => Ok(probes::livez(&api.mesh).await),
         Ok(Route::Readyz) => Ok(probes::readyz(&*api.backend, &api.mesh).await),
         Ok(Route::DlqList) => dead_letters::list(&api.mesh, req.head.query.as_ref()).await,
@@ -184,6 +185,17 @@ async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Resp
         }
         None => Ok(submit::accepted_response(&accepted)),
     }
+}
+
+/// `GET /openapi.json`: every endpoint, its parameters and its statuses (`openapi.json`; a test
+/// checks it against the routes the server really answers).
+fn openapi() -> Response {
+    let doc = include_str!("openapi.json").replacen(
+        "\"version\": \"VERSION\"",
+        &format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+        1,
+    );
+    Response::json(200, doc.into_bytes())
 }
 
 /// The JSON error response for `e`: `{"detail": "..."}` or, for validation errors,

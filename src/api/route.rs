@@ -18,6 +18,7 @@ pub fn endpoint_of(path: &[u8]) -> Endpoint {
         b"/metrics" => Endpoint::Metrics,
         b"/livez" => Endpoint::Livez,
         b"/readyz" => Endpoint::Readyz,
+        b"/openapi.json" => Endpoint::OpenApi,
         p if p.starts_with(STATUS_PREFIX) => Endpoint::Status,
         p if p.starts_with(RESPONSE_PREFIX) => Endpoint::Response,
         b"/api/v1/dlq" => Endpoint::Dlq,
@@ -78,6 +79,8 @@ pub enum Route {
     Livez,
     /// Readiness probe.
     Readyz,
+    /// The OpenAPI document.
+    OpenApi,
     /// List dead letters.
     DlqList,
     /// Redrive the dead letter of the id (raw segment).
@@ -116,6 +119,7 @@ pub fn route(method: Method, path: &Bytes) -> Result<Route, NoRoute> {
         (Endpoint::Metrics, _) if read => Ok(Route::Metrics),
         (Endpoint::Livez, _) if read => Ok(Route::Livez),
         (Endpoint::Readyz, _) if read => Ok(Route::Readyz),
+        (Endpoint::OpenApi, _) if read => Ok(Route::OpenApi),
         (Endpoint::Dlq, _) if read => Ok(Route::DlqList),
         (Endpoint::DlqRedrive, Method::Post) => {
             let id_len = dlq_item(path).0.len();

@@ -38,13 +38,15 @@ pub enum Endpoint {
     Livez,
     /// `GET /readyz`
     Readyz,
+    /// `GET /openapi.json`
+    OpenApi,
     /// Anything else (404s, malformed requests).
     Other,
 }
 
 impl Endpoint {
     /// All endpoints, in label order.
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Submit,
         Endpoint::SubmitBatch,
         Endpoint::Status,
@@ -57,6 +59,7 @@ impl Endpoint {
         Endpoint::Cancel,
         Endpoint::Livez,
         Endpoint::Readyz,
+        Endpoint::OpenApi,
         Endpoint::Other,
     ];
 
@@ -75,6 +78,7 @@ impl Endpoint {
             Endpoint::Cancel => "/api/v1/requests/{correlation_id}",
             Endpoint::Livez => "/livez",
             Endpoint::Readyz => "/readyz",
+            Endpoint::OpenApi => "/openapi.json",
             Endpoint::Other => "other",
         }
     }
