@@ -2,7 +2,11 @@
 //! (a channel every other shard and the control thread can send to); the only things that cross
 //! are owned values. A closed inbox hands the message back to the sender.
 
-use crate::backend::{Cancel, DeadLetterEntry, DlqPosition, QueueError};
+use bytes::Bytes;
+
+use crate::backend::idempotency::{BodyHash, Idempotent};
+use crate::backend::{Cancel, DeadLetterEntry, DlqPosition, NewJob, QueueError};
+use crate::clock::Timestamp;
 use crate::id::{CorrelationId, ShardId};
 use crate::metrics::ShardMetrics;
 use crate::store::RequestState;
@@ -43,6 +47,19 @@ pub enum ShardMsg {
         drop: bool,
         /// Where the answer goes: whether it was a dead letter.
         reply: flume::Sender<Result<bool, QueueError>>,
+    },
+    /// "Queue this job under this idempotency key you own."
+    SubmitIdempotent {
+        /// The job (boxed: the message stays small).
+        job: Box<NewJob>,
+        /// When it was accepted.
+        now: Timestamp,
+        /// The key.
+        key: Bytes,
+        /// The body's fingerprint.
+        body: BodyHash,
+        /// Where the answer goes.
+        reply: flume::Sender<Result<Idempotent, QueueError>>,
     },
     /// "Cancel this id you own."
     Cancel {
@@ -143,6 +160,27 @@ impl Mesh {
         let (reply, answer) = flume::bounded(1);
         self.send(owner, ShardMsg::DeadLetter { id, drop, reply })
             .map_err(|_| QueueError::Closed)?;
+        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+    }
+
+    /// Asks shard `owner` to queue `job` under idempotency key `key`.
+    pub async fn submit_idempotent(
+        &self,
+        owner: ShardId,
+        job: NewJob,
+        now: Timestamp,
+        key: Bytes,
+        body: BodyHash,
+    ) -> Result<Idempotent, QueueError> {
+        let (reply, answer) = flume::bounded(1);
+        let msg = ShardMsg::SubmitIdempotent {
+            job: Box::new(job),
+            now,
+            key,
+            body,
+            reply,
+        };
+        self.send(owner, msg).map_err(|_| QueueError::Closed)?;
         answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
     }
 

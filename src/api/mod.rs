@@ -6,6 +6,7 @@ pub mod batch;
 pub mod cancel;
 pub mod dead_letters;
 pub mod health;
+pub mod idempotency;
 pub mod json;
 pub mod lookup;
 pub mod metrics;
@@ -170,6 +171,36 @@ async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Resp
         .ok()
         .flatten();
     let backend = &*api.backend;
+    if let Some(key) = &req.head.idempotency_key {
+        let (accepted, replay) = idempotency::submit(
+            backend,
+            &api.mesh,
+            api.shard,
+            &api.metrics,
+            &rules,
+            key,
+            &req.body,
+            now,
+        )
+        .await?;
+        // The key's shard queued it; its id may belong to another shard, so a wait goes
+        // through the owner of the id.
+        if let Some(wait) = wait {
+            let found = wait::find_final(backend, &api.mesh, api.shard, accepted.id, wait).await;
+            if let Some(state) = found.ok().filter(|s| s.status.is_final()) {
+                let mut r = response::respond(&accepted.id, &state);
+                r.location = Some(route::status_location(&accepted.id));
+                r.preference_applied_wait = Some(wait.as_secs() as u32);
+                r.replayed = replay;
+                return Ok(r);
+            }
+        }
+        return Ok(if replay {
+            idempotency::replayed(&accepted)
+        } else {
+            submit::accepted_response(&accepted)
+        });
+    }
     let (accepted, watch) =
         submit::accept(backend, &api.metrics, &rules, &req.body, now, wait.is_some()).await?;
     let (Some(wait), Some(watch)) = (wait, watch) else {

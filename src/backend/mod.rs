@@ -6,6 +6,7 @@
 //! and never ask which one they have.
 
 pub mod embedded;
+pub mod idempotency;
 mod job;
 pub mod redis;
 mod waiters;
@@ -167,6 +168,16 @@ pub trait Backend {
         now: Timestamp,
         watch: bool,
     ) -> Result<(Accepted, Option<Watch<'_>>), QueueError>;
+    /// [`Backend::submit`] under idempotency key `key` (owned by this shard, see
+    /// `idempotency::shard_of_key`): queued only if the key is new, recorded with the request in
+    /// the same step; a known key answers with its request (same body) or a conflict.
+    async fn submit_idempotent(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+        key: &[u8],
+        body: idempotency::BodyHash,
+    ) -> Result<idempotency::Idempotent, QueueError>;
     /// Accepts several requests in one go, all or none: every one is queued, or none is (and
     /// none leaves a state behind). The answers are in `jobs`' order.
     async fn submit_many(

@@ -79,6 +79,8 @@ pub struct Response {
     pub retry_after: Option<u32>,
     /// `Preference-Applied: wait=N` (RFC 7240) when a `Prefer: wait` was honoured.
     pub preference_applied_wait: Option<u32>,
+    /// `Idempotent-Replayed: true`: the answer of an earlier use of the same idempotency key.
+    pub replayed: bool,
     /// Close the connection after this response.
     pub close: bool,
 }
@@ -94,6 +96,7 @@ impl Response {
             allow: None,
             retry_after: None,
             preference_applied_wait: None,
+            replayed: false,
             close: false,
         }
     }
@@ -132,6 +135,9 @@ impl Response {
         if let Some(secs) = self.preference_applied_wait {
             out.put_slice(b"\r\npreference-applied: wait=");
             put_u64(out, u64::from(secs));
+        }
+        if self.replayed {
+            out.put_slice(b"\r\nidempotent-replayed: true");
         }
         if self.close {
             out.put_slice(b"\r\nconnection: close");

@@ -120,6 +120,8 @@ pub struct RequestHead {
     /// The `Prefer` values (RFC 7240), comma-joined as sent, if any (the last field when
     /// several are sent).
     pub prefer: Option<Bytes>,
+    /// The `Idempotency-Key` value, if any (the last field when several are sent).
+    pub idempotency_key: Option<Bytes>,
     /// A `Content-Encoding` other than `identity` was sent.
     pub content_encoded: bool,
 }
@@ -177,6 +179,7 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
         expect_continue: fields.expect_continue,
         content_type: fields.content_type.map(|r| head_bytes.slice(r)),
         prefer: fields.prefer.map(|r| head_bytes.slice(r)),
+        idempotency_key: fields.idempotency_key.map(|r| head_bytes.slice(r)),
         content_encoded: fields.content_encoded,
     }))
 }
@@ -288,6 +291,7 @@ struct Fields {
     expect_continue: bool,
     content_type: Option<std::ops::Range<usize>>,
     prefer: Option<std::ops::Range<usize>>,
+    idempotency_key: Option<std::ops::Range<usize>>,
     content_encoded: bool,
 }
 
@@ -338,6 +342,8 @@ impl Fields {
                 f.content_type = Some(subslice_range(buf, value));
             } else if is(b"prefer") {
                 f.prefer = Some(subslice_range(buf, value));
+            } else if is(b"idempotency-key") {
+                f.idempotency_key = Some(subslice_range(buf, value));
             } else if is(b"content-encoding") {
                 f.content_encoded |= !value.is_empty() && !value.eq_ignore_ascii_case(b"identity");
             }

@@ -266,6 +266,19 @@ impl<B: Backend + 'static> Shard<B> {
                         let _ = reply.send(done);
                     });
                 }
+                ShardMsg::SubmitIdempotent {
+                    job,
+                    now,
+                    key,
+                    body,
+                    reply,
+                } => {
+                    let backend = self.backend.clone();
+                    monoio::spawn(async move {
+                        let done = backend.submit_idempotent(*job, now, &key, body).await;
+                        let _ = reply.send(done);
+                    });
+                }
                 ShardMsg::Cancel { id, reply } => {
                     let backend = self.backend.clone();
                     monoio::spawn(async move {

@@ -12,6 +12,7 @@ use super::{
     Accepted, Backend, Cancel, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
     Settlement, Start, Waiters, Watch,
 };
+use super::idempotency::{BodyHash, Idempotent, KeyTable, KeyUse};
 use crate::metrics::DlqReason;
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
@@ -27,6 +28,7 @@ pub struct EmbeddedBackend {
     table: RefCell<StateTable>,
     minter: RefCell<IdMinter>,
     waiters: Waiters,
+    keys: RefCell<KeyTable>,
 }
 
 impl EmbeddedBackend {
@@ -44,6 +46,7 @@ impl EmbeddedBackend {
             table: RefCell::new(StateTable::new(ttl)),
             minter: RefCell::new(minter),
             waiters: Waiters::new(max_waiters),
+            keys: RefCell::new(KeyTable::new(ttl)),
         }
     }
 
@@ -77,6 +80,24 @@ impl Backend for EmbeddedBackend {
                 Err(e)
             }
         }
+    }
+
+    async fn submit_idempotent(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+        key: &[u8],
+        body: BodyHash,
+    ) -> Result<Idempotent, QueueError> {
+        if let Some(used) = self.keys.borrow().get(key) {
+            return Ok(used.again(body));
+        }
+        // Nothing awaits between the look-up and the record: no other submit of this shard
+        // runs in between.
+        let (accepted, _) = self.submit(job, now, false).await?;
+        let used = KeyUse { accepted, body };
+        self.keys.borrow_mut().insert(key, used, Instant::now());
+        Ok(Idempotent::Queued(accepted))
     }
 
     async fn submit_many(
@@ -236,6 +257,7 @@ impl Backend for EmbeddedBackend {
 
     fn expire(&self, now: Instant) {
         self.table.borrow_mut().expire(now);
+        self.keys.borrow_mut().expire(now);
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {

@@ -46,6 +46,15 @@ impl Keys {
         k
     }
 
+    /// The key recording idempotency key `key` (owned by this shard).
+    pub fn idempotency(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = self.state_prefix.clone();
+        k.truncate(k.len() - b"state:".len());
+        k.extend_from_slice(b"idem:");
+        k.extend_from_slice(key);
+        k
+    }
+
     /// The hash holding `id`'s job while it waits for a retry.
     pub fn retry_job(&self, id: &CorrelationId) -> Vec<u8> {
         let mut k = self.retry_job_prefix.clone();

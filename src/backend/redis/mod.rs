@@ -45,6 +45,7 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
+use super::idempotency::{BodyHash, Idempotent, KeyUse};
 use crate::metrics::ShardMetrics;
 use crate::resp::subscriber::subscribe;
 use crate::store::{RequestState, StateTable, Status};
@@ -113,6 +114,26 @@ impl Backend for RedisBackend {
             },
             watch,
         ))
+    }
+
+    async fn submit_idempotent(
+        &self,
+        job: NewJob,
+        now: Timestamp,
+        key: &[u8],
+        body: BodyHash,
+    ) -> Result<Idempotent, QueueError> {
+        let id = self.minter.borrow_mut().mint();
+        let job = job.into_job(id, now);
+        let accepted = Accepted {
+            id,
+            submitted_at: now,
+        };
+        let used = KeyUse { accepted, body };
+        Ok(match self.queue.enqueue_idempotent(&job, key, &used).await? {
+            None => Idempotent::Queued(accepted),
+            Some(earlier) => earlier.again(body),
+        })
     }
 
     async fn submit_many(

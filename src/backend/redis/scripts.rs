@@ -96,6 +96,17 @@ if not e then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('XDEL', KEYS[1], e)";
 
+/// Idempotent submit: unless idempotency key `KEYS[1]` is known, record it (`ARGV[1]`, TTL
+/// `ARGV[2]`), append the job (`ARGV[4..]`, field/value args) to stream `KEYS[2]` and store its
+/// `PENDING` state `ARGV[3]` at `KEYS[3]`, all in this one script. Returns the key's earlier
+/// value when it was known (nothing written), else nil.
+const SUBMIT_IDEMPOTENT: &[u8] = b"local prev = redis.call('GET', KEYS[1])
+if prev then return prev end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+return false";
+
 /// Cancel: if the state is still `ARGV[1]` (the `PENDING` value read before) and the job's entry
 /// is among those group `ARGV[3]` has not delivered yet (after its last-delivered id), delete
 /// the entry, store the `CANCELLED` state `ARGV[2]` (TTL `ARGV[5]`) and publish the id (`ARGV[7]`,
@@ -193,6 +204,8 @@ pub struct Scripts {
     pub redrive: Script,
     /// See `CANCEL`.
     pub cancel: Script,
+    /// See `SUBMIT_IDEMPOTENT`.
+    pub submit_idempotent: Script,
     /// See `DROP_DEAD_LETTER`.
     pub drop_dead_letter: Script,
     /// See `MOVE_DUE_RETRIES`.
@@ -210,6 +223,7 @@ impl Default for Scripts {
             dead_letter_held: Script::new(DEAD_LETTER_HELD),
             redrive: Script::new(REDRIVE),
             cancel: Script::new(CANCEL),
+            submit_idempotent: Script::new(SUBMIT_IDEMPOTENT),
             drop_dead_letter: Script::new(DROP_DEAD_LETTER),
             move_due_retries: Script::new(MOVE_DUE_RETRIES),
             trim_acknowledged: Script::new(TRIM_ACKNOWLEDGED),

@@ -9,6 +9,7 @@ use super::commands;
 use super::fields::job_fields;
 use super::queue::RedisQueue;
 use super::state_value;
+use crate::backend::idempotency::KeyUse;
 use crate::backend::{Job, QueueError};
 use crate::store::RequestState;
 
@@ -59,5 +60,41 @@ impl RedisQueue {
             }
             QueueError::Unavailable
         })
+    }
+
+    /// Queues `job` under idempotency key `key` in one script, unless the key is known: then
+    /// the key's earlier use, and nothing is written.
+    pub(crate) async fn enqueue_idempotent(
+        &self,
+        job: &Job,
+        key: &[u8],
+        used: &KeyUse,
+    ) -> Result<Option<KeyUse>, QueueError> {
+        let waiting = self.submits_in_flight.get();
+        if waiting >= self.max_submits_in_flight {
+            return Err(QueueError::Overloaded);
+        }
+        self.submits_in_flight.set(waiting + 1);
+        let _counted = InFlight(&self.submits_in_flight);
+        let idem_key = self.keys.idempotency(key);
+        let state_key = self.keys.state(&job.id);
+        let state = state_value::encode(&RequestState::pending(job.submitted_at));
+        let value = used.encode();
+        let fields = job_fields(job, 1);
+        let keys: [&[u8]; 3] = [&idem_key, &self.keys.stream, &state_key];
+        let mut args: Vec<&[u8]> = vec![value.as_bytes(), &self.ttl_text, &state];
+        args.extend(fields.iter().map(|b| &b[..]));
+        let reply = self
+            .cmd
+            .eval(&self.scripts.submit_idempotent, &keys, &args)
+            .await
+            .map_err(|e| {
+                warn!(correlation_id = %job.id, error = %e, "idempotent enqueue failed");
+                QueueError::Unavailable
+            })?;
+        match reply.as_bytes() {
+            None => Ok(None),
+            Some(prev) => KeyUse::decode(prev).map(Some).ok_or(QueueError::Unavailable),
+        }
     }
 }

@@ -1,0 +1,75 @@
+//! `Idempotency-Key` on a submit: the first use queues the request, a repeat with the same body
+//! answers as the first did (`Idempotent-Replayed: true`, nothing queued), a repeat with another
+//! body is 422. The key's owner shard (by the key's hash) does the submit, so every use of a key
+//! meets the same record: the embedded backend's table, or in Redis mode the one script that
+//! checks the key and queues the request.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+
+use super::submit::{accepted_response, prepare, refused, Rules};
+use crate::backend::idempotency::{body_hash, shard_of_key, Idempotent};
+use crate::backend::{Accepted, Backend};
+use crate::clock::Timestamp;
+use crate::error::{Error, ErrorKind, FieldError};
+use crate::id::ShardId;
+use crate::mesh::Mesh;
+use crate::metrics::ShardMetrics;
+
+/// Most bytes in a key.
+const MAX_KEY: usize = 255;
+
+/// Checks a key: 1..=255 printable ASCII characters.
+pub fn check_key(key: &[u8]) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KEY || !key.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Err(Error::fields(vec![FieldError {
+            loc: vec!["header".into(), "Idempotency-Key".into()],
+            msg: "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+            kind: "value_error",
+        }]));
+    }
+    Ok(())
+}
+
+/// A submit of `body` under `key`: the accepted request, and whether it is a replay.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn submit<B: Backend>(
+    backend: &B,
+    mesh: &Mesh,
+    me: ShardId,
+    metrics: &RefCell<ShardMetrics>,
+    rules: &Rules<'_>,
+    key: &Bytes,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<(Accepted, bool), Error> {
+    check_key(key)?;
+    let job = prepare(rules, body)?;
+    let hash = body_hash(body);
+    let owner = shard_of_key(key, mesh.nr_shards());
+    let done = if owner == me {
+        backend.submit_idempotent(job, now, key, hash).await
+    } else {
+        mesh.submit_idempotent(owner, job, now, key.clone(), hash)
+            .await
+    };
+    match done.map_err(|e| refused(metrics, e))? {
+        Idempotent::Queued(a) => {
+            metrics.borrow_mut().published += 1;
+            Ok((a, false))
+        }
+        Idempotent::Replayed(a) => Ok((a, true)),
+        Idempotent::Conflict => Err(Error::new(
+            ErrorKind::InvalidShape,
+            "Idempotency-Key reused with a different request",
+        )),
+    }
+}
+
+/// The answer to a replayed submit: the first one's 202, marked.
+pub(crate) fn replayed(accepted: &Accepted) -> crate::http::Response {
+    let mut r = accepted_response(accepted);
+    r.replayed = true;
+    r
+}
