@@ -77,3 +77,27 @@ fn split_roles_need_redis() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("server.shards"), "{err}");
 }
+
+#[test]
+fn the_oldest_waiting_job_is_measured_until_a_worker_takes_it() {
+    let redis = RedisServer::start();
+    let api = Broker::start_on_redis(&redis, &["--shards", "1", "--server.role", "api"]);
+    let gauge =
+        |b: &Broker| common::metric(b.addr, "openhqm_queue_oldest_age_seconds{shard=\"0\"}");
+    assert_eq!(gauge(&api), Some(0.0), "nothing waits");
+    let mut c = api.client();
+    let id = c.submit(r#"{"operation":"echo","data":"x"}"#);
+    // No worker anywhere: the entry waits, and its age shows.
+    common::wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the oldest-age gauge to show the waiting job",
+        || gauge(&api).is_some_and(|age| age > 0.0),
+    );
+    let _worker = Broker::start_on_redis(&redis, &["--shards", "1", "--server.role", "worker"]);
+    wait_final(&mut c, &id, Instant::now() + Duration::from_secs(10));
+    common::wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the gauge to return to 0",
+        || gauge(&api) == Some(0.0),
+    );
+}

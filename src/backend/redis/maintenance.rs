@@ -66,18 +66,50 @@ pub(super) async fn refresh_depth(q: &RedisQueue) {
         // Not yet delivered: the group's `lag`. The stream also holds acknowledged entries until
         // the next trim, so `XLEN - pending` only bounds it from above (the fallback when Redis
         // cannot tell the lag).
-        let ready =
-            group_lag(frames.get(3)).unwrap_or_else(|| n(frames.first()).saturating_sub(pending));
+        let group = group_info(frames.get(3));
+        let ready = group
+            .as_ref()
+            .map(|g| g.lag)
+            .unwrap_or_else(|| n(frames.first()).saturating_sub(pending));
         q.depth.set(Depth {
             ready,
             delayed: n(frames.get(1)),
             pending,
         });
+        let oldest = match group {
+            Some(g) if ready > 0 => oldest_undelivered(q, &g.last_delivered).await,
+            _ => None,
+        };
+        q.oldest_ms.set(oldest);
     }
 }
 
-/// The `lag` of this backend's group in an `XINFO GROUPS` reply.
-fn group_lag(reply: Option<&Frame>) -> Option<u64> {
+/// The time (ms, from its id) of the first entry after `last_delivered`.
+async fn oldest_undelivered(q: &RedisQueue, last_delivered: &[u8]) -> Option<u64> {
+    let mut start = b"(".to_vec();
+    start.extend_from_slice(last_delivered);
+    let cmd = crate::resp::Cmd::new(b"XRANGE")
+        .arg(&q.keys.stream)
+        .arg(&start)
+        .arg(b"+")
+        .arg(b"COUNT")
+        .int(1);
+    let reply = q.cmd.call(&cmd).await.ok()?;
+    let id = reply.as_array()?.first()?.as_array()?.first()?.as_bytes()?.clone();
+    let ms = std::str::from_utf8(&id).ok()?.split('-').next()?;
+    ms.parse().ok()
+}
+
+/// What `XINFO GROUPS` says of this backend's group.
+struct GroupInfo {
+    /// Entries not yet delivered.
+    lag: u64,
+    /// The last entry delivered.
+    last_delivered: Vec<u8>,
+}
+
+/// This backend's group in an `XINFO GROUPS` reply.
+fn group_info(reply: Option<&Frame>) -> Option<GroupInfo> {
     reply?.as_array()?.iter().find_map(|g| {
         let fields = g.as_array()?;
         let get = |name: &[u8]| {
@@ -89,9 +121,14 @@ fn group_lag(reply: Option<&Frame>) -> Option<u64> {
         if get(b"name")?.as_bytes()?[..] != *GROUP {
             return None;
         }
-        match get(b"lag")? {
-            Frame::Integer(v) => Some((*v).max(0) as u64),
-            _ => None,
-        }
+        let lag = match get(b"lag")? {
+            Frame::Integer(v) => (*v).max(0) as u64,
+            _ => return None,
+        };
+        let last_delivered = get(b"last-delivered-id")?.as_bytes()?.to_vec();
+        Some(GroupInfo {
+            lag,
+            last_delivered,
+        })
     })
 }

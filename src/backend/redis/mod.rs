@@ -272,6 +272,7 @@ impl Backend for RedisBackend {
 
     fn gauges(&self, m: &mut ShardMetrics) {
         m.waiters = self.waiters.live() as u64;
+        m.oldest_age_seconds = Some(self.queue.oldest_age_seconds());
         self.queue.depth().fill(m, self.finals.borrow().count());
         m.redis_round_trips = self.queue.round_trips();
         m.redis_reconnects = self.queue.reconnects();

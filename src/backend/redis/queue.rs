@@ -92,6 +92,9 @@ pub(crate) struct RedisQueue {
     /// Entries taken over from dead consumers, waiting to be fetched.
     pub(super) reclaimed: RefCell<VecDeque<Delivery>>,
     pub(super) depth: Cell<Depth>,
+    /// When (ms since the epoch, from its entry id) the oldest entry not yet delivered was
+    /// added; `None` when none waits.
+    pub(super) oldest_ms: Cell<Option<u64>>,
     /// Submits waiting for their transaction, and the most allowed.
     pub(super) submits_in_flight: Cell<usize>,
     pub(super) max_submits_in_flight: usize,
@@ -121,6 +124,7 @@ impl RedisQueue {
             in_flight: RefCell::default(),
             reclaimed: RefCell::default(),
             depth: Cell::new(Depth::default()),
+            oldest_ms: Cell::new(None),
             submits_in_flight: Cell::new(0),
             max_submits_in_flight: settings.max_submits_in_flight.max(1),
             lease_held: settings.lease_held.min(LEASE_HELD),
@@ -162,6 +166,13 @@ impl RedisQueue {
     /// The depth gauges as last refreshed (`maintenance.rs`).
     pub(crate) fn depth(&self) -> Depth {
         self.depth.get()
+    }
+
+    /// Age of the oldest entry not yet delivered (0 when none waits), by its entry id's time.
+    pub(crate) fn oldest_age_seconds(&self) -> f64 {
+        self.oldest_ms
+            .get()
+            .map_or(0.0, |ms| now_ms().saturating_sub(ms) as f64 / 1e3)
     }
 
     /// A `PING` round trip within 500 ms.
