@@ -2,7 +2,8 @@
 //! becomes `CANCELLED` and is never processed, also when its entry sits in a Redis stream and the
 //! worker is another instance; a started or final one is 409; waiters on it are woken. The one
 //! worker slot is held by a job to a gated upstream, so "still queued" is a condition the test
-//! sets up, not a timing.
+//! sets up, not a timing. Then cancels race the worker slots for 120 requests, on both backends:
+//! a cancel that answered 200 must name a request the upstream never saw.
 
 mod common;
 
@@ -159,4 +160,112 @@ fn cancel_on_redis_across_instances() {
     let a = Broker::start_on_redis(&redis, &api);
     let _w = Broker::start_on_redis(&redis, &worker);
     a_pending_request_is_cancelled_and_never_processed(&a, &up, &gate);
+}
+
+/// Cancels race the workers taking the same requests: every cancel that answered 200 names a
+/// request the upstream never saw, and every request is final either way.
+fn cancels_race_worker_reads(b: &Broker, up: &Upstream, seen: &std::sync::Mutex<Vec<String>>) {
+    let mut c = b.client();
+    let ids: Vec<String> = (0..120)
+        .map(|i| c.submit(&format!("{{\"n\":\"race-{i}\"}}")))
+        .collect();
+    let addr = b.addr;
+    let answers: Vec<(String, u16)> = std::thread::scope(|s| {
+        let chunks: Vec<Vec<String>> = ids.chunks(30).map(<[String]>::to_vec).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut c = Client::connect(addr);
+                    chunk
+                        .into_iter()
+                        .map(|id| {
+                            let status = cancel(&mut c, &id).status;
+                            (id, status)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut cancelled = 0;
+    for (id, status) in &answers {
+        let fin = wait_final(&mut c, id, deadline).json();
+        match status {
+            200 => {
+                cancelled += 1;
+                assert_eq!(fin["status"], "CANCELLED", "{fin}");
+            }
+            409 => assert_eq!(fin["status"], "COMPLETED", "{fin}"),
+            other => panic!("cancel of {id}: {other}"),
+        }
+    }
+    let seen = seen.lock().unwrap();
+    for (i, (id, status)) in answers.iter().enumerate() {
+        let marker = format!("race-{}", ids.iter().position(|x| x == id).unwrap());
+        let forwarded = seen.iter().any(|b| b.contains(&format!("\"{marker}\"")));
+        assert_eq!(
+            forwarded,
+            *status == 409,
+            "request {i} ({id}): cancel said {status}, forwarded {forwarded}"
+        );
+    }
+    assert!(up.requests() >= answers.len() - cancelled);
+    eprintln!(
+        "{cancelled} of {} cancelled before a worker took them",
+        answers.len()
+    );
+}
+
+fn recording_upstream() -> (Upstream, Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let up = Upstream::start(move |_, req| {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        s.lock().unwrap().push(body.clone());
+        Reply::After(Duration::from_millis(2), Box::new(Reply::json(200, &body)))
+    });
+    (up, seen)
+}
+
+fn race_flags(up: &Upstream) -> Vec<String> {
+    [
+        "--shards",
+        "2",
+        "--worker.count",
+        "4",
+        "--proxy.enabled",
+        "true",
+        "--proxy.default_endpoint",
+        "rec",
+        "--proxy.endpoints.rec.url",
+        &format!("http://{}/", up.addr),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+#[test]
+fn cancels_racing_workers_on_the_embedded_queue() {
+    let (up, seen) = recording_upstream();
+    let f = race_flags(&up);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    let b = Broker::start_with(&f);
+    cancels_race_worker_reads(&b, &up, &seen);
+}
+
+#[test]
+fn cancels_racing_workers_on_redis() {
+    let redis = RedisServer::start();
+    let (up, seen) = recording_upstream();
+    let f = race_flags(&up);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    let b = Broker::start_on_redis(&redis, &f);
+    cancels_race_worker_reads(&b, &up, &seen);
 }
