@@ -116,6 +116,18 @@ impl Mesh {
         self.inboxes[to].send(msg).map_err(|e| e.into_inner())
     }
 
+    /// Sends shard `to` the message `msg` builds around a reply channel, and waits for the
+    /// answer. A gone shard answers `Closed`.
+    async fn ask<T>(
+        &self,
+        to: ShardId,
+        msg: impl FnOnce(flume::Sender<Result<T, QueueError>>) -> ShardMsg,
+    ) -> Result<T, QueueError> {
+        let (reply, answer) = flume::bounded(1);
+        self.send(to, msg(reply)).map_err(|_| QueueError::Closed)?;
+        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+    }
+
     /// Asks the owner of `id` for its state. `None` when unknown, or when the owner is gone.
     pub async fn lookup(&self, owner: ShardId, id: CorrelationId) -> Option<RequestState> {
         let (reply, answer) = flume::bounded(1);
@@ -131,10 +143,8 @@ impl Mesh {
         id: CorrelationId,
         until: std::time::Instant,
     ) -> Result<Option<RequestState>, QueueError> {
-        let (reply, answer) = flume::bounded(1);
-        self.send(owner, ShardMsg::WaitFinal { id, until, reply })
-            .map_err(|_| QueueError::Closed)?;
-        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+        self.ask(owner, |reply| ShardMsg::WaitFinal { id, until, reply })
+            .await
     }
 
     /// Asks shard `to` for its dead letters after `after`. A gone shard answers `Closed`.
@@ -144,10 +154,12 @@ impl Mesh {
         after: Option<DlqPosition>,
         limit: usize,
     ) -> Result<Vec<DeadLetterEntry>, QueueError> {
-        let (reply, answer) = flume::bounded(1);
-        self.send(to, ShardMsg::DeadLetters { after, limit, reply })
-            .map_err(|_| QueueError::Closed)?;
-        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+        self.ask(to, |reply| ShardMsg::DeadLetters {
+            after,
+            limit,
+            reply,
+        })
+        .await
     }
 
     /// Asks the owner of `id` to redrive (or `drop`) its dead letter.
@@ -157,10 +169,8 @@ impl Mesh {
         id: CorrelationId,
         drop: bool,
     ) -> Result<bool, QueueError> {
-        let (reply, answer) = flume::bounded(1);
-        self.send(owner, ShardMsg::DeadLetter { id, drop, reply })
-            .map_err(|_| QueueError::Closed)?;
-        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+        self.ask(owner, |reply| ShardMsg::DeadLetter { id, drop, reply })
+            .await
     }
 
     /// Asks shard `owner` to queue `job` under idempotency key `key`.
@@ -172,24 +182,19 @@ impl Mesh {
         key: Bytes,
         body: BodyHash,
     ) -> Result<Idempotent, QueueError> {
-        let (reply, answer) = flume::bounded(1);
-        let msg = ShardMsg::SubmitIdempotent {
+        self.ask(owner, |reply| ShardMsg::SubmitIdempotent {
             job: Box::new(job),
             now,
             key,
             body,
             reply,
-        };
-        self.send(owner, msg).map_err(|_| QueueError::Closed)?;
-        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+        })
+        .await
     }
 
     /// Asks the owner of `id` to cancel it.
     pub async fn cancel(&self, owner: ShardId, id: CorrelationId) -> Result<Cancel, QueueError> {
-        let (reply, answer) = flume::bounded(1);
-        self.send(owner, ShardMsg::Cancel { id, reply })
-            .map_err(|_| QueueError::Closed)?;
-        answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
+        self.ask(owner, |reply| ShardMsg::Cancel { id, reply }).await
     }
 
     /// Collects every shard's metrics, this one's too (those that answer).

@@ -25,7 +25,14 @@ fn one_shard() -> Mesh {
     Mesh::new(0, mesh::inboxes(1).0)
 }
 
-fn submit(backend: &EmbeddedBackend, metrics: &RefCell<ShardMetrics>, body: &str) -> Response {
+/// Submits `body` through the handler's `accept` (with the processor `nothing` registered),
+/// registering a waiter when `watch`.
+fn accept<'b>(
+    backend: &'b EmbeddedBackend,
+    metrics: &RefCell<ShardMetrics>,
+    body: &str,
+    watch: bool,
+) -> Result<(crate::backend::Accepted, Option<crate::backend::Watch<'b>>), Error> {
     let mut processors = Processors::default();
     processors.register("nothing", Nothing);
     let routes = routing::Routes::default();
@@ -41,10 +48,14 @@ fn submit(backend: &EmbeddedBackend, metrics: &RefCell<ShardMetrics>, body: &str
         &rules,
         body.as_bytes(),
         now,
-        false,
+        watch,
     ))
-    .map(|(a, _)| submit::accepted_response(&a))
-    .unwrap_or_else(|e| error_response(&e))
+}
+
+fn submit(backend: &EmbeddedBackend, metrics: &RefCell<ShardMetrics>, body: &str) -> Response {
+    accept(backend, metrics, body, false)
+        .map(|(a, _)| submit::accepted_response(&a))
+        .unwrap_or_else(|e| error_response(&e))
 }
 
 fn json(r: &Response) -> serde_json::Value {
@@ -156,23 +167,7 @@ fn response_is_202_until_final_then_200_with_the_result() {
 fn a_waiting_submit_is_woken_by_the_final_write_and_only_then() {
     let backend = embedded();
     let metrics = RefCell::default();
-    let processors = Processors::default();
-    let routes = routing::Routes::default();
-    let rules = submit::Rules {
-        default_timeout: Duration::from_secs(300),
-        processors: &processors,
-        routes: &routes,
-    };
-    let body = br#"{"payload":{}}"#;
-    let (accepted, watch) = ready(submit::accept(
-        &backend,
-        &metrics,
-        &rules,
-        body,
-        Timestamp::now(),
-        true,
-    ))
-    .unwrap();
+    let (accepted, watch) = accept(&backend, &metrics, r#"{"payload":{}}"#, true).unwrap();
     let mut watch = watch.expect("registered with the submit, before the job was queued");
     assert!(crate::testing::pending(watch.woken()), "nothing final yet");
     let d = ready(backend.next_jobs(1, 1)).pop().unwrap();
