@@ -7,41 +7,12 @@
 
 mod common;
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::upstream::{Reply, Upstream};
+use common::upstream::{Gate, Reply, Upstream};
 use common::{assert_error, wait_final, wait_until, Broker, Client};
-
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.open();
-    }
-}
-
-fn gated() -> (Upstream, Gate) {
-    let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let g = gate.clone();
-    let up = Upstream::start(move |_, seen| {
-        let (open, cv) = &*g;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = cv.wait(open).unwrap();
-        }
-        Reply::json(200, std::str::from_utf8(&seen.body).unwrap())
-    });
-    (up, Gate(gate))
-}
 
 fn flags(up: &Upstream) -> Vec<String> {
     [
@@ -136,7 +107,7 @@ fn a_pending_request_is_cancelled_and_never_processed(api: &Broker, up: &Upstrea
 
 #[test]
 fn cancel_on_the_embedded_queue() {
-    let (up, gate) = gated();
+    let (up, gate) = Upstream::gated();
     let f = flags(&up);
     let f: Vec<&str> = f.iter().map(String::as_str).collect();
     let broker = Broker::start_with(&f);
@@ -148,7 +119,7 @@ fn cancel_on_redis_across_instances() {
     // The API node has no worker slots; the entry waits in the stream for the worker node,
     // whose one slot is busy, and the cancel deletes it there.
     let redis = RedisServer::start();
-    let (up, gate) = gated();
+    let (up, gate) = Upstream::gated();
     let with_role = |role: &str| {
         let mut f = flags(&up);
         f.extend(["--server.role".to_owned(), role.to_owned()]);

@@ -5,37 +5,26 @@
 
 mod common;
 
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use common::upstream::{Reply, Upstream};
+use common::upstream::{Gate, Upstream};
 use common::{metric, wait_until, Broker, Client};
 
 /// An upstream that answers each request (with its body) only once the gate is open.
 struct Gated {
     upstream: Upstream,
-    gate: Arc<(Mutex<bool>, Condvar)>,
+    gate: Gate,
 }
 
 impl Gated {
     fn start() -> Gated {
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let g = gate.clone();
-        let upstream = Upstream::start(move |_, seen| {
-            let (open, cv) = &*g;
-            let mut open = open.lock().unwrap();
-            while !*open {
-                open = cv.wait(open).unwrap();
-            }
-            Reply::json(200, std::str::from_utf8(&seen.body).unwrap())
-        });
+        let (upstream, gate) = Upstream::gated();
         Gated { upstream, gate }
     }
 
     fn open(&self) {
-        *self.gate.0.lock().unwrap() = true;
-        self.gate.1.notify_all();
+        self.gate.open();
     }
 
     /// Broker flags registering this upstream as processor `gated`.
@@ -51,13 +40,6 @@ impl Gated {
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
-    }
-}
-
-impl Drop for Gated {
-    fn drop(&mut self) {
-        // Lets the upstream's connection threads end.
-        self.open();
     }
 }
 

@@ -178,3 +178,43 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &AtomicUsize) {
         }
     }
 }
+
+/// A gate a test opens: an upstream that answers only once it is open (`Upstream::gated`), so
+/// "the upstream call is still running" is a condition the test sets up, not a timing. Opened
+/// on drop, so the upstream's threads end.
+pub struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Lets every waiting and later request through.
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let (open, cv) = &*self.0;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+impl Upstream {
+    /// An upstream that echoes each request's body as JSON once the returned gate is open.
+    pub fn gated() -> (Upstream, Gate) {
+        let inner = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let waiting = Gate(inner.clone());
+        let up = Upstream::start(move |_, seen| {
+            waiting.wait();
+            Reply::json(200, std::str::from_utf8(&seen.body).unwrap())
+        });
+        (up, Gate(inner))
+    }
+}
