@@ -71,6 +71,51 @@ fn idempotency(b: &Broker) {
         waited.json()["correlation_id"]
     );
 
+    // Batch items may carry keys: a keyed item is queued once and replayed after, a plain one
+    // is queued each time, a key reused with another item is refused in place.
+    let batch = r#"{"requests":[
+        {"payload":{"data":"a"},"idempotency_key":"batch-a"},
+        {"payload":{"data":"plain"}},
+        {"payload":{"data":"b"},"idempotency_key":"batch-b"}]}"#;
+    let before = published(b);
+    let first = c.post_json("/api/v1/submit/batch", batch);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = c.post_json("/api/v1/submit/batch", batch);
+    assert_eq!(again.status, 200);
+    let (r1, r2) = (
+        first.json()["results"].clone(),
+        again.json()["results"].clone(),
+    );
+    for i in [0, 2] {
+        assert_eq!(r1[i]["correlation_id"], r2[i]["correlation_id"], "item {i}");
+        assert_eq!(r1[i].get("idempotent_replayed"), None);
+        assert_eq!(r2[i]["idempotent_replayed"], true);
+    }
+    assert_ne!(
+        r1[1]["correlation_id"], r2[1]["correlation_id"],
+        "no key, queued again"
+    );
+    assert_eq!(
+        published(b),
+        before + 4.0,
+        "two keyed once, the plain one twice"
+    );
+    let reused = c.post_json(
+        "/api/v1/submit/batch",
+        r#"{"requests":[{"payload":{"data":"other"},"idempotency_key":"batch-a"},{"payload":{}}]}"#,
+    );
+    let results = reused.json()["results"].clone();
+    assert_eq!(results[0]["error"]["status"], 422, "{results}");
+    assert_eq!(results[1]["status"], "PENDING");
+    let bad_key = c.post_json(
+        "/api/v1/submit/batch",
+        &format!(
+            r#"{{"requests":[{{"payload":{{}},"idempotency_key":"{}"}}]}}"#,
+            "k".repeat(256)
+        ),
+    );
+    assert_eq!(bad_key.json()["results"][0]["error"]["status"], 422);
+
     // Keys are 1 to 255 printable ASCII characters.
     assert_error(&submit(&mut c, &"k".repeat(256), BODY, &[]), 422);
     assert_eq!(submit(&mut c, &"k".repeat(255), BODY, &[]).status, 202);

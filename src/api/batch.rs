@@ -2,16 +2,26 @@
 //! items. Each item is validated on its own (as a submit is); the valid ones are queued in one
 //! backend call, all or none. 200 with `{"results": [...]}` in request order: each an accepted
 //! request's `{"correlation_id","status","submitted_at"}`, or `{"error": {"status", "detail"}}`.
-//! A backend that cannot take them: 503 + `Retry-After` for the whole batch.
+//! A backend that cannot take them: 503 + `Retry-After` for the whole batch. An item may carry
+//! an `idempotency_key`: those items are queued first, each on its key's shard (as a submit
+//! with `Idempotency-Key` is), then the others in one call; a failure of either is a 503 for the
+//! whole batch, and a retry of it replays the keyed items already queued instead of queueing
+//! them again.
 
 use std::cell::RefCell;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use bytes::Bytes;
+
+use super::idempotency::{self, check_key};
 use super::submit::{accepted_body, prepare, refused, Rules};
 use super::{error_body, json::put_key};
-use crate::backend::Backend;
+use crate::backend::idempotency::{body_hash, Idempotent};
+use crate::backend::{Accepted, Backend};
+use crate::id::ShardId;
+use crate::mesh::Mesh;
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::http::Response;
@@ -23,9 +33,26 @@ struct Batch<'a> {
     requests: Vec<&'a RawValue>,
 }
 
+/// An item's idempotency key, if it has one.
+#[derive(Deserialize)]
+struct ItemKey {
+    idempotency_key: Option<String>,
+}
+
+/// A valid item, and where its answer comes from.
+enum Item {
+    /// Queued with the others in one call.
+    Plain,
+    /// Queued under its key: its answer (and whether it replays an earlier one).
+    Keyed(Result<(Accepted, bool), Error>),
+}
+
 /// Handles one batch submit.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn handle<B: Backend>(
     backend: &B,
+    mesh: &Mesh,
+    me: ShardId,
     metrics: &RefCell<ShardMetrics>,
     rules: &Rules<'_>,
     max_batch: usize,
@@ -66,12 +93,45 @@ pub(crate) async fn handle<B: Backend>(
     let prepared: Vec<Result<_, Error>> = batch
         .requests
         .iter()
-        .map(|item| prepare(rules, item.get().as_bytes()))
+        .map(|item| {
+            let text = item.get();
+            let job = prepare(rules, text.as_bytes())?;
+            let key = serde_json::from_str::<ItemKey>(text)
+                .ok()
+                .and_then(|k| k.idempotency_key);
+            if let Some(k) = &key {
+                check_key(k.as_bytes())?;
+            }
+            Ok((job, key.map(Bytes::from)))
+        })
         .collect();
-    let jobs: Vec<_> = prepared
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
+    // Keyed items first: should the call for the others fail, a retry replays these.
+    let mut items: Vec<Option<Item>> = Vec::with_capacity(n);
+    let mut jobs = Vec::new();
+    for (p, raw) in prepared.iter().zip(&batch.requests) {
+        let item = match p {
+            Err(_) => None,
+            Ok((job, None)) => {
+                jobs.push(job.clone());
+                Some(Item::Plain)
+            }
+            Ok((job, Some(key))) => {
+                let hash = body_hash(raw.get().as_bytes());
+                let done = idempotency::queue(backend, mesh, me, key, job.clone(), hash, now)
+                    .await
+                    .map_err(|e| refused(metrics, e))?;
+                Some(Item::Keyed(match done {
+                    Idempotent::Queued(a) => {
+                        metrics.borrow_mut().published += 1;
+                        Ok((a, false))
+                    }
+                    Idempotent::Replayed(a) => Ok((a, true)),
+                    Idempotent::Conflict => Err(idempotency::conflict()),
+                }))
+            }
+        };
+        items.push(item);
+    }
     let queued = jobs.len();
     let mut accepted = if jobs.is_empty() {
         Vec::new()
@@ -87,23 +147,32 @@ pub(crate) async fn handle<B: Backend>(
     out.push(b'{');
     put_key(&mut out, "results");
     out.push(b'[');
-    for (i, p) in prepared.iter().enumerate() {
+    let put_error = |e: &Error, out: &mut Vec<u8>| {
+        out.extend_from_slice(b"{\"error\":{\"status\":");
+        out.extend_from_slice(itoa::Buffer::new().format(e.kind().status()).as_bytes());
+        out.push(b',');
+        error_body(e, out);
+        out.extend_from_slice(b"}}");
+    };
+    for (i, (p, item)) in prepared.iter().zip(&items).enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        match p {
-            Ok(_) => {
-                // One accepted per valid item, in order.
+        match (p, item) {
+            (Err(e), _) => put_error(e, &mut out),
+            (Ok(_), Some(Item::Keyed(Err(e)))) => put_error(e, &mut out),
+            (Ok(_), Some(Item::Keyed(Ok((a, replayed))))) => {
+                accepted_body(a, &mut out);
+                if *replayed {
+                    out.pop();
+                    out.extend_from_slice(b",\"idempotent_replayed\":true}");
+                }
+            }
+            (Ok(_), _) => {
+                // One accepted per plain item, in order.
                 if let Some(a) = accepted.next() {
                     accepted_body(&a, &mut out);
                 }
-            }
-            Err(e) => {
-                out.extend_from_slice(b"{\"error\":{\"status\":");
-                out.extend_from_slice(itoa::Buffer::new().format(e.kind().status()).as_bytes());
-                out.push(b',');
-                error_body(e, &mut out);
-                out.extend_from_slice(b"}}");
             }
         }
     }

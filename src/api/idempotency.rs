@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use bytes::Bytes;
 
 use super::submit::{accepted_response, prepare, refused, Rules};
-use crate::backend::idempotency::{body_hash, shard_of_key, Idempotent};
-use crate::backend::{Accepted, Backend};
+use crate::backend::idempotency::{body_hash, shard_of_key, BodyHash, Idempotent};
+use crate::backend::{Accepted, Backend, NewJob, QueueError};
 use crate::clock::Timestamp;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::id::ShardId;
@@ -46,25 +46,44 @@ pub(crate) async fn submit<B: Backend>(
 ) -> Result<(Accepted, bool), Error> {
     check_key(key)?;
     let job = prepare(rules, body)?;
-    let hash = body_hash(body);
-    let owner = shard_of_key(key, mesh.nr_shards());
-    let done = if owner == me {
-        backend.submit_idempotent(job, now, key, hash).await
-    } else {
-        mesh.submit_idempotent(owner, job, now, key.clone(), hash)
-            .await
-    };
-    match done.map_err(|e| refused(metrics, e))? {
+    let done = queue(backend, mesh, me, key, job, body_hash(body), now)
+        .await
+        .map_err(|e| refused(metrics, e))?;
+    match done {
         Idempotent::Queued(a) => {
             metrics.borrow_mut().published += 1;
             Ok((a, false))
         }
         Idempotent::Replayed(a) => Ok((a, true)),
-        Idempotent::Conflict => Err(Error::new(
-            ErrorKind::InvalidShape,
-            "Idempotency-Key reused with a different request",
-        )),
+        Idempotent::Conflict => Err(conflict()),
     }
+}
+
+/// Queues a prepared `job` under `key` on the key's shard.
+pub(crate) async fn queue<B: Backend>(
+    backend: &B,
+    mesh: &Mesh,
+    me: ShardId,
+    key: &Bytes,
+    job: NewJob,
+    body: BodyHash,
+    now: Timestamp,
+) -> Result<Idempotent, QueueError> {
+    let owner = shard_of_key(key, mesh.nr_shards());
+    if owner == me {
+        backend.submit_idempotent(job, now, key, body).await
+    } else {
+        mesh.submit_idempotent(owner, job, now, key.clone(), body)
+            .await
+    }
+}
+
+/// The 422 of a key reused with another body.
+pub(crate) fn conflict() -> Error {
+    Error::new(
+        ErrorKind::InvalidShape,
+        "Idempotency-Key reused with a different request",
+    )
 }
 
 /// The answer to a replayed submit: the first one's 202, marked.

@@ -127,8 +127,17 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         Ok(Route::SubmitBatch) => {
             let rules = api.rules();
             let now = Timestamp::now();
-            batch::handle(&*api.backend, &api.metrics, &rules, api.max_batch, &req.body, now)
-                .await
+            batch::handle(
+                &*api.backend,
+                &api.mesh,
+                api.shard,
+                &api.metrics,
+                &rules,
+                api.max_batch,
+                &req.body,
+                now,
+            )
+            .await
         }
         Ok(Route::Status(id)) => lookup::find(&*api.backend, &api.mesh, api.shard, &id)
             .await

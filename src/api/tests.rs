@@ -221,7 +221,16 @@ fn a_batch_is_queued_all_or_none() {
         routes: &routes,
     };
     let run = |body: &str| {
-        ready(batch::handle(&backend, &metrics, &rules, 3, body.as_bytes(), Timestamp::now()))
+        ready(batch::handle(
+            &backend,
+            &one_shard(),
+            0,
+            &metrics,
+            &rules,
+            3,
+            body.as_bytes(),
+            Timestamp::now(),
+        ))
             .unwrap_or_else(|e| error_response(&e))
     };
     // Three valid items do not fit a queue of two: nothing is queued.
