@@ -115,6 +115,15 @@ fn idempotency(b: &Broker) {
         ),
     );
     assert_eq!(bad_key.json()["results"][0]["error"]["status"], 422);
+    // The member's name may be spelled with escapes, as any JSON key may.
+    let escaped = r#"{"requests":[{"payload":{},"idempotency\u005fkey":"escaped"}]}"#;
+    let once = c.post_json("/api/v1/submit/batch", escaped).json();
+    let twice = c.post_json("/api/v1/submit/batch", escaped).json();
+    assert_eq!(twice["results"][0]["idempotent_replayed"], true, "{twice}");
+    assert_eq!(
+        once["results"][0]["correlation_id"],
+        twice["results"][0]["correlation_id"]
+    );
 
     // Keys are 1 to 255 printable ASCII characters.
     assert_error(&submit(&mut c, &"k".repeat(256), BODY, &[]), 422);

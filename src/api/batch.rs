@@ -96,8 +96,12 @@ pub(crate) async fn handle<B: Backend>(
         .map(|item| {
             let text = item.get();
             let job = prepare(rules, text.as_bytes())?;
-            let key = serde_json::from_str::<ItemKey>(text)
-                .ok()
+            // A second parse only for items that can name a key: any spelling of the member
+            // holds the plain name or a `\u` escape.
+            let may_have_key = text.contains("idempotency_key") || text.contains("\\u");
+            let key = may_have_key
+                .then(|| serde_json::from_str::<ItemKey>(text).ok())
+                .flatten()
                 .and_then(|k| k.idempotency_key);
             if let Some(k) = &key {
                 check_key(k.as_bytes())?;
