@@ -794,3 +794,50 @@ fn expect_408_or_close(c: &mut Client, started: Instant) -> Duration {
     }
     started.elapsed()
 }
+
+/// Sends `bytes` one at a time, `gap` apart, until the broker closes the connection or answers;
+/// returns how long the connection lasted from the first byte, or `None` if every byte went
+/// through without an answer.
+fn trickle(c: &mut Client, bytes: &[u8], gap: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    c.set_read_timeout(gap);
+    for b in bytes {
+        if c.send(&[*b]).is_err() {
+            return Some(started.elapsed());
+        }
+        match c.read_one(false) {
+            Ok(r) => {
+                assert_error(&r, 408);
+                return Some(started.elapsed());
+            }
+            Err(ReadError::Closed) => return Some(started.elapsed()),
+            Err(_) => {} // nothing yet: send the next byte
+        }
+    }
+    None
+}
+
+#[test]
+fn a_trickled_head_or_body_cannot_outlast_its_deadline() {
+    // One byte every 200 ms never leaves a read waiting a whole second, but the head as a
+    // whole (and the body as a whole) must arrive within the 1 s deadlines.
+    let b = Broker::start_with(&[
+        "--server.header_read_timeout_seconds",
+        "1",
+        "--server.body_read_timeout_seconds",
+        "1",
+    ]);
+    let gap = Duration::from_millis(200);
+    let head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut c = Client::connect(b.addr);
+    let lasted = trickle(&mut c, head, gap).expect("the trickled head was cut off");
+    assert!(lasted < Duration::from_secs(4), "head lasted {lasted:?}");
+
+    let mut c = Client::connect(b.addr);
+    c.send(format!("{SUBMIT_HEAD}Content-Length: 200\r\n\r\n").as_bytes())
+        .unwrap();
+    let body = [b' '; 200];
+    let lasted = trickle(&mut c, &body, gap).expect("the trickled body was cut off");
+    assert!(lasted < Duration::from_secs(4), "body lasted {lasted:?}");
+    assert_healthy(b.addr);
+}

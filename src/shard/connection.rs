@@ -48,23 +48,42 @@ async fn drive<B: Backend + 'static>(ctx: &Shard<B>, mut stream: TcpStream) -> s
     let mut input = BytesMut::with_capacity(FIRST_READ);
     let mut output = BytesMut::new();
     let mut read_deadline = Deadline::default();
+    // What the connection is reading, and since when.
+    let mut phase: Option<(Reading, Instant)> = None;
     let mut io = Io {
         stream: &mut stream,
         write_deadline: Deadline::default(),
     };
     loop {
-        let (reading, close) =
+        let (reading, close, answered) =
             answer_ready(ctx, &mut conn, &mut input, &mut output, &mut io).await?;
+        if answered {
+            // The next request's head begins now (its first bytes may already be here).
+            phase = None;
+        }
         if !output.is_empty() {
             output = io.write(output).await?;
         }
         if close || (reading == Reading::Idle && ctx.shutdown.is_set()) {
             return Ok(());
         }
+        // A head or a body has one deadline in total, from its first byte (the head) or the
+        // end of the head (the body): a client trickling bytes cannot extend it.
+        let now = Instant::now();
+        let phase_began = match phase {
+            Some((r, began)) if r == reading => began,
+            _ => now,
+        };
+        phase = Some((reading, phase_began));
         let limit = match reading {
             Reading::Idle => ctx.config.server.idle_timeout,
             Reading::Head => ctx.config.server.header_read_timeout,
             Reading::Body => ctx.config.server.body_read_timeout,
+        };
+        let limit = if reading == Reading::Idle {
+            limit
+        } else {
+            limit.saturating_sub(now.duration_since(phase_began))
         };
         if input.capacity() - input.len() < FIRST_READ / 4 {
             input.reserve(READ_CHUNK);
@@ -104,18 +123,19 @@ async fn drive<B: Backend + 'static>(ctx: &Shard<B>, mut stream: TcpStream) -> s
     }
 }
 
-/// Answers every complete request in `input`. Returns what the connection waits for next and
-/// whether it must close.
+/// Answers every complete request in `input`. Returns what the connection waits for next,
+/// whether it must close, and whether it answered anything (a request ended).
 async fn answer_ready<B: Backend + 'static>(
     ctx: &Shard<B>,
     conn: &mut Conn,
     input: &mut BytesMut,
     output: &mut BytesMut,
     io: &mut Io<'_>,
-) -> std::io::Result<(Reading, bool)> {
+) -> std::io::Result<(Reading, bool, bool)> {
+    let mut answered = false;
     loop {
         match conn.poll(input) {
-            Event::NeedMore(reading) => return Ok((reading, false)),
+            Event::NeedMore(reading) => return Ok((reading, false, answered)),
             Event::Continue => {
                 output.extend_from_slice(CONTINUE);
                 let out = std::mem::take(output);
@@ -129,8 +149,9 @@ async fn answer_ready<B: Backend + 'static>(
                 resp.close |= !req.head.keep_alive || ctx.shutdown.is_set();
                 resp.encode(req.head.method == Method::Head, output);
                 count(ctx, endpoint, Some(req.head.method), resp.status, started);
+                answered = true;
                 if resp.close {
-                    return Ok((Reading::Idle, true));
+                    return Ok((Reading::Idle, true, answered));
                 }
                 if output.len() >= FLUSH_AT {
                     let out = std::mem::take(output);
@@ -148,8 +169,9 @@ async fn answer_ready<B: Backend + 'static>(
                 resp.close = close || ctx.shutdown.is_set();
                 resp.encode(false, output);
                 count(ctx, endpoint, method, resp.status, Instant::now());
+                answered = true;
                 if resp.close {
-                    return Ok((Reading::Idle, true));
+                    return Ok((Reading::Idle, true, answered));
                 }
             }
         }
