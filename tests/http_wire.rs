@@ -841,3 +841,24 @@ fn a_trickled_head_or_body_cannot_outlast_its_deadline() {
     assert!(lasted < Duration::from_secs(4), "body lasted {lasted:?}");
     assert_healthy(b.addr);
 }
+
+#[test]
+fn bare_lf_line_endings_are_400() {
+    let b = Broker::start();
+    for raw in [
+        &b"GET /health HTTP/1.1\nHost: 127.0.0.1\n\n"[..],
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Empty:\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b  \n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\n",
+    ] {
+        let r = send_raw_expect_close(b.addr, raw);
+        assert_error(&r, 400);
+    }
+    // CRLF everywhere, with an empty value and trailing blanks: fine.
+    let ok = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Empty:\r\nX-A: b \t\r\n\r\n";
+    let r = send_raw(b.addr, ok, 1);
+    assert_eq!(r[0].status, 200);
+    assert_healthy(b.addr);
+}

@@ -143,6 +143,11 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
     if len > limits.max_head_bytes {
         return Err(HeadError::HeadersTooLarge);
     }
+    if has_bare_lf(buf, len, req.path.unwrap_or_default(), req.headers) {
+        // httparse accepts them; the chunked decoder and many proxies do not. One reading of
+        // the line endings for every part of a request (RFC 9112 §2.2 allows refusing them).
+        return Err(HeadError::BadRequest("bare LF line ending"));
+    }
     let method = req.method.unwrap_or_default();
     let method = Method::from_token(method).ok_or(HeadError::MethodNotImplemented)?;
     let target = req.path.unwrap_or_default();
@@ -182,6 +187,36 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
         idempotency_key: fields.idempotency_key.map(|r| head_bytes.slice(r)),
         content_encoded: fields.content_encoded,
     }))
+}
+
+/// Whether a line of the head `buf[..len]` ends in LF without CR. Every LF of a head httparse
+/// parsed ends a line (the request line, a field line, the empty line), so it is enough to look
+/// at where each line ends: after the target and version, after each field value (and any
+/// trailing blanks), and the last two bytes.
+fn has_bare_lf(buf: &[u8], len: usize, target: &str, headers: &[httparse::Header<'_>]) -> bool {
+    let head = &buf[..len];
+    let crlf_at = |from: usize| {
+        let rest = head.get(from..).unwrap_or_default();
+        let blanks = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        rest.get(blanks..blanks + 2) == Some(&b"\r\n"[..])
+    };
+    let end_of = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+        (start <= len && part.len() <= len - start).then_some(start + part.len())
+    };
+    // The target is followed by " HTTP/1.x" (9 bytes).
+    let ends = std::iter::once(end_of(target.as_bytes()).map(|e| e + 9))
+        .chain(headers.iter().map(|h| end_of(h.value)));
+    for end in ends {
+        match end {
+            Some(e) if crlf_at(e) => {}
+            Some(_) => return true,
+            // A part not inside the head (an empty slice httparse did not place): look at
+            // every byte instead.
+            None => return head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || head.first() == Some(&b'\n'),
+        }
+    }
+    !head.ends_with(b"\r\n\r\n")
 }
 
 /// An incomplete head: fine unless it is already over a limit.
