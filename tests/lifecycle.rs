@@ -348,3 +348,44 @@ fn an_environment_of_the_python_openhqm_starts_the_broker() {
     let keys = redis.cli(&["KEYS", &format!("*{id}*")]);
     assert!(keys.contains(&id), "no key for {id} in Redis: {keys:?}");
 }
+
+#[test]
+fn sigterm_ends_requests_still_arriving() {
+    // A client in the middle of a head, another in the middle of a body: neither holds the
+    // shutdown until its read deadline (30 s here) or the grace period (20 s).
+    let mut b = Broker::start_with(&[
+        "--server.shutdown_grace_seconds",
+        "20",
+        "--server.header_read_timeout_seconds",
+        "30",
+        "--server.body_read_timeout_seconds",
+        "30",
+    ]);
+    let mut head = b.client();
+    head.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
+    let mut body = b.client();
+    body.send(
+        b"POST /api/v1/submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"payload\"",
+    )
+    .unwrap();
+    // Both partial requests have reached the broker once it counts their connections.
+    common::wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "both connections to be open",
+        || common::metric(b.addr, "openhqm_http_connections_open") == Some(3.0),
+    );
+    let t = Instant::now();
+    b.sigterm();
+    let status = b
+        .wait_exit(Duration::from_secs(15))
+        .expect("exit after SIGTERM, before the read deadlines");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?} for requests still arriving",
+        t.elapsed()
+    );
+    assert!(head.closed_within(Duration::from_secs(2)));
+    assert!(body.closed_within(Duration::from_secs(2)));
+}

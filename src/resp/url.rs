@@ -53,14 +53,19 @@ impl RedisTarget {
         if host.is_empty() {
             return Err(shape());
         }
+        let decode = |part: &str, what: &str| {
+            percent_decode(part).ok_or_else(|| format!("the {what} has a malformed %-escape"))
+        };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(u) => match u.split_once(':') {
                 Some((user, pass)) => (
-                    (!user.is_empty()).then(|| user.to_owned()),
-                    Some(pass.to_owned()),
+                    (!user.is_empty())
+                        .then(|| decode(user, "user"))
+                        .transpose()?,
+                    Some(decode(pass, "password")?),
                 ),
-                None => (None, Some(u.to_owned())),
+                None => (None, Some(decode(u, "password")?)),
             },
         };
         Ok(RedisTarget {
@@ -94,6 +99,25 @@ impl fmt::Debug for RedisTarget {
     }
 }
 
+/// `%XX` escapes of a URL's userinfo decoded (RFC 3986 §2.1), so a password may hold `@`, `:`
+/// or `/`; `None` for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +145,21 @@ mod tests {
             "rediss://h",
         ] {
             assert!(RedisTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_percent_decoded() {
+        let t = RedisTarget::parse("redis://us%65r:p%40ss%3Aw%2Fd@h:1").unwrap();
+        assert_eq!(
+            (t.user.as_deref(), t.password.as_deref()),
+            (Some("user"), Some("p@ss:w/d"))
+        );
+        for bad in ["redis://u:p%4@h", "redis://u:p%zz@h", "redis://u:%ff@h"] {
+            let e = RedisTarget::parse(bad).unwrap_err();
+            let secret = bad.split_once(':').unwrap().1.split_once('@').unwrap().0;
+            assert!(!e.contains(secret), "the error echoes the secret: {e}");
+            assert!(e.contains("%-escape"), "{e}");
         }
     }
 

@@ -93,13 +93,11 @@ async fn drive<B: Backend + 'static>(ctx: &Shard<B>, mut stream: TcpStream) -> s
         let len = input.len();
         let cap = input.capacity();
         let read = read_deadline.run(limit, io.stream.read(input.slice_mut(len..cap)));
-        let result = if reading == Reading::Idle {
-            monoio::select! {
-                r = read => r,
-                _ = ctx.shutdown.wait() => return Ok(()),
-            }
-        } else {
-            read.await
+        // Shutdown ends every read: an idle connection, and a request still arriving (not
+        // accepted, so nothing is lost; its client retries against another instance).
+        let result = monoio::select! {
+            r = read => r,
+            _ = ctx.shutdown.wait() => return Ok(()),
         };
         match result {
             Ok((Ok(0), _)) => return Ok(()),
