@@ -389,3 +389,28 @@ fn sigterm_ends_requests_still_arriving() {
     assert!(head.closed_within(Duration::from_secs(2)));
     assert!(body.closed_within(Duration::from_secs(2)));
 }
+
+#[test]
+fn a_redis_that_does_not_fsync_every_write_is_warned_about() {
+    let redis = common::redis::RedisServer::start();
+    redis.cli(&["CONFIG", "SET", "appendfsync", "everysec"]);
+    let b = Broker::start_on_redis(&redis, &["--shards", "2"]);
+    let warned = |b: &Broker| {
+        b.logs()
+            .iter()
+            .filter(|l| l.contains("Redis does not fsync every write"))
+            .count()
+    };
+    common::wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the durability warning",
+        || warned(&b) == 1,
+    );
+    let line = b
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("Redis does not fsync every write"))
+        .unwrap();
+    assert!(line.contains("everysec"), "{line}");
+    assert_eq!(warned(&b), 1, "once per instance, not per shard");
+}

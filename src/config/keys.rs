@@ -123,6 +123,11 @@ pub const KEYS: &[Key] = &[
         "response stream prefix",
     ),
     key(
+        "queue.durability",
+        Some("strict"),
+        "Redis: strict warns at start unless Redis fsyncs every write (appendfsync always); relaxed accepts losing the last second on a Redis crash",
+    ),
+    key(
         "queue.dlq_name",
         Some("openhqm-dlq"),
         "dead-letter stream prefix",
@@ -281,6 +286,13 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
         "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
         "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
+        "queue.durability" => {
+            c.queue.durability_relaxed = match v.to_ascii_lowercase().as_str() {
+                "strict" => false,
+                "relaxed" => true,
+                _ => return Err(invalid(name, v, "strict or relaxed")),
+            }
+        }
         "queue.redis_max_in_flight" => {
             c.queue.redis_max_in_flight = int(name, v, 1, 1 << 20)? as usize
         }

@@ -123,6 +123,9 @@ pub struct QueueConfig {
     pub redis_timeout: Duration,
     /// Redis backend: submits waiting for Redis per shard before more answer 503 at once.
     pub redis_max_in_flight: usize,
+    /// Redis backend: `strict` warns at start when Redis does not fsync every write
+    /// (`appendfsync always`); `relaxed` accepts that a Redis crash can lose the last second.
+    pub durability_relaxed: bool,
 }
 
 /// `worker.*`: worker slots and retries.
@@ -216,6 +219,7 @@ impl Default for Config {
                 max_depth: 0,
                 redis_timeout: Duration::ZERO,
                 redis_max_in_flight: 0,
+                durability_relaxed: false,
             },
             worker: WorkerConfig {
                 count: 0,

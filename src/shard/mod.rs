@@ -95,6 +95,7 @@ pub(crate) async fn run(
                 requests_prefix: q.request_queue_name.clone(),
                 processes: c.server.role != Role::Api,
                 max_waiters: c.server.max_waiters,
+                check_durability: wiring.id == 0 && !q.durability_relaxed,
             };
             let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);

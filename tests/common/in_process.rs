@@ -27,6 +27,7 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
         requests_prefix: "openhqm-requests".into(),
         processes: true,
         max_waiters: 100,
+        check_durability: false,
     };
     let keys = Keys::new("openhqm-requests", "openhqm-dlq", 0);
     RedisBackend::start(settings, keys, IdMinter::new(0, 1))

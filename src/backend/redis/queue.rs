@@ -66,6 +66,9 @@ pub struct RedisSettings {
     pub processes: bool,
     /// Most clients waiting for a final state on this shard at once.
     pub max_waiters: usize,
+    /// Whether this shard checks, once connected, that Redis fsyncs every write, and warns when
+    /// it does not (shard 0 of an instance, unless `queue.durability = relaxed`).
+    pub check_durability: bool,
 }
 
 /// One shard's Redis Streams queue.
@@ -100,6 +103,8 @@ pub(crate) struct RedisQueue {
     pub(super) max_submits_in_flight: usize,
     pub(super) lease_held: Duration,
     pub(super) processes: bool,
+    /// See [`RedisSettings::check_durability`].
+    pub(super) check_durability: bool,
     /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
     /// wake-up.
     pub(super) completions: RefCell<Completions>,
@@ -129,6 +134,7 @@ impl RedisQueue {
             max_submits_in_flight: settings.max_submits_in_flight.max(1),
             lease_held: settings.lease_held.min(LEASE_HELD),
             processes: settings.processes,
+            check_durability: settings.check_durability,
             completions: RefCell::default(),
             completions_ready: Notify::new(),
         });
@@ -146,6 +152,35 @@ impl RedisQueue {
     /// Round-trip times of the command connection.
     pub(crate) fn round_trips(&self) -> crate::metrics::Histogram {
         self.cmd.round_trips()
+    }
+
+    /// Warns when Redis would lose acknowledged writes on a crash: AOF off, or not fsynced on
+    /// every write. A Redis that refuses `CONFIG GET` (managed services rename it) is not judged.
+    pub(super) async fn check_durability(&self) {
+        let get = crate::resp::Cmd::new(b"CONFIG")
+            .arg(b"GET")
+            .arg(b"append*");
+        let Ok(reply) = self.cmd.call(&get).await else {
+            return;
+        };
+        let items = reply.as_array().unwrap_or_default();
+        let value = |name: &[u8]| {
+            items
+                .chunks(2)
+                .find(|kv| kv[0].as_bytes().is_some_and(|k| &k[..] == name))
+                .and_then(|kv| kv.get(1)?.as_bytes().cloned())
+        };
+        let aof = value(b"appendonly");
+        let fsync = value(b"appendfsync");
+        if aof.as_deref() != Some(b"yes") || fsync.as_deref() != Some(b"always") {
+            warn!(
+                appendonly = %String::from_utf8_lossy(aof.as_deref().unwrap_or(b"?")),
+                appendfsync = %String::from_utf8_lossy(fsync.as_deref().unwrap_or(b"?")),
+                "Redis does not fsync every write: a Redis crash can lose requests already \
+                 answered 202. Set appendonly yes and appendfsync always, or \
+                 queue.durability = relaxed to accept that"
+            );
+        }
     }
 
     /// Creates the consumer group (and the stream); one that exists already is fine.

@@ -25,6 +25,9 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     q.create_group().await;
+    if q.check_durability {
+        q.check_durability().await;
+    }
     loop {
         monoio::time::sleep(LEASE_TICK).await;
         if !q.cmd.is_up() {
