@@ -123,6 +123,11 @@ pub const KEYS: &[Key] = &[
         "response stream prefix",
     ),
     key(
+        "queue.dlq_retention_seconds",
+        Some("604800"),
+        "how long a dead letter is kept (7 days)",
+    ),
+    key(
         "queue.durability",
         Some("strict"),
         "Redis: strict warns at start unless Redis fsyncs every write (appendfsync always); relaxed accepts losing the last second on a Redis crash",
@@ -286,6 +291,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
         "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
         "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
+        "queue.dlq_retention_seconds" => c.queue.dlq_retention = secs(name, v)?,
         "queue.durability" => {
             c.queue.durability_relaxed = match v.to_ascii_lowercase().as_str() {
                 "strict" => false,

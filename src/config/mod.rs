@@ -123,6 +123,8 @@ pub struct QueueConfig {
     pub redis_timeout: Duration,
     /// Redis backend: submits waiting for Redis per shard before more answer 503 at once.
     pub redis_max_in_flight: usize,
+    /// How long a dead letter is kept.
+    pub dlq_retention: Duration,
     /// Redis backend: `strict` warns at start when Redis does not fsync every write
     /// (`appendfsync always`); `relaxed` accepts that a Redis crash can lose the last second.
     pub durability_relaxed: bool,
@@ -220,6 +222,7 @@ impl Default for Config {
                 redis_timeout: Duration::ZERO,
                 redis_max_in_flight: 0,
                 durability_relaxed: false,
+                dlq_retention: Duration::ZERO,
             },
             worker: WorkerConfig {
                 count: 0,

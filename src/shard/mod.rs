@@ -76,7 +76,8 @@ pub(crate) async fn run(
                 c.queue.max_depth,
                 c.cache.ttl,
                 c.server.max_waiters,
-            );
+            )
+            .with_dlq_retention(c.queue.dlq_retention);
             ready();
             Shard::new(wiring, backend).serve(listener, inbox).await;
         }
@@ -96,6 +97,7 @@ pub(crate) async fn run(
                 processes: c.server.role != Role::Api,
                 max_waiters: c.server.max_waiters,
                 check_durability: wiring.id == 0 && !q.durability_relaxed,
+                dlq_retention: q.dlq_retention,
             };
             let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);

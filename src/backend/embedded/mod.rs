@@ -29,6 +29,7 @@ pub struct EmbeddedBackend {
     minter: RefCell<IdMinter>,
     waiters: Waiters,
     keys: RefCell<KeyTable>,
+    dlq_retention: std::time::Duration,
 }
 
 impl EmbeddedBackend {
@@ -47,7 +48,14 @@ impl EmbeddedBackend {
             minter: RefCell::new(minter),
             waiters: Waiters::new(max_waiters),
             keys: RefCell::new(KeyTable::new(ttl)),
+            dlq_retention: std::time::Duration::from_secs(7 * 86_400),
         }
+    }
+
+    /// Keeps dead letters for `retention` (7 days unless set).
+    pub fn with_dlq_retention(mut self, retention: std::time::Duration) -> Self {
+        self.dlq_retention = retention;
+        self
     }
 
     /// Every dead letter kept, oldest first.
@@ -258,6 +266,8 @@ impl Backend for EmbeddedBackend {
     fn expire(&self, now: Instant) {
         self.table.borrow_mut().expire(now);
         self.keys.borrow_mut().expire(now);
+        self.queue
+            .expire_dead_letters(Timestamp::now(), self.dlq_retention);
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {

@@ -103,6 +103,12 @@ impl MemoryQueue {
         inner.dead.remove(at)
     }
 
+    /// Drops dead letters older than `retention` at `now`.
+    pub(crate) fn expire_dead_letters(&self, now: Timestamp, retention: Duration) {
+        let bound = now.0.saturating_sub(retention.as_micros() as u64);
+        self.inner.borrow_mut().dead.retain(|d| d.at.0 >= bound);
+    }
+
     /// Puts a dead letter taken out by [`MemoryQueue::take_dead_letter`] back where it was.
     pub(crate) fn restore_dead_letter(&self, dead: DeadLetter) {
         let mut inner = self.inner.borrow_mut();

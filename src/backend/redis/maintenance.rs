@@ -42,6 +42,23 @@ pub(super) async fn move_retries(q: Rc<RedisQueue>) {
     }
 }
 
+/// Deletes dead letters older than `queue.dlq_retention_seconds` (by their entry ids' time),
+/// a thousand per call.
+pub(super) async fn expire_dead_letters(q: &RedisQueue) {
+    let bound = now_ms().saturating_sub(q.dlq_retention.as_millis() as u64);
+    let bound = format!("{bound}-0");
+    let keys: [&[u8]; 2] = [&q.keys.dlq, &q.keys.dlq_index];
+    let r = q
+        .cmd
+        .eval(&q.scripts.expire_dead_letters, &keys, &[bound.as_bytes(), b"1000"])
+        .await;
+    if let Err(e) = r {
+        if e != RedisError::Unavailable {
+            warn!(error = %e, "expiring dead letters failed");
+        }
+    }
+}
+
 /// Reads the depth gauges: ready (the group's lag), delayed (retries waiting), pending.
 pub(super) async fn refresh_depth(q: &RedisQueue) {
     let r = q

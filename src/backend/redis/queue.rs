@@ -69,6 +69,8 @@ pub struct RedisSettings {
     /// Whether this shard checks, once connected, that Redis fsyncs every write, and warns when
     /// it does not (shard 0 of an instance, unless `queue.durability = relaxed`).
     pub check_durability: bool,
+    /// How long a dead letter is kept.
+    pub dlq_retention: Duration,
 }
 
 /// One shard's Redis Streams queue.
@@ -105,6 +107,8 @@ pub(crate) struct RedisQueue {
     pub(super) processes: bool,
     /// See [`RedisSettings::check_durability`].
     pub(super) check_durability: bool,
+    /// See [`RedisSettings::dlq_retention`].
+    pub(super) dlq_retention: Duration,
     /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
     /// wake-up.
     pub(super) completions: RefCell<Completions>,
@@ -135,6 +139,7 @@ impl RedisQueue {
             lease_held: settings.lease_held.min(LEASE_HELD),
             processes: settings.processes,
             check_durability: settings.check_durability,
+            dlq_retention: settings.dlq_retention,
             completions: RefCell::default(),
             completions_ready: Notify::new(),
         });

@@ -78,6 +78,21 @@ return 1"
 /// Dead-letter, owner only. Keys and arguments as `dead_letter_body`.
 const DEAD_LETTER: &[u8] = owner_only!(dead_letter_body!());
 
+/// Deletes dead letters older than entry id `ARGV[1]` (at most `ARGV[2]` per call) with their
+/// index entries. KEYS: dead-letter stream, dead-letter index. Returns how many.
+const EXPIRE_DEAD_LETTERS: &[u8] = b"local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1], 'COUNT', tonumber(ARGV[2]))
+for _, e in ipairs(old) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'id' then
+      if redis.call('HGET', KEYS[2], f[i + 1]) == e[1] then redis.call('HDEL', KEYS[2], f[i + 1]) end
+      break
+    end
+  end
+  redis.call('XDEL', KEYS[1], e[1])
+end
+return #old";
+
 /// Redrive: if dead letter `ARGV[2]` is still the indexed entry of id `ARGV[1]`, delete it and
 /// its index, append the job (`ARGV[5..]`, field/value args) to the work stream and store the
 /// `PENDING` state `ARGV[3]` with TTL `ARGV[4]`. KEYS: dead-letter stream, dead-letter index,
@@ -202,6 +217,8 @@ pub struct Scripts {
     pub dead_letter_held: Script,
     /// See `REDRIVE`.
     pub redrive: Script,
+    /// See `EXPIRE_DEAD_LETTERS`.
+    pub expire_dead_letters: Script,
     /// See `CANCEL`.
     pub cancel: Script,
     /// See `SUBMIT_IDEMPOTENT`.
@@ -222,6 +239,7 @@ impl Default for Scripts {
             dead_letter: Script::new(DEAD_LETTER),
             dead_letter_held: Script::new(DEAD_LETTER_HELD),
             redrive: Script::new(REDRIVE),
+            expire_dead_letters: Script::new(EXPIRE_DEAD_LETTERS),
             cancel: Script::new(CANCEL),
             submit_idempotent: Script::new(SUBMIT_IDEMPOTENT),
             drop_dead_letter: Script::new(DROP_DEAD_LETTER),

@@ -38,6 +38,7 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
             reclaim(&q).await;
         }
         maintenance::refresh_depth(&q).await;
+        maintenance::expire_dead_letters(&q).await;
     }
 }
 
