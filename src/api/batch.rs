@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::idempotency::{self, check_key};
 use super::submit::{accepted_body, prepare, refused, Rules};
 use super::{error_body, json::put_key};
-use crate::backend::idempotency::{body_hash, Idempotent};
+use crate::backend::idempotency::body_hash;
 use crate::backend::{Accepted, Backend};
 use crate::id::ShardId;
 use crate::mesh::Mesh;
@@ -124,14 +124,7 @@ pub(crate) async fn handle<B: Backend>(
                 let done = idempotency::queue(backend, mesh, me, key, job.clone(), hash, now)
                     .await
                     .map_err(|e| refused(metrics, e))?;
-                Some(Item::Keyed(match done {
-                    Idempotent::Queued(a) => {
-                        metrics.borrow_mut().published += 1;
-                        Ok((a, false))
-                    }
-                    Idempotent::Replayed(a) => Ok((a, true)),
-                    Idempotent::Conflict => Err(idempotency::conflict()),
-                }))
+                Some(Item::Keyed(idempotency::answer(metrics, done)))
             }
         };
         items.push(item);

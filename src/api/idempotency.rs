@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use bytes::Bytes;
 
-use super::submit::{accepted_response, prepare, refused, Rules};
+use super::submit::{prepare, refused, Rules};
 use crate::backend::idempotency::{body_hash, shard_of_key, BodyHash, Idempotent};
 use crate::backend::{Accepted, Backend, NewJob, QueueError};
 use crate::clock::Timestamp;
@@ -49,13 +49,25 @@ pub(crate) async fn submit<B: Backend>(
     let done = queue(backend, mesh, me, key, job, body_hash(body), now)
         .await
         .map_err(|e| refused(metrics, e))?;
+    answer(metrics, done)
+}
+
+/// What an idempotent submit's outcome means for its client: the request and whether it is a
+/// replay (a new one is counted as published), or the 422 of a key reused with another body.
+pub(crate) fn answer(
+    metrics: &RefCell<ShardMetrics>,
+    done: Idempotent,
+) -> Result<(Accepted, bool), Error> {
     match done {
         Idempotent::Queued(a) => {
             metrics.borrow_mut().published += 1;
             Ok((a, false))
         }
         Idempotent::Replayed(a) => Ok((a, true)),
-        Idempotent::Conflict => Err(conflict()),
+        Idempotent::Conflict => Err(Error::new(
+            ErrorKind::InvalidShape,
+            "Idempotency-Key reused with a different request",
+        )),
     }
 }
 
@@ -76,19 +88,4 @@ pub(crate) async fn queue<B: Backend>(
         mesh.submit_idempotent(owner, job, now, key.clone(), body)
             .await
     }
-}
-
-/// The 422 of a key reused with another body.
-pub(crate) fn conflict() -> Error {
-    Error::new(
-        ErrorKind::InvalidShape,
-        "Idempotency-Key reused with a different request",
-    )
-}
-
-/// The answer to a replayed submit: the first one's 202, marked.
-pub(crate) fn replayed(accepted: &Accepted) -> crate::http::Response {
-    let mut r = accepted_response(accepted);
-    r.replayed = true;
-    r
 }

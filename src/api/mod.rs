@@ -194,21 +194,15 @@ async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Resp
         .await?;
         // The key's shard queued it; its id may belong to another shard, so a wait goes
         // through the owner of the id.
+        let mut r = submit::accepted_response(&accepted);
         if let Some(wait) = wait {
             let found = wait::find_final(backend, &api.mesh, api.shard, accepted.id, wait).await;
             if let Some(state) = found.ok().filter(|s| s.status.is_final()) {
-                let mut r = response::respond(&accepted.id, &state);
-                r.location = Some(route::status_location(&accepted.id));
-                r.preference_applied_wait = Some(wait.as_secs() as u32);
-                r.replayed = replay;
-                return Ok(r);
+                r = final_response(&accepted, &state, wait);
             }
         }
-        return Ok(if replay {
-            idempotency::replayed(&accepted)
-        } else {
-            submit::accepted_response(&accepted)
-        });
+        r.replayed = replay;
+        return Ok(r);
     }
     let (accepted, watch) =
         submit::accept(backend, &api.metrics, &rules, &req.body, now, wait.is_some()).await?;
@@ -217,14 +211,22 @@ async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Resp
     };
     let until = std::time::Instant::now() + wait;
     match crate::backend::final_after_submit(backend, &accepted.id, watch, until).await {
-        Some(state) => {
-            let mut r = response::respond(&accepted.id, &state);
-            r.location = Some(route::status_location(&accepted.id));
-            r.preference_applied_wait = Some(wait.as_secs() as u32);
-            Ok(r)
-        }
+        Some(state) => Ok(final_response(&accepted, &state, wait)),
         None => Ok(submit::accepted_response(&accepted)),
     }
+}
+
+/// The 200 of a submit whose request was final within its `wait`: the `/response` body, with
+/// `Location` and `Preference-Applied`.
+fn final_response(
+    accepted: &crate::backend::Accepted,
+    state: &crate::store::RequestState,
+    wait: Duration,
+) -> Response {
+    let mut r = response::respond(&accepted.id, state);
+    r.location = Some(route::status_location(&accepted.id));
+    r.preference_applied_wait = Some(wait.as_secs() as u32);
+    r
 }
 
 /// `GET /openapi.json`: every endpoint, its parameters and its statuses (`openapi.json`; a test
