@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
     );
     let routes = openhqm::api::routing::Routes::default();
     let rules = submit::Rules {
+        owner: None,
         default_timeout: config.worker.timeout,
         processors: &processors,
         routes: &routes,

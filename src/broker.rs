@@ -25,7 +25,9 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
+use crate::auth::ApiKeys;
 use crate::config::{Config, ConfigError};
 use crate::server::{self, Running};
 use crate::worker::{Processor, Processors, UnknownProcessor};
@@ -118,6 +120,9 @@ impl Broker {
                 .set_default(name)
                 .map_err(StartError::UnknownProcessor)?;
         }
-        server::start(self.config, self.processors).map_err(StartError::Io)
+        let keys = ApiKeys::load(&self.config.auth, |p| std::fs::read_to_string(p))
+            .map_err(StartError::Config)?
+            .map(Arc::new);
+        server::start(self.config, self.processors, keys).map_err(StartError::Io)
     }
 }

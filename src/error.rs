@@ -43,6 +43,12 @@ pub enum ErrorKind {
     Conflict,
     /// The queue cannot take the request now (down, slow, or full).
     QueueUnavailable,
+    /// API keys are configured and the request has none, or a wrong one.
+    Unauthenticated,
+    /// The key may not use this endpoint (admin endpoints).
+    Forbidden,
+    /// The key is over its rate limit.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -50,6 +56,8 @@ impl ErrorKind {
     pub const fn status(self) -> u16 {
         match self {
             ErrorKind::MalformedRequest | ErrorKind::MalformedJson => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NotFound | ErrorKind::MalformedId => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RequestTimeout => 408,
@@ -59,6 +67,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::ExpectationFailed => 417,
             ErrorKind::InvalidShape => 422,
+            ErrorKind::RateLimited => 429,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::MethodNotImplemented | ErrorKind::UnknownTransferCoding => 501,
             ErrorKind::QueueUnavailable => 503,

@@ -14,6 +14,7 @@
 //! message over the mesh ([`mesh`]). No locks or shared maps on the request path.
 //!
 //! ## Module map
+//! - [`auth`]: API keys: digests, the owner tag in ids, per-key rate limits.
 //! - [`config`]: the configuration tree, its layers (defaults, file, env, flags) and `--help`.
 //! - [`error`]: the one error type; the only place an HTTP status is chosen.
 //! - [`http`]: HTTP/1.1 parsing, body decoding, connection sequencing, routing, encoding.
@@ -60,6 +61,7 @@ internal!(
     api, backend, backoff, clock, error, http, id, mesh, metrics, plain_json, proxy, resp, server,
     shard, store, sync, upstream, worker,
 );
+pub mod auth;
 mod broker;
 pub mod config;
 pub mod log;

@@ -16,6 +16,9 @@ use tracing::{error, info, warn};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("hash-key") {
+        return hash_key();
+    }
     disable_transparent_huge_pages();
     let args = std::env::args().skip(1);
     let config = match config::load(args, std::env::vars(), |p| std::fs::read_to_string(p)) {
@@ -97,6 +100,26 @@ fn main() -> ExitCode {
         Err(e) => {
             error!(error = %e, "shutdown failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `openhqm hash-key`: the `sha256:<hex>` digest of the key on stdin, for `auth.api_keys`.
+fn hash_key() -> ExitCode {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(64 * 1024).read_to_end(&mut input) {
+        eprintln!("openhqm hash-key: cannot read stdin: {e}");
+        return ExitCode::from(2);
+    }
+    match openhqm::auth::digest::hash_key_line(&input) {
+        Ok(digest) => {
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("openhqm hash-key: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -9,6 +9,9 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Socket, Type};
 
+use std::sync::Arc;
+
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::mesh::{self, Mesh, ShardMsg};
 use crate::shard::{runtime, Wiring};
@@ -23,7 +26,11 @@ pub struct Running {
 }
 
 /// Starts every shard, each running `processors`; returns once all are serving.
-pub(crate) fn start(config: Config, processors: Processors) -> io::Result<Running> {
+pub(crate) fn start(
+    config: Config,
+    processors: Processors,
+    keys: Option<Arc<ApiKeys>>,
+) -> io::Result<Running> {
     let driver = config.server.io_driver;
     let nr_shards = config.nr_shards();
     let wanted = (config.server.host.as_str(), config.server.port)
@@ -54,6 +61,7 @@ pub(crate) fn start(config: Config, processors: Processors) -> io::Result<Runnin
         let cpu = config.server.cpus.as_ref().map(|c| c.for_shard(shard));
         let instance = instance.clone();
         let processors = processors.clone();
+        let keys = keys.clone();
         let thread = std::thread::Builder::new()
             .name(format!("openhqm-shard-{shard}"))
             .spawn(move || {
@@ -82,6 +90,7 @@ pub(crate) fn start(config: Config, processors: Processors) -> io::Result<Runnin
                         mesh: Mesh::new(shard, senders),
                         processors,
                         instance,
+                        keys,
                     };
                     let started = move || {
                         let _ = ready.send(Ok(name));

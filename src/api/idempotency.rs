@@ -81,11 +81,15 @@ pub(crate) async fn queue<B: Backend>(
     body: BodyHash,
     now: Timestamp,
 ) -> Result<Idempotent, QueueError> {
-    let owner = shard_of_key(key, mesh.nr_shards());
+    // Keys are scoped to the API key that uses them: two clients may pick the same one.
+    let key = match job.owner {
+        Some(o) => Bytes::from(o.scope(key)),
+        None => key.clone(),
+    };
+    let owner = shard_of_key(&key, mesh.nr_shards());
     if owner == me {
-        backend.submit_idempotent(job, now, key, body).await
+        backend.submit_idempotent(job, now, &key, body).await
     } else {
-        mesh.submit_idempotent(owner, job, now, key.clone(), body)
-            .await
+        mesh.submit_idempotent(owner, job, now, key, body).await
     }
 }

@@ -21,7 +21,13 @@ pub mod wait;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::rate::RateLimits;
+use crate::auth::{ApiKeys, Caller};
+use crate::id::CorrelationId;
+use crate::metrics::RejectReason;
 
 use crate::backend::Backend;
 use crate::clock::Timestamp;
@@ -61,16 +67,72 @@ pub(crate) struct Api<B> {
     pub(crate) max_batch: usize,
     /// `server.max_wait_seconds`: the longest wait a client may ask for.
     pub(crate) max_wait: Duration,
+    /// The API keys, `None` when they are off.
+    pub(crate) keys: Option<Arc<ApiKeys>>,
+    /// This shard's per-key rate-limit buckets, when a limit is set.
+    pub(crate) rate_limits: Option<RefCell<RateLimits>>,
 }
 
 impl<B> Api<B> {
-    /// What a submit is checked against.
-    fn rules(&self) -> submit::Rules<'_> {
+    /// What a submit by `caller` is checked against.
+    fn rules(&self, caller: &Caller) -> submit::Rules<'_> {
         submit::Rules {
             default_timeout: self.default_timeout,
             processors: &self.processors,
             routes: &self.routes,
+            owner: caller.owner(),
         }
+    }
+
+    /// Who sends `head`, and whether they may use `route`: the 401, 403 or 429 if not.
+    fn authorize(&self, head: &RequestHead, route: &Route) -> Result<Caller, Box<Response>> {
+        let Some(keys) = &self.keys else {
+            return Ok(Caller::Open);
+        };
+        let admin_only = match route {
+            Route::Health | Route::Livez | Route::Readyz | Route::OpenApi | Route::Options(_) => {
+                return Ok(Caller::Open)
+            }
+            Route::Metrics if !keys.protect_metrics => return Ok(Caller::Open),
+            Route::DlqList | Route::DlqRedrive(_) | Route::DlqDrop(_) => true,
+            _ => false,
+        };
+        let refuse = |reason: RejectReason, e: Error| {
+            self.metrics.borrow_mut().rejected(reason);
+            Box::new(error_response(&e))
+        };
+        let Some(caller) = head.credential.as_deref().and_then(|c| keys.identify(c)) else {
+            return Err(refuse(
+                RejectReason::Unauthenticated,
+                Error::new(ErrorKind::Unauthenticated, "Not authenticated"),
+            ));
+        };
+        if let (Some(limits), Caller::Key { index, .. }) = (&self.rate_limits, caller) {
+            if let Err(secs) = limits.borrow_mut().take(index, std::time::Instant::now()) {
+                let mut r = refuse(
+                    RejectReason::RateLimited,
+                    Error::new(ErrorKind::RateLimited, "Rate limit exceeded"),
+                );
+                r.retry_after = Some(secs);
+                return Err(r);
+            }
+        }
+        if admin_only && !caller.is_admin() {
+            return Err(refuse(
+                RejectReason::Forbidden,
+                Error::new(ErrorKind::Forbidden, "An admin key is required"),
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+/// The 404 of an unknown id for a well-formed id `caller` does not own: another key's requests
+/// are not there for it. A malformed id is left to the endpoint (also a 404).
+fn check_owner(caller: &Caller, raw: &bytes::Bytes) -> Result<(), Error> {
+    match CorrelationId::parse(raw) {
+        Some(id) if !caller.owns(&id) => Err(Error::new(ErrorKind::NotFound, "Request not found")),
+        _ => Ok(()),
     }
 }
 
@@ -107,6 +169,18 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         );
         return (endpoint, error_response(&e));
     }
+    let caller = match &routed {
+        Ok(r) => match api.authorize(&req.head, r) {
+            Ok(c) => c,
+            Err(refused) => return (endpoint, *refused),
+        },
+        Err(_) => Caller::Open,
+    };
+    if let Ok(Route::Status(raw) | Route::Response(raw) | Route::Cancel(raw)) = &routed {
+        if let Err(e) = check_owner(&caller, raw) {
+            return (endpoint, error_response(&e));
+        }
+    }
     let result = match routed {
         Err(NoRoute::NotFound) => Err(Error::new(ErrorKind::NotFound, "Not Found")),
         Err(NoRoute::MethodNotAllowed(allow)) => {
@@ -123,9 +197,9 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
             r.allow = Some(route::allow(e));
             Ok(r)
         }
-        Ok(Route::Submit) => submit_and_wait(api, req).await,
+        Ok(Route::Submit) => submit_and_wait(api, req, &caller).await,
         Ok(Route::SubmitBatch) => {
-            let rules = api.rules();
+            let rules = api.rules(&caller);
             let now = Timestamp::now();
             batch::handle(
                 &*api.backend,
@@ -172,8 +246,12 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
 /// A submit, and with `Prefer: wait=N` the wait for its final state: 200 with the response body
 /// when it is final in time, else the usual 202. The request is queued either way; nothing
 /// after that turns its answer into an error.
-async fn submit_and_wait<B: Backend>(api: &Api<B>, req: &Request) -> Result<Response, Error> {
-    let rules = api.rules();
+async fn submit_and_wait<B: Backend>(
+    api: &Api<B>,
+    req: &Request,
+    caller: &Caller,
+) -> Result<Response, Error> {
+    let rules = api.rules(caller);
     let now = Timestamp::now();
     // A malformed preference is ignored, never an error (RFC 7240 §2).
     let wait = wait::requested(&req.head, false, api.max_wait)
@@ -249,6 +327,7 @@ pub fn error_response(e: &Error) -> Response {
     b.push(b'}');
     let mut r = Response::json(e.kind().status(), b);
     r.retry_after = e.kind().retry_after_seconds();
+    r.www_authenticate = e.kind() == ErrorKind::Unauthenticated;
     r
 }
 

@@ -2,6 +2,7 @@
 //! 202 only once the queue accepted it (503 + `Retry-After` otherwise). The payload is kept as the
 //! bytes the client sent: it is validated, never re-serialised.
 
+use crate::auth::Owner;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -285,7 +286,7 @@ fn range_in(outer: &str, inner: &str) -> Range<usize> {
     start..start + inner.len()
 }
 
-/// What a submit is checked against.
+/// What a submit is checked against, and whose it is.
 pub struct Rules<'a> {
     /// `worker.timeout`: the deadline of a request that gives none.
     pub default_timeout: Duration,
@@ -293,6 +294,8 @@ pub struct Rules<'a> {
     pub processors: &'a Processors,
     /// The routing rules, tried before `metadata.endpoint`.
     pub routes: &'a Routes,
+    /// The API key submitting (stamped into the ids), `None` with API keys off.
+    pub owner: Option<Owner>,
 }
 
 /// Validates one submit body against `rules` (the routes pick the processor first) and makes
@@ -330,6 +333,7 @@ pub(crate) fn prepare(rules: &Rules<'_>, body: &[u8]) -> Result<NewJob, Error> {
         payload: Bytes::copy_from_slice(&body[sub.payload]),
         headers: sub.headers.map(|r| Bytes::copy_from_slice(&body[r])),
         metadata: sub.metadata,
+        owner: rules.owner,
     })
 }
 

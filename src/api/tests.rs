@@ -37,6 +37,7 @@ fn accept<'b>(
     processors.register("nothing", Nothing);
     let routes = routing::Routes::default();
     let rules = submit::Rules {
+        owner: None,
         default_timeout: Duration::from_secs(300),
         processors: &processors,
         routes: &routes,
@@ -216,6 +217,7 @@ fn a_batch_is_queued_all_or_none() {
     let processors = Processors::default();
     let routes = routing::Routes::default();
     let rules = submit::Rules {
+        owner: None,
         default_timeout: Duration::from_secs(300),
         processors: &processors,
         routes: &routes,

@@ -5,7 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::clock::Timestamp;
-use crate::id::CorrelationId;
+use crate::auth::Owner;
+use crate::id::{CorrelationId, IdMinter};
 
 /// Per-request options from the submit body's `metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,12 @@ pub struct Delivery {
 }
 
 impl NewJob {
+    /// A fresh id for this job from `minter`, carrying its owner's tag.
+    pub fn new_id(&self, minter: &mut IdMinter) -> CorrelationId {
+        let id = minter.mint();
+        self.owner.map_or(id, |o| o.stamp(id))
+    }
+
     /// The job to queue once the backend has given it `id` at `now`.
     pub fn into_job(self, id: CorrelationId, now: Timestamp) -> Job {
         Job {
@@ -78,4 +85,6 @@ pub struct NewJob {
     pub headers: Option<Bytes>,
     /// Options.
     pub metadata: Metadata,
+    /// The API key it belongs to, stamped into its id (`None` with API keys off).
+    pub owner: Option<Owner>,
 }

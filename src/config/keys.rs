@@ -223,6 +223,36 @@ pub const KEYS: &[Key] = &[
         Some("30"),
         "how often an endpoint's host name is looked up again (off the shard's thread)",
     ),
+    key(
+        "auth.api_keys",
+        Some(""),
+        "API keys as sha256:<hex> digests (`openhqm hash-key`), comma-separated; set, every /api/v1 call needs one",
+    ),
+    key(
+        "auth.api_keys_file",
+        None,
+        "file of more API key digests, one per line (# comments)",
+    ),
+    key(
+        "auth.admin_keys",
+        Some(""),
+        "digests of keys that may also use the dead-letter admin",
+    ),
+    key(
+        "auth.admin_keys_file",
+        None,
+        "file of more admin key digests, one per line",
+    ),
+    key(
+        "auth.protect_metrics",
+        Some("false"),
+        "with API keys, /metrics needs a key too",
+    ),
+    key(
+        "auth.rate_limit_per_second",
+        Some("0"),
+        "requests per second per key, 429 beyond (0 = no limit; split evenly between shards)",
+    ),
     key("monitoring.metrics_enabled", Some("true"), "serve /metrics"),
     key(
         "monitoring.log_level",
@@ -316,6 +346,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "monitoring.log_format" => c.monitoring.log_format = log_format(name, v)?,
         _ if name.starts_with("proxy.") => super::proxy::set(&mut c.proxy, name, v)?,
         _ if name.starts_with("routing.") => super::routing::set(&mut c.routes, name, v)?,
+        _ if name.starts_with("auth.") => super::auth::set(&mut c.auth, name, v)?,
         _ => return Err(ConfigError(format!("unknown configuration key {name:?}"))),
     }
     Ok(())

@@ -237,7 +237,8 @@ fn json_of(name: &str, v: toml::Value) -> Result<String, ConfigError> {
 pub fn help() -> String {
     let mut s = String::from(
         "openhqm: thread-per-core broker for asynchronous HTTP request processing\n\n\
-         USAGE: openhqm [--config FILE] [--KEY VALUE]...\n\n\
+         USAGE: openhqm [--config FILE] [--KEY VALUE]...\n\
+         \x20      printf %s \"$KEY\" | openhqm hash-key   (digest of an API key, for auth.api_keys)\n\n\
          Precedence: defaults < --config FILE (TOML, [section] key = value) < environment < flags.\n\
          Every key below is a flag (--server.port 8001) and an environment variable.\n\
          Short flags: --host --port --shards --cpus --workers (worker.count) --queue (queue.type)\n\

@@ -3,6 +3,7 @@
 //! is parsed and reported the same way whichever layer sets it. `keys` is the table of keys
 //! (names, defaults, help), `layers` reads the file, the environment and the command line.
 
+pub mod auth;
 pub mod cpus;
 pub mod keys;
 pub mod layers;
@@ -186,6 +187,8 @@ pub struct Config {
     pub proxy: proxy::ProxyConfig,
     /// `routing.routes`
     pub routes: Vec<routing::RouteConfig>,
+    /// `auth.*`
+    pub auth: auth::AuthConfig,
     /// What loading decided or ignored that the operator should hear about at start (logged as
     /// warnings once logging is up): Python-only keys ignored, `queue.type` inferred.
     pub notices: Vec<String>,
@@ -239,6 +242,7 @@ impl Default for Config {
             },
             proxy: proxy::ProxyConfig::default(),
             routes: Vec::new(),
+            auth: auth::AuthConfig::default(),
             notices: Vec::new(),
             monitoring: MonitoringConfig {
                 metrics_enabled: true,

@@ -262,7 +262,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn list(name: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+pub(super) fn list(name: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     if v.starts_with('[') {
         let items: Vec<serde_json::Value> =
             serde_json::from_str(v).map_err(|_| invalid(name, v, "a JSON list"))?;

@@ -83,6 +83,8 @@ pub struct Response {
     pub replayed: bool,
     /// Close the connection after this response.
     pub close: bool,
+    /// `WWW-Authenticate: Bearer`, for a 401.
+    pub www_authenticate: bool,
 }
 
 impl Response {
@@ -98,6 +100,7 @@ impl Response {
             preference_applied_wait: None,
             replayed: false,
             close: false,
+            www_authenticate: false,
         }
     }
 
@@ -139,6 +142,9 @@ impl Response {
         if self.replayed {
             out.put_slice(b"\r\nidempotent-replayed: true");
         }
+        if self.www_authenticate {
+            out.put_slice(b"\r\nwww-authenticate: Bearer realm=\"openhqm\"");
+        }
         if self.close {
             out.put_slice(b"\r\nconnection: close");
         }
@@ -166,6 +172,7 @@ pub const fn reason(status: u16) -> &'static str {
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -174,6 +181,7 @@ pub const fn reason(status: u16) -> &'static str {
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
         422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

@@ -124,6 +124,8 @@ pub struct RequestHead {
     pub idempotency_key: Option<Bytes>,
     /// A `Content-Encoding` other than `identity` was sent.
     pub content_encoded: bool,
+    /// The API key sent as `Authorization: Bearer <key>` or, without that, `X-API-Key: <key>`.
+    pub credential: Option<Bytes>,
 }
 
 /// Parses one request head from the front of `buf`. On success the head's bytes are consumed;
@@ -186,6 +188,7 @@ pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestH
         prefer: fields.prefer.map(|r| head_bytes.slice(r)),
         idempotency_key: fields.idempotency_key.map(|r| head_bytes.slice(r)),
         content_encoded: fields.content_encoded,
+        credential: fields.bearer.or(fields.api_key).map(|r| head_bytes.slice(r)),
     }))
 }
 
@@ -328,6 +331,8 @@ struct Fields {
     prefer: Option<std::ops::Range<usize>>,
     idempotency_key: Option<std::ops::Range<usize>>,
     content_encoded: bool,
+    bearer: Option<std::ops::Range<usize>>,
+    api_key: Option<std::ops::Range<usize>>,
 }
 
 impl Fields {
@@ -379,6 +384,13 @@ impl Fields {
                 f.prefer = Some(subslice_range(buf, value));
             } else if is(b"idempotency-key") {
                 f.idempotency_key = Some(subslice_range(buf, value));
+            } else if is(b"authorization") {
+                // RFC 9110 §11.1: the scheme is case-insensitive; one or more spaces follow it.
+                if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+                    f.bearer = Some(subslice_range(buf, trim(&value[7..])));
+                }
+            } else if is(b"x-api-key") {
+                f.api_key = Some(subslice_range(buf, value));
             } else if is(b"content-encoding") {
                 f.content_encoded |= !value.is_empty() && !value.eq_ignore_ascii_case(b"identity");
             }

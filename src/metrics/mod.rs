@@ -95,8 +95,8 @@ pub const METHODS: [&str; 10] = [
 ];
 
 /// Statuses the broker sends; anything else is counted under the last slot (`0`).
-pub const STATUSES: [u16; 21] = [
-    200, 202, 204, 400, 401, 404, 405, 408, 409, 413, 414, 415, 417, 422, 431, 500, 501, 503, 505,
+pub const STATUSES: [u16; 23] = [
+    200, 202, 204, 400, 401, 403, 404, 405, 408, 409, 413, 414, 415, 417, 422, 429, 431, 500, 501, 503, 505,
     100, 0,
 ];
 
@@ -140,11 +140,24 @@ pub enum RejectReason {
     QueueUnavailable,
     /// The shard is shutting down.
     ShuttingDown,
+    /// No API key, or a wrong one (401).
+    Unauthenticated,
+    /// A key without the admin right on an admin endpoint (403).
+    Forbidden,
+    /// The key is over its rate limit (429).
+    RateLimited,
 }
 
 impl RejectReason {
     /// Label values, by index.
-    pub const LABELS: [&'static str; 3] = ["backpressure", "queue_unavailable", "shutting_down"];
+    pub const LABELS: [&'static str; 6] = [
+        "backpressure",
+        "queue_unavailable",
+        "shutting_down",
+        "unauthenticated",
+        "forbidden",
+        "rate_limited",
+    ];
 }
 
 const N_REQ: usize = Endpoint::ALL.len() * METHODS.len() * STATUSES.len();

@@ -8,12 +8,15 @@ pub mod runtime;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::api::Api;
+use crate::auth::rate::RateLimits;
+use crate::auth::ApiKeys;
 use crate::backend::redis::{Keys, RedisSettings, LEASE_HELD};
 use crate::backend::{Backend, EmbeddedBackend, RedisBackend};
 use crate::config::{Config, QueueType, Role};
@@ -56,6 +59,8 @@ pub(crate) struct Wiring {
     pub(crate) processors: Processors,
     /// This process's name among the brokers sharing one Redis (consumers are `instance:shard`).
     pub(crate) instance: String,
+    /// The API keys, `None` when they are off.
+    pub(crate) keys: Option<Arc<ApiKeys>>,
 }
 
 /// Builds the configured backend on this thread (the Redis backend starts its tasks here),
@@ -114,9 +119,11 @@ impl<B: Backend + 'static> Shard<B> {
             config,
             mesh,
             processors,
+            keys,
             ..
         } = wiring;
         let backend = Rc::new(backend);
+        let nr_shards = mesh.nr_shards();
         let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -143,6 +150,11 @@ impl<B: Backend + 'static> Shard<B> {
             routes: crate::api::routing::Routes::new(&config.routes),
             max_batch: config.server.max_batch,
             max_wait: config.server.max_wait,
+            rate_limits: keys.as_ref().and_then(|k| {
+                let rate = k.rate_limit_per_second?;
+                Some(RefCell::new(RateLimits::new(rate, nr_shards, k.len())))
+            }),
+            keys,
         };
         Rc::new(Shard {
             id,

@@ -318,6 +318,7 @@ mod tests {
             payload: Bytes::from_static(payload),
             headers: None,
             metadata: metadata(endpoint),
+            owner: None,
         };
         ready(s.backend.submit(job, Timestamp::now(), false)).expect("accepted");
         let mut taken = ready(s.backend.next_jobs(1, 1));

@@ -46,6 +46,7 @@ pub fn job() -> NewJob {
             endpoint: None,
             method: None,
         },
+        owner: None,
     }
 }
 

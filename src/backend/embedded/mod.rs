@@ -72,7 +72,7 @@ impl Backend for EmbeddedBackend {
         now: Timestamp,
         watch: bool,
     ) -> Result<(Accepted, Option<Watch<'_>>), QueueError> {
-        let minted = self.minter.borrow_mut().mint();
+        let minted = job.new_id(&mut self.minter.borrow_mut());
         let id = self.table.borrow_mut().insert_pending(minted, now);
         let watch = if watch { self.waiters.watch(&id) } else { None };
         match self.queue.enqueue(std::iter::once(job.into_job(id, now))) {
@@ -116,7 +116,10 @@ impl Backend for EmbeddedBackend {
         let queued: Vec<Job> = {
             let (mut table, mut minter) = (self.table.borrow_mut(), self.minter.borrow_mut());
             jobs.into_iter()
-                .map(|job| job.into_job(table.insert_pending(minter.mint(), now), now))
+                .map(|job| {
+                    let id = table.insert_pending(job.new_id(&mut minter), now);
+                    job.into_job(id, now)
+                })
                 .collect()
         };
         let accepted: Vec<Accepted> = queued

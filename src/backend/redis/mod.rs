@@ -102,7 +102,7 @@ impl Backend for RedisBackend {
         now: Timestamp,
         watch: bool,
     ) -> Result<(Accepted, Option<Watch<'_>>), QueueError> {
-        let id = self.minter.borrow_mut().mint();
+        let id = job.new_id(&mut self.minter.borrow_mut());
         let watch = if watch { self.waiters.watch(&id) } else { None };
         self.queue
             .enqueue(std::slice::from_ref(&job.into_job(id, now)))
@@ -123,7 +123,7 @@ impl Backend for RedisBackend {
         key: &[u8],
         body: BodyHash,
     ) -> Result<Idempotent, QueueError> {
-        let id = self.minter.borrow_mut().mint();
+        let id = job.new_id(&mut self.minter.borrow_mut());
         let job = job.into_job(id, now);
         let accepted = Accepted {
             id,
@@ -144,7 +144,10 @@ impl Backend for RedisBackend {
         let queued: Vec<Job> = {
             let mut minter = self.minter.borrow_mut();
             jobs.into_iter()
-                .map(|job| job.into_job(minter.mint(), now))
+                .map(|job| {
+                    let id = job.new_id(&mut minter);
+                    job.into_job(id, now)
+                })
                 .collect()
         };
         self.queue.enqueue(&queued).await?;
