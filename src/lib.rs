@@ -27,6 +27,7 @@
 //! - [`metrics`]: per-shard counters and Prometheus text.
 //! - [`server`]: starting and stopping the shards.
 //! - [`clock`], [`log`]: timestamps; logging set-up.
+//! - [`notify`]: sd_notify, for systemd's `Type=notify` (`READY=1`, `STOPPING=1`).
 //!
 //! `docs/ARCHITECTURE.md` has the longer tour and the glossary.
 
@@ -65,5 +66,6 @@ pub mod auth;
 mod broker;
 pub mod config;
 pub mod log;
+pub mod notify;
 #[cfg(test)]
 mod testing;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use openhqm::config::{self, Loaded, QueueType};
-use openhqm::{log, Broker, StartError};
+use openhqm::{log, notify, Broker, StartError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
@@ -63,6 +63,9 @@ fn main() -> ExitCode {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    if let Err(e) = notify::ready() {
+        warn!(error = %e, "cannot tell the service manager the broker is ready (NOTIFY_SOCKET)");
+    }
     if queue == QueueType::Memory {
         warn!(
             "embedded queue (queue.type = memory): requests in flight are lost if the process dies"
@@ -83,6 +86,9 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(50));
     }
     info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+    if let Err(e) = notify::stopping() {
+        warn!(error = %e, "cannot tell the service manager the broker is stopping (NOTIFY_SOCKET)");
+    }
     running.shutdown();
     // Shards bound their own drain by the grace period; a second signal stops waiting.
     while !running.all_stopped() {

@@ -28,6 +28,7 @@ use crate::auth::rate::RateLimits;
 use crate::auth::{ApiKeys, Caller};
 use crate::id::CorrelationId;
 use crate::metrics::RejectReason;
+use crate::sync::shutdown::Shutdown;
 
 use crate::backend::Backend;
 use crate::clock::Timestamp;
@@ -69,6 +70,8 @@ pub(crate) struct Api<B> {
     pub(crate) max_wait: Duration,
     /// The API keys, `None` when they are off.
     pub(crate) keys: Option<Arc<ApiKeys>>,
+    /// Set once the shard drains: new work is refused.
+    pub(crate) draining: Shutdown,
     /// This shard's per-key rate-limit buckets, when a limit is set.
     pub(crate) rate_limits: Option<RefCell<RateLimits>>,
 }
@@ -176,6 +179,13 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         },
         Err(_) => Caller::Open,
     };
+    if api.draining.is_set() && matches!(routed, Ok(Route::Submit | Route::SubmitBatch | Route::DlqRedrive(_))) {
+        // The client retries against another instance (or this one, restarted).
+        api.metrics.borrow_mut().rejected(RejectReason::ShuttingDown);
+        let mut r = error_response(&Error::new(ErrorKind::QueueUnavailable, "shutting down"));
+        r.close = true;
+        return (endpoint, r);
+    }
     if let Ok(Route::Status(raw) | Route::Response(raw) | Route::Cancel(raw)) = &routed {
         if let Err(e) = check_owner(&caller, raw) {
             return (endpoint, error_response(&e));
@@ -231,7 +241,7 @@ pub(crate) async fn handle<B: Backend>(api: &Api<B>, req: &Request) -> (Endpoint
         Ok(Route::Health) => Ok(health::handle(&*api.backend, &api.mesh).await),
         Ok(Route::OpenApi) => Ok(openapi()),
         Ok(Route::Livez) => Ok(probes::livez(&api.mesh).await),
-        Ok(Route::Readyz) => Ok(probes::readyz(&*api.backend, &api.mesh).await),
+        Ok(Route::Readyz) => Ok(probes::readyz(&*api.backend, &api.mesh, api.draining.is_set()).await),
         Ok(Route::DlqList) => dead_letters::list(&api.mesh, req.head.query.as_ref()).await,
         Ok(Route::DlqRedrive(raw)) => dead_letters::act(&api.mesh, &raw, false).await,
         Ok(Route::DlqDrop(raw)) => dead_letters::act(&api.mesh, &raw, true).await,

@@ -1,7 +1,7 @@
 //! Probes for orchestrators. `GET /livez`: the process works (every shard answers a mesh ping
 //! within a second), whatever the backend does, so a Redis outage never gets the broker
 //! restarted. `GET /readyz`: it can take work now (every shard's backend check passes); a Redis
-//! outage, or a queue at its depth limit, makes it unready with the reason.
+//! outage, a queue at its depth limit, or a drain (SIGTERM) makes it unready with the reason.
 
 use std::time::Duration;
 
@@ -42,8 +42,14 @@ pub(crate) async fn livez(mesh: &Mesh) -> Response {
     }
 }
 
-/// `GET /readyz`.
-pub(crate) async fn readyz<B: Backend>(backend: &B, mesh: &Mesh) -> Response {
+/// `GET /readyz`. A draining shard is not ready, whatever its backend says.
+pub(crate) async fn readyz<B: Backend>(backend: &B, mesh: &Mesh, draining: bool) -> Response {
+    if draining {
+        return body(
+            503,
+            serde_json::json!({"status": "not_ready", "reason": "draining"}),
+        );
+    }
     let checked = match backend.check().await {
         Ok(()) => mesh.check_others().await,
         Err(e) => Err(e),

@@ -228,8 +228,15 @@ pub trait Backend {
     fn expire(&self, now: Instant);
     /// Fills in the backend's gauges (depth, states held, connection figures) for a scrape.
     fn gauges(&self, metrics: &mut ShardMetrics);
-    /// Accepted jobs that live only in this process and are lost if it stops now.
+    /// Whether a drain keeps taking this backend's jobs until none is left: true when they live
+    /// only in this process, false when another instance can take them (they stay queued).
+    fn drain_works_off(&self) -> bool;
+    /// How many accepted jobs wait in a queue that lives only in this process (lost if it stops
+    /// now).
     fn lost_on_exit(&self) -> u64;
+    /// The ids of every accepted request that is lost if the process stops now: those waiting
+    /// and those in a worker slot, where nothing outside the process keeps them.
+    fn lost_ids(&self) -> Vec<CorrelationId>;
 }
 
 /// The state of `id` (owned by this shard) once it is final, or as it is at `until`: `Ok(None)`

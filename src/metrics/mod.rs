@@ -178,6 +178,9 @@ pub struct ShardMetrics {
     pub waiters: u64,
     /// `openhqm_queue_publish_total{status="success"}`.
     pub published: u64,
+    /// `openhqm_shutdown_dropped_total`: accepted requests still queued in process memory when
+    /// a drain ended.
+    pub dropped_on_exit: u64,
     /// `openhqm_queue_publish_total{status="failure"}`.
     pub publish_failed: u64,
     /// `openhqm_rejected_total`, by reason.
@@ -272,6 +275,7 @@ impl Default for ShardMetrics {
             connections: 0,
             waiters: 0,
             published: 0,
+            dropped_on_exit: 0,
             publish_failed: 0,
             rejected: [0; RejectReason::LABELS.len()],
             queue_wait: Histogram::default(),
@@ -384,6 +388,7 @@ impl ShardMetrics {
         self.connections += o.connections;
         self.waiters += o.waiters;
         self.published += o.published;
+        self.dropped_on_exit += o.dropped_on_exit;
         self.publish_failed += o.publish_failed;
         for (a, b) in self.rejected.iter_mut().zip(o.rejected) {
             *a += b;

@@ -236,6 +236,14 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
 
     family(
         o,
+        "openhqm_shutdown_dropped_total",
+        "counter",
+        "Accepted requests still in the embedded queue when a drain ended (logged with their ids).",
+    );
+    let _ = writeln!(o, "openhqm_shutdown_dropped_total {}", total.dropped_on_exit);
+
+    family(
+        o,
         "openhqm_build_info",
         "gauge",
         "The running build (always 1).",

@@ -1,8 +1,8 @@
 //! One HTTP connection's I/O loop: read into the input buffer, let [`Conn`] cut requests out,
 //! answer them in order into the output buffer, and write once per batch, so 64 pipelined
 //! requests get their 64 responses in one write. Timeouts depend on what is awaited (idle,
-//! a head, a body); on shutdown an idle connection is closed and a busy one is answered with
-//! `Connection: close`.
+//! a head, a body). While the shard drains every response says `Connection: close`; once it
+//! stops, idle connections and requests still arriving are ended.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -144,7 +144,7 @@ async fn answer_ready<B: Backend + 'static>(
                 ctx.metrics.borrow_mut().in_flight += 1;
                 let (endpoint, mut resp) = api::handle(&ctx.api, &req).await;
                 ctx.metrics.borrow_mut().in_flight -= 1;
-                resp.close |= !req.head.keep_alive || ctx.shutdown.is_set();
+                resp.close |= !req.head.keep_alive || ctx.draining.is_set();
                 resp.encode(req.head.method == Method::Head, output);
                 count(ctx, endpoint, Some(req.head.method), resp.status, started);
                 answered = true;
@@ -164,7 +164,7 @@ async fn answer_ready<B: Backend + 'static>(
             } => {
                 let endpoint = path.as_deref().map_or(Endpoint::Other, endpoint_of);
                 let mut resp = api::error_response(&error);
-                resp.close = close || ctx.shutdown.is_set();
+                resp.close = close || ctx.draining.is_set();
                 resp.encode(false, output);
                 count(ctx, endpoint, method, resp.status, Instant::now());
                 answered = true;

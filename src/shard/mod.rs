@@ -32,6 +32,10 @@ use crate::worker::Worker;
 
 /// How often a shard drops expired states.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a drain looks at the queue when no slot frees up.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// Ids per log line of the requests a drain leaves behind.
+const DROPPED_IDS_PER_LINE: usize = 500;
 
 /// One shard: its backend, worker slots, endpoints and connections.
 pub(crate) struct Shard<B> {
@@ -42,7 +46,12 @@ pub(crate) struct Shard<B> {
     metrics: Rc<RefCell<ShardMetrics>>,
     worker: Rc<Worker<B>>,
     api: Api<B>,
+    /// Set by the `Shutdown` message: refuse new work, finish what must be finished.
+    draining: Shutdown,
+    /// Set when the drain is over: stop accepting and close the connections.
     shutdown: Shutdown,
+    /// When the grace period of the drain ends.
+    grace_ends: Cell<Option<Instant>>,
     connections: Cell<usize>,
     connection_closed: Notify,
 }
@@ -137,7 +146,9 @@ impl<B: Backend + 'static> Shard<B> {
             &config.worker,
             seed,
         ));
+        let draining = Shutdown::default();
         let api = Api {
+            draining: draining.clone(),
             backend: backend.clone(),
             metrics: metrics.clone(),
             mesh,
@@ -168,7 +179,9 @@ impl<B: Backend + 'static> Shard<B> {
             metrics,
             worker,
             api,
+            draining,
             shutdown: Shutdown::default(),
+            grace_ends: Cell::new(None),
             connections: Cell::new(0),
             connection_closed: Notify::new(),
         })
@@ -181,17 +194,26 @@ impl<B: Backend + 'static> Shard<B> {
     ) {
         monoio::spawn(self.clone().serve_inbox(inbox));
         if self.config.server.role != Role::Api {
-            monoio::spawn(self.worker.clone().run(self.shutdown.clone()));
+            // A drain stops taking jobs at once where another instance can take them, and
+            // works the queue off where they would be lost.
+            let until = if self.backend.drain_works_off() {
+                self.shutdown.clone()
+            } else {
+                self.draining.clone()
+            };
+            monoio::spawn(self.worker.clone().run(until));
         }
         monoio::spawn(self.clone().expire_states());
+        monoio::spawn(self.clone().drain());
         match TcpListener::from_std(listener) {
             Ok(listener) => self.accept(listener).await,
             Err(e) => {
                 warn!(shard = self.id, error = %e, "cannot use listener");
-                self.shutdown.trigger();
+                self.draining.trigger();
+                self.shutdown.wait().await;
             }
         }
-        self.drain().await;
+        self.close_connections().await;
     }
 
     async fn accept(self: &Rc<Self>, listener: TcpListener) {
@@ -214,36 +236,77 @@ impl<B: Backend + 'static> Shard<B> {
         }
     }
 
-    /// After the listener closed: wait for connections and running worker slots, up to the
-    /// grace period.
-    async fn drain(&self) {
+    /// The drain, once the `Shutdown` message has come: new submits are refused (503) and
+    /// `/readyz` says so while the running worker slots finish and, where queued jobs would be
+    /// lost with the process, the queue is worked off; all within the grace period. Then what
+    /// is left is counted and logged with its ids, and the shard stops.
+    async fn drain(self: Rc<Self>) {
+        self.draining.wait().await;
         let deadline = Instant::now() + self.config.server.shutdown_grace;
-        while self.connections.get() > 0 || self.worker.active() > 0 {
+        self.grace_ends.set(Some(deadline));
+        info!(
+            shard = self.id,
+            queued = self.backend.lost_on_exit(),
+            workers = self.worker.active(),
+            "draining: new submits are refused"
+        );
+        while self.worker.active() > 0 || self.backend.lost_on_exit() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!(
+                    shard = self.id,
+                    workers = self.worker.active(),
+                    queued = self.backend.lost_on_exit(),
+                    "grace period over with work left"
+                );
+                break;
+            }
+            let slot = self.worker.slot_freed().notified();
+            // A retry due later wakes no one: look again now and then.
+            monoio::select! {
+                _ = slot => {},
+                _ = monoio::time::sleep(left.min(DRAIN_POLL)) => {},
+            }
+        }
+        let lost = self.backend.lost_ids();
+        if !lost.is_empty() {
+            self.metrics.borrow_mut().dropped_on_exit += lost.len() as u64;
+            for (i, ids) in lost.chunks(DROPPED_IDS_PER_LINE).enumerate() {
+                let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                warn!(
+                    shard = self.id,
+                    dropped = lost.len(),
+                    part = i + 1,
+                    ids = %ids.join(","),
+                    "embedded queue not empty at the end of the drain; these accepted requests are dropped"
+                );
+            }
+        }
+        self.shutdown.trigger();
+    }
+
+    /// After the drain: the listener is closed and idle connections end; wait for those still
+    /// answering a request, until the grace period ends.
+    async fn close_connections(&self) {
+        let deadline = self
+            .grace_ends
+            .get()
+            .unwrap_or_else(|| Instant::now() + self.config.server.shutdown_grace);
+        while self.connections.get() > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 warn!(
                     shard = self.id,
                     connections = self.connections.get(),
-                    workers = self.worker.active(),
-                    "grace period over; closing with work in flight"
+                    "grace period over; closing connections still answering"
                 );
                 break;
             }
             let conn = self.connection_closed.notified();
-            let slot = self.worker.slot_freed().notified();
             monoio::select! {
                 _ = conn => {},
-                _ = slot => {},
                 _ = monoio::time::sleep(left) => {},
             }
-        }
-        let lost = self.backend.lost_on_exit();
-        if lost > 0 {
-            warn!(
-                shard = self.id,
-                queued = lost,
-                "embedded queue not empty at exit; these requests are dropped"
-            );
         }
         info!(shard = self.id, "shard stopped");
     }
@@ -315,7 +378,7 @@ impl<B: Backend + 'static> Shard<B> {
                 ShardMsg::Ping { reply } => {
                     let _ = reply.send(self.id);
                 }
-                ShardMsg::Shutdown => self.shutdown.trigger(),
+                ShardMsg::Shutdown => self.draining.trigger(),
             }
         }
     }

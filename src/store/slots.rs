@@ -113,6 +113,14 @@ impl Slots {
             .map(|e| &mut e.state)
     }
 
+    /// Every id held with its state.
+    pub fn iter(&self) -> impl Iterator<Item = (&CorrelationId, &RequestState)> {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.iter().flatten())
+            .map(|e| (&e.id, &e.state))
+    }
+
     /// The state of `id` if a slot holds it.
     pub fn get(&self, id: &CorrelationId) -> Option<&RequestState> {
         let at = self.find(id)?;

@@ -129,6 +129,16 @@ impl StateTable {
         }
     }
 
+    /// The ids of every request held that is not final yet (accepted and not finished).
+    pub fn unfinished(&self) -> Vec<CorrelationId> {
+        self.slots
+            .iter()
+            .chain(self.segments.iter().flat_map(|s| s.map.iter()))
+            .filter(|(_, s)| !s.status.is_final())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The state of `id`, if held.
     pub fn get(&self, id: &CorrelationId) -> Option<&RequestState> {
         self.slots.get(id).or_else(|| self.segment(id).map.get(id))

@@ -255,3 +255,23 @@ fn a_redriven_or_forgotten_state_is_not_dropped_by_its_old_expiry() {
     }
 }
 }
+
+#[test]
+fn unfinished_lists_pending_and_processing_states_only() {
+    let mut t = StateTable::new(Duration::from_secs(10));
+    let mut m = IdMinter::new(0, 1);
+    let t0 = Instant::now();
+    let pending = t.insert_pending(m.mint(), Timestamp(1));
+    let started = t.insert_pending(m.mint(), Timestamp(1));
+    let done = t.insert_pending(m.mint(), Timestamp(1));
+    assert_eq!(t.start(&started, Timestamp(2)), Ok(()));
+    assert_eq!(t.finish_or_insert(&done, Status::Failed, outcome(), Timestamp(0), t0), Ok(()));
+    // A state held outside the slots (minted elsewhere) counts the same way.
+    let elsewhere = IdMinter::new(0, 1).mint();
+    assert_eq!(t.finish_or_insert(&elsewhere, Status::Failed, outcome(), Timestamp(0), t0), Ok(()));
+    let mut got = t.unfinished();
+    got.sort();
+    let mut want = vec![pending, started];
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -284,8 +284,17 @@ impl Backend for EmbeddedBackend {
         self.queue.depth().fill(m, self.table.borrow().count());
     }
 
+    fn drain_works_off(&self) -> bool {
+        true
+    }
+
     fn lost_on_exit(&self) -> u64 {
         let depth = self.queue.depth();
         depth.ready + depth.delayed
+    }
+
+    fn lost_ids(&self) -> Vec<CorrelationId> {
+        // Queued, waiting for a retry, or in a slot: every accepted request not final yet.
+        self.table.borrow().unfinished()
     }
 }

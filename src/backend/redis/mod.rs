@@ -281,8 +281,17 @@ impl Backend for RedisBackend {
         m.redis_reconnects = self.queue.reconnects();
     }
 
+    fn drain_works_off(&self) -> bool {
+        // Redis keeps what is queued, and what a slot had not finished stays pending for
+        // another consumer to take over.
+        false
+    }
+
     fn lost_on_exit(&self) -> u64 {
-        // Redis keeps what is queued for the next consumer.
         0
+    }
+
+    fn lost_ids(&self) -> Vec<CorrelationId> {
+        Vec::new()
     }
 }
