@@ -1,14 +1,18 @@
-# Build stage: the release binary.
+# Build stage: the release binary of the openhqm package (the workspace's loadtest is not built).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin openhqm
+RUN cargo build --release --locked -p openhqm --bin openhqm
 
 # Run stage: a slim image, an unprivileged user, a health check.
 FROM debian:bookworm-slim
+# ca-certificates: proxy mode's https:// upstreams trust the system's roots; curl: the health check.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 65532 openhqm \
+ && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin openhqm
 COPY --from=build /src/target/release/openhqm /usr/local/bin/openhqm
 USER 65532:65532
 EXPOSE 8000

@@ -45,9 +45,11 @@ pub(super) fn set(a: &mut AuthConfig, name: &str, v: &str) -> Result<(), ConfigE
             a.rate_limit_per_second = match v.parse::<f64>() {
                 Ok(0.0) => None,
                 Ok(r) if r.is_finite() && r > 0.0 => Some(r),
-                _ => return Err(ConfigError(format!(
+                _ => {
+                    return Err(ConfigError(format!(
                     "{name}: invalid value {v:?}: expected requests per second, > 0 (0 = no limit)"
-                ))),
+                )))
+                }
             }
         }
         _ => return Err(ConfigError(format!("unknown configuration key {name:?}"))),
