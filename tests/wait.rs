@@ -283,3 +283,94 @@ fn a_waiter_is_woken_by_a_final_write_on_another_instance() {
     assert_eq!(r.json()["status"], "COMPLETED");
     assert!(t.elapsed() < Duration::from_secs(20));
 }
+
+/// A client that closes its connection while it waits releases its waiter at once (on the
+/// connection's shard and, for an id of another shard, on the owner), long before its
+/// `wait=N` ends. Several connections, so both shards see local and remote waits.
+#[test]
+fn a_client_that_goes_away_releases_its_waiter() {
+    let gated = Gated::start();
+    let broker = start(&gated, &["--shards", "2"]);
+    let mut c = broker.client();
+    let ids: Vec<String> = (0..4)
+        .map(|_| {
+            let r = c.post_json("/api/v1/submit", GATED);
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["correlation_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut waiting = Vec::new();
+    for id in &ids {
+        // A long-poll and a submit-and-wait per request.
+        let mut poll = Client::connect(broker.addr);
+        poll.send(
+            format!("GET /api/v1/response/{id}?wait=30 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        waiting.push(poll);
+        let mut submit = Client::connect(broker.addr);
+        let body = GATED.as_bytes();
+        submit
+            .send(
+                format!(
+                    "POST /api/v1/submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                     Prefer: wait=30\r\nContent-Length: {}\r\n\r\n{GATED}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        waiting.push(submit);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_until(deadline, "eight waiters", || {
+        metric(broker.addr, "openhqm_waiters") == Some(8.0)
+    });
+    let went_away = Instant::now();
+    drop(waiting);
+    wait_until(deadline, "every waiter released", || {
+        metric(broker.addr, "openhqm_waiters") == Some(0.0)
+    });
+    assert!(
+        went_away.elapsed() < Duration::from_secs(10),
+        "released by the clients going away, not by their wait=30"
+    );
+    // The requests themselves are untouched: they finish when the upstream answers.
+    gated.open();
+    for id in &ids {
+        let r = common::wait_final(&mut c, id, Instant::now() + Duration::from_secs(20));
+        assert_eq!(r.json()["status"], "COMPLETED");
+    }
+}
+
+/// A request pipelined behind a long-poll, arriving while it waits, is kept and answered after
+/// it, in order.
+#[test]
+fn a_request_pipelined_behind_a_long_poll_is_answered_after_it() {
+    let gated = Gated::start();
+    let broker = start(&gated, &["--shards", "1"]);
+    let mut c = broker.client();
+    let r = c.post_json("/api/v1/submit", GATED);
+    let id = r.json()["correlation_id"].as_str().unwrap().to_owned();
+    let mut poll = Client::connect(broker.addr);
+    poll.send(format!("GET /api/v1/response/{id}?wait=2 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_until(deadline, "the long-poll to wait", || {
+        metric(broker.addr, "openhqm_waiters") == Some(1.0)
+    });
+    poll.send(format!("GET /api/v1/status/{id} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let first = poll.read_final(false).expect("the long-poll's answer");
+    assert_eq!(
+        first.status,
+        202,
+        "not final within its wait: {}",
+        first.text()
+    );
+    let second = poll
+        .read_final(false)
+        .expect("the pipelined request's answer");
+    assert_eq!(second.status, 200);
+    assert_eq!(second.json()["correlation_id"], id.as_str());
+}

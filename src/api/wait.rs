@@ -14,6 +14,16 @@ use crate::id::{shard_for, CorrelationId, ShardId};
 use crate::mesh::Mesh;
 use crate::store::RequestState;
 
+/// Whether `head` may ask to wait (a `Prefer` field, or `wait=` in the query): such requests
+/// are answered while the connection watches for its client going away.
+pub fn may_wait(head: &RequestHead) -> bool {
+    head.prefer.is_some()
+        || head
+            .query
+            .as_ref()
+            .is_some_and(|q| q.windows(5).any(|w| w == b"wait="))
+}
+
 /// How long the client asked to wait, capped at `max`: from `wait=N` in the query (when
 /// `query` is allowed) or else in `Prefer`. `None` when it asked for no wait. A malformed
 /// `wait` in the query is a 422; a malformed preference is ignored (RFC 7240 §2).

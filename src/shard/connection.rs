@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use tracing::debug;
 
@@ -142,7 +142,17 @@ async fn answer_ready<B: Backend + 'static>(
             Event::Request(req) => {
                 let started = Instant::now();
                 ctx.metrics.borrow_mut().in_flight += 1;
-                let (endpoint, mut resp) = api::handle(&ctx.api, &req).await;
+                let answer = if api::wait::may_wait(&req.head) {
+                    answer_unless_gone(ctx, &req, io, input).await
+                } else {
+                    Some(api::handle(&ctx.api, &req).await)
+                };
+                let Some((endpoint, mut resp)) = answer else {
+                    // The client went away while its request waited: dropping the handler
+                    // released its waiter.
+                    ctx.metrics.borrow_mut().in_flight -= 1;
+                    return Ok((Reading::Idle, true, answered));
+                };
                 ctx.metrics.borrow_mut().in_flight -= 1;
                 resp.close |= !req.head.keep_alive || ctx.draining.is_set();
                 resp.encode(req.head.method == Method::Head, output);
@@ -171,6 +181,45 @@ async fn answer_ready<B: Backend + 'static>(
                 if resp.close {
                     return Ok((Reading::Idle, true, answered));
                 }
+            }
+        }
+    }
+}
+
+/// Answers a request that may wait (long-poll, submit-and-wait) while reading from the client,
+/// so a client that closes its connection ends the wait (and releases its waiter) at once
+/// instead of at the end of its `wait=N`. `None` when the client went away. Bytes of a next
+/// request that arrive meanwhile stay in `input`.
+async fn answer_unless_gone<B: Backend + 'static>(
+    ctx: &Shard<B>,
+    req: &crate::http::Request,
+    io: &mut Io<'_>,
+    input: &mut BytesMut,
+) -> Option<(Endpoint, crate::http::Response)> {
+    let mut handle = std::pin::pin!(api::handle(&ctx.api, req));
+    if input.capacity() - input.len() < FIRST_READ / 4 {
+        input.reserve(READ_CHUNK);
+    }
+    let buf = std::mem::take(input);
+    let (len, cap) = (buf.len(), buf.capacity());
+    let canceller = Canceller::new();
+    let mut read = std::pin::pin!(io
+        .stream
+        .cancelable_read(buf.slice_mut(len..cap), canceller.handle()));
+    monoio::select! {
+        answer = &mut handle => {
+            canceller.cancel();
+            // Cancelled, or completed with bytes that must not be lost.
+            let (_, buf) = read.await;
+            *input = buf.into_inner();
+            Some(answer)
+        }
+        (result, buf) = &mut read => {
+            *input = buf.into_inner();
+            match result {
+                Ok(0) | Err(_) => None,
+                // A pipelined next request: it waits for this answer.
+                Ok(_) => Some(handle.await),
             }
         }
     }

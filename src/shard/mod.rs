@@ -32,6 +32,8 @@ use crate::worker::Worker;
 
 /// How often a shard drops expired states.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a waiter held for another shard checks that shard still wants the answer.
+const ASKER_CHECK: Duration = Duration::from_millis(500);
 /// How often a drain looks at the queue when no slot frees up.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// Ids per log line of the requests a drain leaves behind.
@@ -320,7 +322,18 @@ impl<B: Backend + 'static> Shard<B> {
                 ShardMsg::WaitFinal { id, until, reply } => {
                     let backend = self.backend.clone();
                     monoio::spawn(async move {
-                        let _ = reply.send(crate::backend::wait_final(&*backend, &id, until).await);
+                        let wait = crate::backend::wait_final(&*backend, &id, until);
+                        // The asking shard drops its end when its client goes away: release
+                        // the waiter then, not at `until`.
+                        let asker_gone = async {
+                            while !reply.is_disconnected() {
+                                monoio::time::sleep(ASKER_CHECK).await;
+                            }
+                        };
+                        monoio::select! {
+                            found = wait => { let _ = reply.send(found); }
+                            _ = asker_gone => {}
+                        }
                     });
                 }
                 ShardMsg::DeadLetters {
