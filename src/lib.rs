@@ -59,8 +59,25 @@ macro_rules! internal {
 }
 
 internal!(
-    api, backend, backoff, clock, error, http, id, mesh, metrics, plain_json, proxy, resp, server,
-    shard, store, sync, upstream, worker,
+    api,
+    backend,
+    backoff,
+    clock,
+    descriptors,
+    error,
+    http,
+    id,
+    mesh,
+    metrics,
+    plain_json,
+    proxy,
+    resp,
+    server,
+    shard,
+    store,
+    sync,
+    upstream,
+    worker,
 );
 pub mod auth;
 mod broker;

@@ -27,10 +27,11 @@ pub struct Running {
 
 /// Starts every shard, each running `processors`; returns once all are serving.
 pub(crate) fn start(
-    config: Config,
+    mut config: Config,
     processors: Processors,
     keys: Option<Arc<ApiKeys>>,
 ) -> io::Result<Running> {
+    config.server.max_connections = crate::descriptors::apply(&config);
     let driver = config.server.io_driver;
     let nr_shards = config.nr_shards();
     let wanted = (config.server.host.as_str(), config.server.port)

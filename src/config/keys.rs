@@ -58,6 +58,11 @@ pub const KEYS: &[Key] = &[
         "most clients waiting per shard; beyond it a wait is answered at once",
     ),
     key(
+        "server.max_connections",
+        Some("10000"),
+        "open connections per shard; beyond, 503 and close before reading a request",
+    ),
+    key(
         "server.max_body_bytes",
         Some("1048576"),
         "largest request body (413 above)",
@@ -294,6 +299,9 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "server.shards" => c.server.shards = Some(int(name, v, 1, 1024)? as usize),
         "server.cpus" => c.server.cpus = Some(CpuList::parse(v)?),
         "server.max_body_bytes" => c.server.max_body_bytes = int(name, v, 1, 1 << 40)?,
+        "server.max_connections" => {
+            c.server.max_connections = int(name, v, 1, 10_000_000)? as usize
+        }
         "server.max_batch" => c.server.max_batch = int(name, v, 1, 100_000)? as usize,
         "server.max_wait_seconds" => c.server.max_wait = secs(name, v)?,
         "server.max_waiters" => c.server.max_waiters = int(name, v, 0, 10_000_000)? as usize,

@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub io_driver: IoDriver,
     /// `server.role`
     pub role: Role,
+    /// Most open connections per shard; beyond, 503 and close.
+    pub max_connections: usize,
 }
 
 /// `queue.*`: the queue backend.
@@ -214,6 +216,7 @@ impl Default for Config {
                 shutdown_grace: Duration::ZERO,
                 io_driver: IoDriver::Auto,
                 role: Role::All,
+                max_connections: 0,
             },
             queue: QueueConfig {
                 kind: QueueType::Memory,

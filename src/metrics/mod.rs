@@ -146,17 +146,20 @@ pub enum RejectReason {
     Forbidden,
     /// The key is over its rate limit (429).
     RateLimited,
+    /// A connection over `server.max_connections` (503 and close).
+    TooManyConnections,
 }
 
 impl RejectReason {
     /// Label values, by index.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 7] = [
         "backpressure",
         "queue_unavailable",
         "shutting_down",
         "unauthenticated",
         "forbidden",
         "rate_limited",
+        "too_many_connections",
     ];
 }
 

@@ -28,8 +28,22 @@ const READ_CHUNK: usize = 16 * 1024;
 const FIRST_READ: usize = 4 * 1024;
 /// Flush the output buffer early once it holds this much.
 const FLUSH_AT: usize = 256 * 1024;
+/// Time a connection over the limit gets to take its 503: it holds a descriptor meanwhile.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time allowed for a client to take a response.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers a connection over the shard's limit with 503 and closes it, without reading it.
+pub(crate) async fn refuse(mut stream: TcpStream) {
+    let mut r = api::error_response(&Error::new(
+        ErrorKind::QueueUnavailable,
+        "too many connections",
+    ));
+    r.close = true;
+    let mut out = BytesMut::new();
+    r.encode(false, &mut out);
+    let _ = monoio::time::timeout(REFUSE_TIMEOUT, stream.write_all(out)).await;
+}
 
 /// Serves one connection until it closes.
 pub(crate) async fn serve<B: Backend + 'static>(ctx: Rc<Shard<B>>, stream: TcpStream) {

@@ -23,7 +23,7 @@ use crate::config::{Config, QueueType, Role};
 use crate::http::Limits;
 use crate::id::{IdMinter, ShardId};
 use crate::mesh::{Mesh, ShardMsg};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{RejectReason, ShardMetrics};
 use crate::resp::RedisTarget;
 use crate::sync::notify::Notify;
 use crate::sync::shutdown::Shutdown;
@@ -225,6 +225,12 @@ impl<B: Backend + 'static> Shard<B> {
                 _ = self.shutdown.wait() => return,
             };
             match accepted {
+                Ok((stream, _peer)) if self.connections.get() >= self.config.server.max_connections => {
+                    self.metrics
+                        .borrow_mut()
+                        .rejected(RejectReason::TooManyConnections);
+                    monoio::spawn(connection::refuse(stream));
+                }
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     monoio::spawn(connection::serve(self.clone(), stream));

@@ -52,7 +52,32 @@ impl Broker {
 
     /// [`Broker::start_with`], with these environment variables set.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
-        let mut child = broker_command()
+        Broker::start_command(broker_command(), extra, env)
+    }
+
+    /// [`Broker::start_with`] in a process whose descriptor limit (`RLIMIT_NOFILE`, soft and
+    /// hard) is `nofile`.
+    pub fn start_with_nofile(nofile: u64, extra: &[&str]) -> Broker {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = broker_command();
+        // SAFETY: setrlimit is async-signal-safe and touches only the struct passed.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Broker::start_command(cmd, extra, &[])
+    }
+
+    fn start_command(mut cmd: Command, extra: &[&str], env: &[(&str, &str)]) -> Broker {
+        let mut child = cmd
             .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
             .args(extra)
             .envs(env.iter().copied())
