@@ -111,6 +111,7 @@ pub enum Detail {
 pub struct Error {
     kind: ErrorKind,
     detail: Detail,
+    retry_after: Option<u32>,
 }
 
 impl Error {
@@ -119,6 +120,7 @@ impl Error {
         Error {
             kind,
             detail: Detail::Static(msg),
+            retry_after: None,
         }
     }
 
@@ -127,6 +129,7 @@ impl Error {
         Error {
             kind,
             detail: Detail::Owned(msg),
+            retry_after: None,
         }
     }
 
@@ -135,6 +138,7 @@ impl Error {
         Error {
             kind: ErrorKind::InvalidShape,
             detail: Detail::Fields(fields),
+            retry_after: None,
         }
     }
 
@@ -146,6 +150,20 @@ impl Error {
     /// The detail.
     pub const fn detail(&self) -> &Detail {
         &self.detail
+    }
+
+    /// This error with `Retry-After: secs` instead of its kind's default.
+    pub const fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Seconds a client should wait before retrying, if retrying can succeed.
+    pub const fn retry_after(&self) -> Option<u32> {
+        match self.retry_after {
+            Some(s) => Some(s),
+            None => self.kind.retry_after_seconds(),
+        }
     }
 }
 

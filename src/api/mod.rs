@@ -336,7 +336,7 @@ pub fn error_response(e: &Error) -> Response {
     error_body(e, &mut b);
     b.push(b'}');
     let mut r = Response::json(e.kind().status(), b);
-    r.retry_after = e.kind().retry_after_seconds();
+    r.retry_after = e.retry_after();
     r.www_authenticate = e.kind() == ErrorKind::Unauthenticated;
     r
 }

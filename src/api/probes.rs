@@ -59,7 +59,7 @@ pub(crate) async fn readyz<B: Backend>(backend: &B, mesh: &Mesh, draining: bool)
         Err(e) => {
             let reason = match e {
                 QueueError::Unavailable => "queue backend unreachable",
-                QueueError::Full => "queue full",
+                QueueError::Full(_) => "queue full",
                 QueueError::Overloaded => "queue backend overloaded",
                 QueueError::Closed => "shutting down",
             };

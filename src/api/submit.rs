@@ -343,18 +343,26 @@ pub(crate) fn refused(metrics: &RefCell<ShardMetrics>, e: QueueError) -> Error {
         let mut m = metrics.borrow_mut();
         m.publish_failed += 1;
         m.rejected(match e {
-            QueueError::Full | QueueError::Overloaded => RejectReason::Backpressure,
+            QueueError::Full(_) | QueueError::Overloaded => RejectReason::Backpressure,
             QueueError::Unavailable => RejectReason::QueueUnavailable,
             QueueError::Closed => RejectReason::ShuttingDown,
         });
     }
-    let msg = match e {
-        QueueError::Full => "queue is full; retry later",
-        QueueError::Unavailable => "queue backend unavailable; retry later",
-        QueueError::Overloaded => "queue backend overloaded; retry later",
-        QueueError::Closed => "shutting down; retry later",
-    };
-    Error::new(ErrorKind::QueueUnavailable, msg)
+    match e {
+        QueueError::Full(secs) => {
+            Error::new(ErrorKind::QueueUnavailable, "queue is full; retry later")
+                .with_retry_after(secs)
+        }
+        QueueError::Unavailable => Error::new(
+            ErrorKind::QueueUnavailable,
+            "queue backend unavailable; retry later",
+        ),
+        QueueError::Overloaded => Error::new(
+            ErrorKind::QueueUnavailable,
+            "queue backend overloaded; retry later",
+        ),
+        QueueError::Closed => Error::new(ErrorKind::QueueUnavailable, "shutting down; retry later"),
+    }
 }
 
 /// `{"correlation_id", "status": "PENDING", "submitted_at"}` of an accepted request.

@@ -29,8 +29,9 @@ pub use waiters::{Waiters, Watch};
 /// Why a backend refused or failed an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueError {
-    /// The queue is at its configured depth limit (backpressure).
-    Full,
+    /// The queue is at its configured depth or byte limit (backpressure); the seconds until
+    /// it has likely drained enough to take more (its depth ÷ its recent drain rate, 1..=60).
+    Full(u32),
     /// The backend is unreachable or past its deadline.
     Unavailable,
     /// Too many submits are already waiting for the backend (admission control).

@@ -148,6 +148,11 @@ pub const KEYS: &[Key] = &[
         "embedded queue: jobs waiting per shard before 503",
     ),
     key(
+        "queue.max_bytes",
+        Some("268435456"),
+        "embedded queue: bytes the waiting jobs may hold (all shards, split evenly) before 503",
+    ),
+    key(
         "queue.redis_timeout_seconds",
         Some("2"),
         "redis: deadline of one command (503 past it)",
@@ -328,6 +333,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.response_queue_name" => c.queue.response_queue_name = stream_name(name, v)?,
         "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
         "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
+        "queue.max_bytes" => c.queue.max_bytes = int(name, v, 4096, 1 << 50)? as usize,
         "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
         "queue.dlq_retention_seconds" => c.queue.dlq_retention = secs(name, v)?,
         "queue.durability" => {

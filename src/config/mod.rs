@@ -122,6 +122,8 @@ pub struct QueueConfig {
     pub dlq_name: String,
     /// Embedded backend: most jobs waiting per shard before submits get 503.
     pub max_depth: usize,
+    /// Embedded backend: bytes the waiting jobs may hold, all shards together.
+    pub max_bytes: usize,
     /// Redis backend: deadline of one command (a submit past it answers 503).
     pub redis_timeout: Duration,
     /// Redis backend: submits waiting for Redis per shard before more answer 503 at once.
@@ -225,6 +227,7 @@ impl Default for Config {
                 response_queue_name: String::new(),
                 dlq_name: String::new(),
                 max_depth: 0,
+                max_bytes: 0,
                 redis_timeout: Duration::ZERO,
                 redis_max_in_flight: 0,
                 durability_relaxed: false,

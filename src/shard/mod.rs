@@ -93,7 +93,8 @@ pub(crate) async fn run(
                 c.cache.ttl,
                 c.server.max_waiters,
             )
-            .with_dlq_retention(c.queue.dlq_retention);
+            .with_dlq_retention(c.queue.dlq_retention)
+            .with_max_bytes(c.queue.max_bytes / wiring.mesh.nr_shards());
             ready();
             Shard::new(wiring, backend).serve(listener, inbox).await;
         }

@@ -3,6 +3,7 @@
 //! names the slot its state takes (`store/slots.rs`), so every lookup is one index. Not durable:
 //! a crash loses what is queued, which the broker says at start-up.
 
+mod drain_rate;
 mod queue;
 
 use std::cell::RefCell;
@@ -43,13 +44,25 @@ impl EmbeddedBackend {
         max_waiters: usize,
     ) -> Self {
         EmbeddedBackend {
-            queue: MemoryQueue::new(max_depth),
+            queue: MemoryQueue::new(max_depth, usize::MAX),
             table: RefCell::new(StateTable::new(ttl)),
             minter: RefCell::new(minter),
             waiters: Waiters::new(max_waiters),
             keys: RefCell::new(KeyTable::new(ttl)),
             dlq_retention: std::time::Duration::from_secs(7 * 86_400),
         }
+    }
+
+    /// Refuses new jobs once the waiting ones hold `max_bytes` (no byte limit unless set).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.queue.set_max_bytes(max_bytes);
+        self
+    }
+
+    /// Bytes held by the jobs waiting.
+    #[cfg(any(test, feature = "internals"))]
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.bytes()
     }
 
     /// Keeps dead letters for `retention` (7 days unless set).
