@@ -104,6 +104,24 @@ pub(super) fn xpending_idle(stream: &[u8], idle_ms: u64, count: u64) -> Cmd<'_> 
         .int(count)
 }
 
+/// `XPENDING stream group first last count consumer`: `consumer`'s pending entries from
+/// `first` to `last` with their delivery counts.
+pub(super) fn xpending_of<'a>(
+    stream: &'a [u8],
+    first: &'a [u8],
+    last: &'a [u8],
+    count: u64,
+    consumer: &'a [u8],
+) -> Cmd<'a> {
+    Cmd::new(b"XPENDING")
+        .arg(stream)
+        .arg(GROUP)
+        .arg(first)
+        .arg(last)
+        .int(count)
+        .arg(consumer)
+}
+
 /// `XPENDING stream group`: the summary (count first).
 pub(super) fn xpending_summary(stream: &[u8]) -> Cmd<'_> {
     Cmd::new(b"XPENDING").arg(stream).arg(GROUP)

@@ -89,7 +89,10 @@ impl RedisQueue {
                     None => self.take_read(frame, cursor.is_some(), &mut out).await,
                 }
             }
-            let out = self.hand_out(out, read_at);
+            let mut out = self.hand_out(out, read_at);
+            if cursor.is_some() && !out.is_empty() {
+                out = self.drop_poison(out).await;
+            }
             if let Some(e) = failed {
                 if e.starts_with(b"NOGROUP") {
                     self.create_group().await;
@@ -139,6 +142,53 @@ impl RedisQueue {
                 }
             }
         }
+    }
+
+    /// Of deliveries re-read from this consumer's own pending list (after a restart, or a lost
+    /// reply), those delivered more than `max_deliveries` times are dead-lettered instead of
+    /// handed out: a job that crashes its instance every time it runs would otherwise be re-read
+    /// by the restarted instance for ever. The counts come from `XPENDING` (the re-read counted
+    /// as a delivery); when it cannot be read, everything is handed out.
+    async fn drop_poison(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        let ids: Vec<&Bytes> = deliveries
+            .iter()
+            .filter_map(|d| d.entry_id.as_ref())
+            .collect();
+        let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
+            return deliveries;
+        };
+        let pending = commands::xpending_of(
+            &self.keys.stream,
+            first,
+            last,
+            ids.len() as u64 * 2,
+            &self.consumer,
+        );
+        let counts: std::collections::HashMap<Bytes, u32> = match self.cmd.call(&pending).await {
+            Ok(Frame::Array(Some(rows))) => rows
+                .iter()
+                .filter_map(|row| {
+                    let cols = row.as_array()?;
+                    let id = cols.first()?.as_bytes()?.clone();
+                    match cols.get(3)? {
+                        Frame::Integer(n) => Some((id, *n as u32)),
+                        _ => None,
+                    }
+                })
+                .collect(),
+            _ => return deliveries,
+        };
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let count = d.entry_id.as_ref().and_then(|id| counts.get(id)).copied();
+            match count {
+                Some(n) if n > self.max_deliveries => {
+                    super::takeover::dead_letter_poison(self, d, n).await
+                }
+                _ => out.push(d),
+            }
+        }
+        out
     }
 
     /// Marks deliveries in flight with their lease reset by the read sent at `read_at`, dropping

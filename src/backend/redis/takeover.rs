@@ -12,6 +12,7 @@ use tracing::warn;
 use super::queue::{RedisQueue, LEASE, LEASE_TICK};
 use super::reads::{self, Entry};
 use super::{commands, maintenance};
+use crate::backend::Delivery;
 use crate::clock::Timestamp;
 use crate::metrics::DlqReason;
 use crate::resp::Frame;
@@ -72,6 +73,30 @@ async fn renew_leases(q: &RedisQueue) {
     }
 }
 
+/// Dead-letters `d`, delivered `deliveries` times without ever finishing: a job that keeps
+/// killing (or outliving) its consumer is not delivered again. `d` is in flight here.
+pub(super) async fn dead_letter_poison(q: &RedisQueue, mut d: Delivery, deliveries: u32) {
+    d.attempt = d.attempt.max(deliveries);
+    warn!(correlation_id = %d.job.id, deliveries, "delivered too often without finishing; dead-lettering");
+    let reason = "delivered too many times without finishing";
+    let now = Timestamp::now();
+    let state = RequestState {
+        status: crate::store::Status::Failed,
+        submitted_at: d.job.submitted_at,
+        updated_at: now,
+        outcome: Some(Box::new(crate::store::Outcome {
+            result: None,
+            headers: None,
+            status_code: None,
+            error: Some(reason.to_owned()),
+            processing_time_ms: 0,
+            completed_at: now,
+        })),
+    };
+    q.dead_letter(d, Some(state), DlqReason::MaxRetries, reason)
+        .await;
+}
+
 /// Claims entries idle past `LEASE` in any consumer's pending list (at most 50 per pass).
 async fn reclaim(q: &RedisQueue) {
     let idle_ms = LEASE.as_millis() as u64;
@@ -100,30 +125,12 @@ async fn reclaim(q: &RedisQueue) {
             match e {
                 Entry::Job(mut d) => {
                     d.redelivered = true;
+                    // The claim is one more delivery than the count read before it.
                     if *deliveries as u64 >= u64::from(q.max_deliveries) {
-                        // A job that keeps killing its consumer: stop delivering it.
-                        d.attempt = d.attempt.max(*deliveries as u32);
-                        warn!(correlation_id = %d.job.id, deliveries, "delivered too often without finishing; dead-lettering");
                         q.in_flight
                             .borrow_mut()
                             .insert(d.entry_id.clone().unwrap_or_default(), claimed_at);
-                        let reason = "delivered too many times without finishing";
-                        let now = Timestamp::now();
-                        let state = RequestState {
-                            status: crate::store::Status::Failed,
-                            submitted_at: d.job.submitted_at,
-                            updated_at: now,
-                            outcome: Some(Box::new(crate::store::Outcome {
-                                result: None,
-                                headers: None,
-                                status_code: None,
-                                error: Some(reason.to_owned()),
-                                processing_time_ms: 0,
-                                completed_at: now,
-                            })),
-                        };
-                        q.dead_letter(d, Some(state), DlqReason::MaxRetries, reason)
-                            .await;
+                        dead_letter_poison(q, d, *deliveries as u32 + 1).await;
                     } else {
                         // In flight from now on: its lease is renewed while it waits for a slot,
                         // and the next reclaim pass does not take it again.
