@@ -326,7 +326,8 @@ impl Config {
     }
 }
 
-/// `redis://user:secret@host` with the password replaced, for logs and errors.
+/// `redis://user:secret@host` with the password replaced, for logs and errors. A userinfo
+/// without `:` is replaced whole: Redis reads `redis://secret@host` as a password alone.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -334,8 +335,10 @@ pub fn redact_url(url: &str) -> String {
     let Some((userinfo, host)) = rest.rsplit_once('@') else {
         return url.to_owned();
     };
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{scheme}://{user}:***@{host}")
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +393,7 @@ mod tests {
             "redis://u:***@h:6379/1"
         );
         assert_eq!(redact_url("redis://:pw@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("redis://pw@h:6379"), "redis://***@h:6379");
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
     }
 }
