@@ -1,5 +1,7 @@
 //! CPU lists as Linux writes them (`0-3,8,10-11`), for pinning shards.
 
+use std::fmt;
+
 use super::ConfigError;
 
 /// An ordered list of CPU numbers.
@@ -50,6 +52,28 @@ impl CpuList {
     }
 }
 
+/// The list as Linux writes it, runs of consecutive CPUs as ranges, in the list's order (which
+/// is the shards' order): parses back to the same list.
+impl fmt::Display for CpuList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut i = 0;
+        while i < self.0.len() {
+            let mut j = i;
+            while j + 1 < self.0.len() && self.0[j + 1] == self.0[j] + 1 {
+                j += 1;
+            }
+            let sep = if i == 0 { "" } else { "," };
+            if j > i {
+                write!(f, "{sep}{}-{}", self.0[i], self.0[j])?;
+            } else {
+                write!(f, "{sep}{}", self.0[i])?;
+            }
+            i = j + 1;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +85,15 @@ mod tests {
         assert_eq!(CpuList::parse(" 1 , 4-5 ").unwrap().0, vec![1, 4, 5]);
         for bad in ["", "a", "3-1", "0,0", "0-2,1", "1-", "99999", "-1"] {
             assert!(CpuList::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn displays_as_it_parses() {
+        for text in ["0", "0-3,8", "3,2,1", "1,4-5,7-9"] {
+            let l = CpuList::parse(text).unwrap();
+            assert_eq!(l.to_string(), text);
+            assert_eq!(CpuList::parse(&l.to_string()).unwrap(), l);
         }
     }
 
