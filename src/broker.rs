@@ -102,6 +102,21 @@ impl Broker {
     /// Validates the configuration, binds the listener and starts every shard; returns once
     /// all are serving.
     pub fn start(mut self) -> Result<Running, StartError> {
+        let keys = self.prepare()?;
+        server::start(self.config, self.processors, keys).map_err(StartError::Io)
+    }
+
+    /// Makes every check [`Broker::start`] makes before it binds the listener, and starts
+    /// nothing: the configuration's rules, proxy endpoints (host names resolved, secret and CA
+    /// files read), routes naming a registered processor, the default processor, API key files.
+    /// `openhqm check-config` runs it.
+    pub fn check(mut self) -> Result<(), StartError> {
+        self.prepare().map(drop)
+    }
+
+    /// What [`Broker::start`] does before the listener: the checks, the proxy endpoints
+    /// registered as processors, the API keys loaded.
+    fn prepare(&mut self) -> Result<Option<Arc<ApiKeys>>, StartError> {
         self.config.validate().map_err(StartError::Config)?;
         if self.config.proxy.enabled {
             crate::proxy::register(&self.config.proxy, &mut self.processors)
@@ -123,6 +138,6 @@ impl Broker {
         let keys = ApiKeys::load(&self.config.auth, |p| std::fs::read_to_string(p))
             .map_err(StartError::Config)?
             .map(Arc::new);
-        server::start(self.config, self.processors, keys).map_err(StartError::Io)
+        Ok(keys)
     }
 }

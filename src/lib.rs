@@ -15,7 +15,8 @@
 //!
 //! ## Module map
 //! - [`auth`]: API keys: digests, the owner tag in ids, per-key rate limits.
-//! - [`config`]: the configuration tree, its layers (defaults, file, env, flags) and `--help`.
+//! - [`config`]: the configuration tree, its layers (defaults, file, env, flags), `--help` and
+//!   `check-config`'s rendering (each value with the layer that set it).
 //! - [`error`]: the one error type; the only place an HTTP status is chosen.
 //! - [`http`]: HTTP/1.1 parsing, body decoding, connection sequencing, routing, encoding.
 //! - [`api`]: the endpoints of API.md.

@@ -16,8 +16,10 @@ use tracing::{error, info, warn};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("hash-key") {
-        return hash_key();
+    match std::env::args().nth(1).as_deref() {
+        Some("hash-key") => return hash_key(),
+        Some("check-config") => return check_config(),
+        _ => {}
     }
     disable_transparent_huge_pages();
     let args = std::env::args().skip(1);
@@ -106,6 +108,39 @@ fn main() -> ExitCode {
         Err(e) => {
             error!(error = %e, "shutdown failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `openhqm check-config [--config FILE] [--KEY VALUE]...`: the configuration loaded and
+/// checked as a start would (the layers, then [`Broker::check`]), printed as TOML with each
+/// value's source; exit 2 with the start's message when it is invalid. Nothing is started.
+fn check_config() -> ExitCode {
+    let args = std::env::args().skip(2);
+    let loaded = config::load_with_sources(args, std::env::vars(), |p| std::fs::read_to_string(p));
+    let (config, sources) = match loaded {
+        Ok((Loaded::Run(c), sources)) => (c, sources),
+        Ok((Loaded::Print(text), _)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("openhqm: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match Broker::new((*config).clone()).check() {
+        Ok(()) => {
+            print!("{}", config::render::effective_toml(&config, &sources));
+            ExitCode::SUCCESS
+        }
+        Err(StartError::Config(e)) => {
+            eprintln!("openhqm: configuration error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("openhqm: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::keys::{env_name, is_known, key_of_env, KEYS};
+use super::sources::{Source, Sources};
 use super::{Config, ConfigError};
 
 /// What the command line asked for.
@@ -35,17 +36,29 @@ where
     E: IntoIterator<Item = (String, String)>,
     F: Fn(&str) -> std::io::Result<String>,
 {
+    load_with_sources(args, env, read_file).map(|(loaded, _)| loaded)
+}
+
+/// [`load`], also telling which layer set each key (for `openhqm check-config`).
+pub fn load_with_sources<A, E, F>(
+    args: A,
+    env: E,
+    read_file: F,
+) -> Result<(Loaded, Sources), ConfigError>
+where
+    A: IntoIterator<Item = String>,
+    E: IntoIterator<Item = (String, String)>,
+    F: Fn(&str) -> std::io::Result<String>,
+{
     let mut file = None;
     let mut overrides = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "-h" | "--help" => return Ok(Loaded::Print(help())),
+            "-h" | "--help" => return Ok((Loaded::Print(help()), Sources::default())),
             "-V" | "--version" => {
-                return Ok(Loaded::Print(format!(
-                    "openhqm {}\n",
-                    env!("CARGO_PKG_VERSION")
-                )))
+                let version = format!("openhqm {}\n", env!("CARGO_PKG_VERSION"));
+                return Ok((Loaded::Print(version), Sources::default()));
             }
             _ => {}
         }
@@ -75,16 +88,17 @@ where
         if !is_known(key) {
             return Err(ConfigError(format!("unknown option --{name} (see --help)")));
         }
-        overrides.push((key.to_owned(), value));
+        overrides.push((key.to_owned(), value, format!("--{name}")));
     }
 
     let mut c = Config::default();
-    // Every key some layer set, for what depends on whether a key was given at all.
-    let mut given: Vec<String> = Vec::new();
+    // Every key some layer set, and which layer set it last: what depends on whether a key was
+    // given at all asks it, and check-config prints it.
+    let mut sources = Sources::default();
     if let Some(path) = file {
         let text = read_file(&path)
             .map_err(|e| ConfigError(format!("--config {path}: cannot read: {e}")))?;
-        apply_toml(&mut c, &text, &mut given).map_err(|e| ConfigError(format!("{path}: {e}")))?;
+        apply_toml(&mut c, &text, &mut sources).map_err(|e| ConfigError(format!("{path}: {e}")))?;
     }
     let mut env: Vec<(String, String)> = env
         .into_iter()
@@ -103,7 +117,7 @@ where
         };
         c.set(&key, &value)
             .map_err(|e| ConfigError(format!("{var}: {e}")))?;
-        given.push(key);
+        sources.record(&key, Source::Env(var));
     }
     if !ignored.is_empty() {
         c.notices.push(format!(
@@ -111,23 +125,23 @@ where
             ignored.join(", ")
         ));
     }
-    for (key, _) in &overrides {
-        given.push(key.clone());
+    for (key, _, flag) in &overrides {
+        sources.record(key, Source::Flag(flag.clone()));
     }
-    let set = |k: &str| given.iter().any(|g| g == k);
-    if set("queue.redis_url") && !set("queue.type") {
+    if sources.given("queue.redis_url") && !sources.given("queue.type") {
         c.set("queue.type", "redis")?;
+        sources.record("queue.type", Source::Inferred("queue.redis_url"));
         c.notices.push(
             "queue.type is not set and queue.redis_url is: using Redis (queue.type = redis)"
                 .to_owned(),
         );
     }
-    for (key, value) in overrides {
+    for (key, value, _) in overrides {
         c.set(&key, &value)
             .map_err(|e| ConfigError(format!("--{key}: {e}")))?;
     }
     c.validate()?;
-    Ok(Loaded::Run(Box::new(c)))
+    Ok((Loaded::Run(Box::new(c)), sources))
 }
 
 /// Keys of the Python OpenHQM's settings that this broker does not use (other queue brokers,
@@ -164,7 +178,7 @@ fn is_python_only(key: &str) -> bool {
 
 /// Applies a TOML document of `[section]` tables (nested ones for deeper keys,
 /// `[proxy.endpoints.billing]`). Lists and the `headers` maps are passed on as JSON text.
-fn apply_toml(c: &mut Config, text: &str, given: &mut Vec<String>) -> Result<(), ConfigError> {
+fn apply_toml(c: &mut Config, text: &str, sources: &mut Sources) -> Result<(), ConfigError> {
     let doc: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError(format!("invalid TOML: {e}")))?;
@@ -174,7 +188,7 @@ fn apply_toml(c: &mut Config, text: &str, given: &mut Vec<String>) -> Result<(),
                 "{section:?} must be a [section] table"
             )));
         };
-        apply_table(c, &section, table, given)?;
+        apply_table(c, &section, table, sources)?;
     }
     Ok(())
 }
@@ -183,7 +197,7 @@ fn apply_table(
     c: &mut Config,
     prefix: &str,
     table: toml::Table,
-    given: &mut Vec<String>,
+    sources: &mut Sources,
 ) -> Result<(), ConfigError> {
     for (key, value) in table {
         let name = format!("{prefix}.{key}");
@@ -193,7 +207,7 @@ fn apply_table(
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Table(t) if key != "headers" => {
-                apply_table(c, &name, t, given)?;
+                apply_table(c, &name, t, sources)?;
                 continue;
             }
             v @ (toml::Value::Array(_) | toml::Value::Table(_)) => json_of(&name, v)?,
@@ -204,7 +218,7 @@ fn apply_table(
             }
         };
         c.set(&name, &text)?;
-        given.push(name);
+        sources.record(&name, Source::File);
     }
     Ok(())
 }
@@ -238,6 +252,9 @@ pub fn help() -> String {
     let mut s = String::from(
         "openhqm: thread-per-core broker for asynchronous HTTP request processing\n\n\
          USAGE: openhqm [--config FILE] [--KEY VALUE]...\n\
+         \x20      openhqm check-config [--config FILE] [--KEY VALUE]...\n\
+         \x20        (load and check the configuration as a start would, print it as TOML with\n\
+         \x20        where each value came from, secrets as ***; exit 2 if it is invalid)\n\
          \x20      printf %s \"$KEY\" | openhqm hash-key   (digest of an API key, for auth.api_keys)\n\n\
          Precedence: defaults < --config FILE (TOML, [section] key = value) < environment < flags.\n\
          Every key below is a flag (--server.port 8001) and an environment variable.\n\

@@ -8,13 +8,16 @@ pub mod cpus;
 pub mod keys;
 pub mod layers;
 pub mod proxy;
+pub mod render;
 pub mod routing;
+pub mod sources;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use cpus::CpuList;
-pub use layers::{load, Loaded};
+pub use layers::{load, load_with_sources, Loaded};
+pub use sources::{Source, Sources};
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
