@@ -1,5 +1,6 @@
 //! The table of configuration keys: dotted name, default, help. `--help`, the environment names
-//! and the defaults all come from it, and [`set`] is the one parser for every key.
+//! and the defaults all come from it, and [`set`] is the one parser for every key. A new key is
+//! also shown by `check-config` (`render.rs`, `shown`: a test fails for a key it does not know).
 
 use std::time::Duration;
 
