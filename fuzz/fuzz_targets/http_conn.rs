@@ -1,38 +1,13 @@
 //! The HTTP request sequencer on arbitrary bytes, fed in arbitrary pieces: it must never panic,
 //! never loop, and never hand out more body than arrived.
+//!
+//! The check itself is `common/http_conn.rs`, which `tests/fuzz_regressions.rs` runs on stable over
+//! `fuzz/seeds/http_conn/` (regression inputs included), so CI guards what fuzzing found.
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use openhqm::http::{Conn, Event, Limits};
 
-fuzz_target!(|data: &[u8]| {
-    // The first byte picks the piece size, so splits are explored too.
-    let Some((&step, wire)) = data.split_first() else {
-        return;
-    };
-    let step = usize::from(step % 64) + 1;
-    let limits = Limits {
-        max_head_bytes: 4096,
-        max_uri_bytes: 1024,
-        max_body_bytes: 8192,
-    };
-    let mut conn = Conn::new(limits, openhqm::api::precheck);
-    let mut input = BytesMut::new();
-    let mut fed = 0;
-    for piece in wire.chunks(step) {
-        input.extend_from_slice(piece);
-        fed += piece.len();
-        for _ in 0..=fed {
-            match conn.poll(&mut input) {
-                Event::NeedMore(_) => break,
-                Event::Continue => {}
-                Event::Request(r) => {
-                    assert!(r.body.len() <= fed && r.body.len() as u64 <= limits.max_body_bytes)
-                }
-                Event::Reject { close: true, .. } => return,
-                Event::Reject { .. } => {}
-            }
-        }
-    }
-});
+#[path = "common/http_conn.rs"]
+mod check;
+
+fuzz_target!(|data: &[u8]| check::check(data));
