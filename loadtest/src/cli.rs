@@ -1,6 +1,7 @@
 //! `loadtest run` arguments: parsing (hand-rolled, `--flag value` or `--flag=value`), checks
 //! between them, and the `--help` text that documents every flag.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use openhqm::config::CpuList;
@@ -61,6 +62,14 @@ loadtest run: drive load and report throughput, latency percentiles and correctn
   --verify N            submit: after the run, poll a random sample of N accepted ids until
                         final; those that are not within --deadline are LOST
   --json                print one JSON object on stdout instead of the human summary
+  --plot FILE.svg       write the latency percentile distribution as an SVG plot: one curve
+                        per kind measured (submit, poll, e2e, ...; open loop also service
+                        times and send lag), x = percentile on HdrHistogram's log scale of
+                        1/(1-p), y = ms
+  --hgrm PATH           write each curve as HdrHistogram percentile-distribution text (.hgrm,
+                        values in ms): PATH itself for one curve; with several, PATH with the
+                        curve's name before the extension (run.hgrm -> run.submit.hgrm, ...);
+                        a directory (existing, or PATH ending in /) gets NAME.hgrm each
   --fail-on-errors      exit 1 also on any non-2xx, transport error or contract-breaking body
   --no-progress         no progress line on stderr (otherwise one a second for runs over 2 s)
 
@@ -121,6 +130,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// `--pacer`.
     pub pacer: bool,
+    /// `--plot`.
+    pub plot: Option<PathBuf>,
+    /// `--hgrm`.
+    pub hgrm: Option<PathBuf>,
 }
 
 /// What the command line asked for.
@@ -154,6 +167,7 @@ impl RunOptions {
         let mut verify = 0u64;
         let (mut json, mut fail_on_errors, mut progress) = (false, false, true);
         let mut pacer = false;
+        let (mut plot, mut hgrm) = (None, None);
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -214,6 +228,8 @@ impl RunOptions {
                         "--poll-interval" => poll_interval = parse_duration(&flag, v)?,
                         "--deadline" => deadline = parse_duration(&flag, v)?,
                         "--verify" => verify = v.parse().map_err(|_| bad(&flag, v))?,
+                        "--plot" => plot = Some(PathBuf::from(v)),
+                        "--hgrm" => hgrm = Some(PathBuf::from(v)),
                         _ => return Err(format!("unknown option {flag} (see loadtest --help)")),
                     }
                 }
@@ -266,6 +282,8 @@ impl RunOptions {
             fail_on_errors,
             progress,
             pacer,
+            plot,
+            hgrm,
         })))
     }
 }
@@ -327,7 +345,7 @@ mod tests {
             "--url=http://127.0.0.1:1/b --scenario e2e --connections 8 --pipeline 4 --requests 100 \
              --rate 2.5e3 --cpus 1,3 --payload-bytes 200 --operation uppercase --endpoint null --pool 10 \
              --submit-percent 30 --poll-interval 5ms --deadline 2m --json --fail-on-errors \
-             --no-progress --pacer",
+             --no-progress --pacer --plot out/p.svg --hgrm=out/",
         )
         .unwrap();
         assert_eq!(o.scenario, Scenario::E2e);
@@ -341,6 +359,8 @@ mod tests {
         assert_eq!(o.deadline, Duration::from_secs(120));
         assert!(o.json && o.fail_on_errors && !o.progress && o.pacer);
         assert_eq!(o.target.path, "/b");
+        assert_eq!(o.plot.as_deref(), Some(std::path::Path::new("out/p.svg")));
+        assert_eq!(o.hgrm.as_deref(), Some(std::path::Path::new("out/")));
     }
 
     #[test]

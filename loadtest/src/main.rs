@@ -4,7 +4,8 @@
 //! answers come, `--connections` x `--pipeline` in flight) or open loop at a constant `--rate`
 //! with latency counted from each request's intended send time; scenarios `get`, `submit`,
 //! `status`, `e2e` and `mixed`; checks for non-2xx answers, transport errors, lost and duplicate
-//! correlation ids; HdrHistogram percentiles; a human summary or `--json`. `loadtest --help`
+//! correlation ids; HdrHistogram percentiles; a human summary or `--json`; the latency
+//! distributions as an SVG plot (`--plot`) and `.hgrm` files (`--hgrm`). `loadtest --help`
 //! lists every flag.
 //!
 //! `loadtest null-server [--host H] [--port P] [--cpu N]` runs a do-nothing HTTP/1.1 responder:
@@ -16,16 +17,21 @@
 //! Files: [`cli`] arguments and `--help`, [`target`] the URL, [`http`] sans-IO request encoding
 //! and response framing, [`ids`] correlation ids, [`scenario`] what is sent and what answers
 //! mean, [`schedule`] closed- and open-loop pacing, [`conn`] one connection's reader and writer,
-//! [`run`] threads and phases, [`report`] histograms and the summary, [`progress`] the live line,
-//! [`notify`] and [`rng`] small helpers, [`null_server`] the ceiling.
+//! [`run`] threads and phases, [`report`] histograms and the summary, [`latency`] the recorded
+//! curves that [`plot`] draws as SVG (`--plot`) and [`hgrm`] writes as HdrHistogram text
+//! (`--hgrm`), [`progress`] the live line, [`notify`] and [`rng`] small helpers,
+//! [`null_server`] the ceiling.
 
 mod cli;
 mod conn;
+mod hgrm;
 mod http;
 mod ids;
+mod latency;
 mod notify;
 mod null_server;
 mod pacer;
+mod plot;
 mod progress;
 mod report;
 mod rng;

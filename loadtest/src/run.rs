@@ -1,4 +1,4 @@
-//! Driving a run: worker threads, their phases, the progress line, the summary.
+//! Driving a run: worker threads, their phases, the progress line, the summary, the latency files.
 //!
 //! **Why monoio thread-per-core and not blocking sockets.** Each worker thread is pinned (with
 //! `--cpus`) and runs one monoio runtime built exactly like a broker shard's
@@ -26,6 +26,7 @@
 //! server that stops answering ends the run instead of hanging it.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +42,7 @@ use crate::report::{RunInfo, Stats, Summary};
 use crate::rng::Rng;
 use crate::scenario::{Requests, Scenario};
 use crate::schedule::{share, OpenSchedule, Pace};
+use crate::{hgrm, latency, plot};
 
 /// Time after the sending window for answers still in flight (on top of `--deadline` in e2e).
 const DRAIN: Duration = Duration::from_secs(5);
@@ -61,6 +63,17 @@ pub fn run(opts: RunOptions) -> Result<u8, String> {
     // A target that refuses connections is an error up front, not a run full of them.
     std::net::TcpStream::connect_timeout(&opts.target.addr, Duration::from_secs(3))
         .map_err(|e| format!("cannot connect to {} ({}): {e}", opts.url, opts.target.addr))?;
+
+    // Output files go where their directory is: found out now, not after the run.
+    for path in [&opts.plot, &opts.hgrm].into_iter().flatten() {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) && !path.is_dir() {
+            return Err(format!(
+                "{}: no such directory",
+                dir.unwrap_or(path).display()
+            ));
+        }
+    }
 
     let opts = Arc::new(opts);
     let threads = opts.threads;
@@ -141,7 +154,40 @@ pub fn run(opts: RunOptions) -> Result<u8, String> {
     } else {
         print!("{}", summary.to_text(opts.fail_on_errors));
     }
+    write_latency_files(&opts, &summary)?;
     Ok(summary.exit_code(opts.fail_on_errors))
+}
+
+/// `--plot` and `--hgrm`: the run's latency curves to files (named on stderr, so `--json` keeps
+/// stdout to its one object). A file that cannot be written is an error (exit 2) after the
+/// report is out.
+fn write_latency_files(opts: &RunOptions, summary: &Summary) -> Result<(), String> {
+    let curves = latency::curves(summary);
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("loadtest: wrote {}", path.display());
+        Ok::<_, String>(())
+    };
+    if let Some(path) = &opts.plot {
+        let (title, subtitle) = plot::titles(summary);
+        write(path, plot::svg(&title, &subtitle, &curves))?;
+    }
+    if let Some(arg) = &opts.hgrm {
+        if curves.is_empty() {
+            eprintln!("loadtest: no latency recorded, no .hgrm written");
+            return Ok(());
+        }
+        let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
+        let as_dir = arg.is_dir() || arg.as_os_str().to_string_lossy().ends_with('/');
+        if as_dir {
+            std::fs::create_dir_all(arg)
+                .map_err(|e| format!("cannot create {}: {e}", arg.display()))?;
+        }
+        for (path, c) in hgrm::paths(arg, as_dir, &names).iter().zip(&curves) {
+            write(path, hgrm::text(c.hist))?;
+        }
+    }
+    Ok(())
 }
 
 /// One worker thread: pins itself, builds its runtime, runs its phases.

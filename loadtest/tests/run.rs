@@ -453,3 +453,50 @@ fn help_lists_the_flags_and_null_server_still_parses() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn plot_and_hgrm_files_of_an_open_loop_run() {
+    let server = NullServer::start();
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let dir = std::env::temp_dir().join(format!("loadtest-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (svg, hgrm) = (dir.join("p.svg"), dir.join("run.hgrm"));
+    let (code, v) = run(&format!(
+        "--url {url} --scenario get --connections 2 --rate 1000 --requests 1000 --plot {} \
+         --hgrm {}",
+        svg.display(),
+        hgrm.display()
+    ));
+    assert_eq!(code, 0, "{v}");
+    // Open loop: the latency from intended send, the service time and the send lag.
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<?xml") && plot.trim_end().ends_with("</svg>"));
+    assert_eq!(plot.matches("class=\"curve\"").count(), 3, "{plot}");
+    assert!(plot.contains("loadtest get: 2 connections"), "{plot}");
+    for name in ["get", "get-service", "send-lag"] {
+        let text = std::fs::read_to_string(dir.join(format!("run.{name}.hgrm"))).unwrap();
+        let count = text
+            .lines()
+            .find_map(|l| l.split("Total count    =").nth(1))
+            .map(|c| {
+                c.trim()
+                    .trim_end_matches(']')
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            });
+        assert_eq!(count, Some(1000), "{name}: {text}");
+        let last_row = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
+        assert!(last_row.contains(" 1.000000000000 "), "{last_row}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A directory that does not exist is found out before the run.
+    let out = Command::new(BIN)
+        .args(["run", "--url", &url, "--requests", "10", "--plot"])
+        .arg(dir.join("nope/p.svg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
+}
