@@ -70,6 +70,36 @@ fn finish_writes_only_for_the_consumer_that_owns_the_entry() {
 }
 
 #[test]
+fn processing_is_written_only_by_the_owner_and_never_acknowledges() {
+    let redis = RedisServer::start();
+    let scripts = Scripts::default();
+    let entry = taken_over(&redis);
+    // Another instance took the entry over and finished it.
+    redis.cli(&["SET", "st:{0}:x", "COMPLETED"]);
+    let processing = |consumer: &str| {
+        redis.cli_int(&[
+            "EVAL",
+            body(&scripts.processing),
+            "2",
+            STREAM,
+            "st:{0}:x",
+            GROUP,
+            consumer,
+            &entry,
+            "60",
+            "PROCESSING",
+        ])
+    };
+    // The old owner's late PROCESSING does not turn the final state back.
+    assert_eq!(processing("a"), 0);
+    assert_eq!(redis.cli(&["GET", "st:{0}:x"]), "COMPLETED");
+    // The owner's is written, and the entry stays pending (not acknowledged).
+    assert_eq!(processing("b"), 1);
+    assert_eq!(redis.cli(&["GET", "st:{0}:x"]), "PROCESSING");
+    assert_eq!(owner_of(&redis, &entry).as_deref(), Some("b"));
+}
+
+#[test]
 fn retry_and_dead_letter_are_owner_only_too() {
     let redis = RedisServer::start();
     let scripts = Scripts::default();
@@ -205,6 +235,7 @@ fn the_digests_are_the_ones_redis_computes() {
     let redis = RedisServer::start();
     let s = Scripts::default();
     for script in [
+        &s.processing,
         &s.finish,
         &s.retry,
         &s.dead_letter,

@@ -193,7 +193,7 @@ pub trait Backend {
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start;
     /// The job did not finish at once: make `PROCESSING` visible to every reader (started at
     /// `now`). Jobs that finish on their first poll skip this write.
-    async fn report_processing(&self, job: &Job, now: Timestamp);
+    async fn report_processing(&self, delivery: &Delivery, now: Timestamp);
     /// Ends a delivery (records the final state, dead-letters, schedules the retry) and
     /// acknowledges it. A final write that comes too late (the request is already final) is
     /// ignored, and the delivery is acknowledged all the same. `ended` is when processing ended.

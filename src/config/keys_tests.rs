@@ -80,3 +80,17 @@ fn env_names_round_trip() {
     assert_eq!(env_name("server.port"), "OPENHQM_SERVER__PORT");
     assert_eq!(key_of_env("OPENHQM_NOPE"), None);
 }
+
+#[test]
+fn a_redis_deadline_too_long_for_the_lease_is_refused() {
+    let mut c = Config::default();
+    c.set("queue.type", "redis").unwrap();
+    c.set("queue.redis_timeout_seconds", "9").unwrap();
+    assert!(c.validate().is_ok());
+    c.set("queue.redis_timeout_seconds", "10").unwrap();
+    let e = c.validate().unwrap_err();
+    assert!(e.0.contains("queue.redis_timeout_seconds"), "{e}");
+    // The embedded queue has no lease.
+    c.set("queue.type", "memory").unwrap();
+    assert!(c.validate().is_ok());
+}

@@ -322,6 +322,15 @@ impl Config {
                  Redis (the default, the number of CPUs, differs between machines)",
             );
         }
+        if self.queue.kind == QueueType::Redis
+            && crate::backend::redis::lease_held_for(self.queue.redis_timeout).is_none()
+        {
+            return Err(ConfigError(format!(
+                "queue.redis_timeout_seconds must be below {} s with Redis: a worker's 30 s lease \
+                 on its entry must be renewable (every 5 s) within it",
+                crate::backend::redis::MAX_REDIS_TIMEOUT.as_secs()
+            )));
+        }
         if self.cache.ttl < self.worker.timeout {
             return err("cache.ttl_seconds must be >= worker.timeout_seconds");
         }

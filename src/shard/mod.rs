@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::auth::rate::RateLimits;
 use crate::auth::ApiKeys;
-use crate::backend::redis::{Keys, RedisSettings, LEASE_HELD};
+use crate::backend::redis::{lease_held_for, Keys, RedisSettings, LEASE_HELD};
 use crate::backend::{Backend, EmbeddedBackend, RedisBackend};
 use crate::config::{Config, QueueType, Role};
 use crate::http::Limits;
@@ -105,7 +105,8 @@ pub(crate) async fn run(
                 target: RedisTarget::parse(&q.redis_url).expect("validated redis url"),
                 deadline: q.redis_timeout,
                 max_submits_in_flight: q.redis_max_in_flight,
-                lease_held: LEASE_HELD,
+                // Validated at start: a window is left for the configured deadline.
+                lease_held: lease_held_for(q.redis_timeout).unwrap_or(LEASE_HELD),
                 ttl: c.cache.ttl,
                 max_deliveries: c.worker.max_retries + 2,
                 consumer: format!("{}:{}", wiring.instance, wiring.id),

@@ -40,10 +40,17 @@ impl Expiry {
     /// The next id due by `now`, taken off the queue.
     pub fn pop_due(&mut self, now: Instant) -> Option<CorrelationId> {
         let front = self.chunks.front()?;
-        let &(deadline, id) = front.get(self.head)?;
+        let &(deadline, _) = front.get(self.head)?;
         if deadline > now {
             return None;
         }
+        self.pop_front()
+    }
+
+    /// The next id, due or not, taken off the queue.
+    pub fn pop_front(&mut self) -> Option<CorrelationId> {
+        let front = self.chunks.front()?;
+        let &(_, id) = front.get(self.head)?;
         self.head += 1;
         // A used-up chunk goes, unless it is the last one and still has room for pushes.
         if self.head == front.len() && (front.len() == CHUNK || self.chunks.len() > 1) {

@@ -223,25 +223,40 @@ impl StateTable {
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut removed = 0;
         while let Some(id) = self.expiry.pop_due(now) {
-            if let Some(n) = self.stale_expiries.get_mut(&id) {
-                *n -= 1;
-                if *n == 0 {
-                    self.stale_expiries.remove(&id);
-                }
-                continue;
-            }
-            if self.slots.remove_if(&id, |s| s.status.is_final()).is_some() {
-                removed += 1;
-                continue;
-            }
-            let map = &mut self.segment_mut(&id).map;
-            if map.get(&id).is_some_and(|s| s.status.is_final()) {
-                map.remove(&id);
-                removed += 1;
-            }
+            removed += usize::from(self.drop_final(&id));
         }
-        self.len -= removed;
         removed
+    }
+
+    /// Drops the oldest final states, due or not, until at most `max` states are held (states
+    /// not final yet are never dropped); returns how many. For a table that is only a cache.
+    pub fn evict_to(&mut self, max: usize) -> usize {
+        let mut removed = 0;
+        while self.len > max {
+            let Some(id) = self.expiry.pop_front() else {
+                break;
+            };
+            removed += usize::from(self.drop_final(&id));
+        }
+        removed
+    }
+
+    /// Drops the state of `id` whose expiry entry came up, if it is still the final state that
+    /// entry was for.
+    fn drop_final(&mut self, id: &CorrelationId) -> bool {
+        if let Some(n) = self.stale_expiries.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                self.stale_expiries.remove(id);
+            }
+            return false;
+        }
+        let dropped = self.slots.remove_if(id, |s| s.status.is_final()).is_some() || {
+            let map = &mut self.segment_mut(id).map;
+            map.get(id).is_some_and(|s| s.status.is_final()) && map.remove(id).is_some()
+        };
+        self.len -= usize::from(dropped);
+        dropped
     }
 }
 

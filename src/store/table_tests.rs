@@ -275,3 +275,31 @@ fn unfinished_lists_pending_and_processing_states_only() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn evict_to_drops_the_oldest_final_states_only() {
+    let mut t = StateTable::new(Duration::from_secs(3600));
+    let mut m = IdMinter::new(0, 1);
+    let t0 = Instant::now();
+    let running = t.insert_pending(m.mint(), Timestamp(1));
+    let finals: Vec<CorrelationId> = (0..5)
+        .map(|i| {
+            let id = m.mint();
+            let at = t0 + Duration::from_millis(i);
+            assert_eq!(t.finish_or_insert(&id, Status::Failed, outcome(), Timestamp(0), at), Ok(()));
+            id
+        })
+        .collect();
+    assert_eq!(t.count(), 6);
+    assert_eq!(t.evict_to(3), 3);
+    assert_eq!(t.count(), 3);
+    // The oldest finals went; the newest and the state not final stayed.
+    assert!(t.get(&finals[0]).is_none() && t.get(&finals[2]).is_none());
+    assert!(t.get(&finals[3]).is_some() && t.get(&finals[4]).is_some());
+    assert!(t.get(&running).is_some());
+    // Only finals are evicted: asking for less than what is not final stops there.
+    assert_eq!(t.evict_to(0), 2);
+    assert_eq!(t.count(), 1);
+    // Their expiry entries are gone with them: a later sweep finds nothing.
+    assert_eq!(t.expire(t0 + Duration::from_secs(7200)), 0);
+}

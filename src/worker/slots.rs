@@ -130,7 +130,7 @@ impl<B: Backend + 'static> Worker<B> {
             _ if left.is_zero() => Ran::TimedOut,
             Ok(processor) => {
                 let work = processor.process(&delivery.job);
-                let report = || self.backend.report_processing(&delivery.job, now);
+                let report = || self.backend.report_processing(&delivery, now);
                 match run_with_deadline(work, left, started, report).await {
                     Ok(Ok(output)) => Ran::Done(output),
                     Ok(Err(e)) => Ran::Failed(e),

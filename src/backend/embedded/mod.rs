@@ -161,7 +161,7 @@ impl Backend for EmbeddedBackend {
         super::start_in(&self.table, delivery, now)
     }
 
-    async fn report_processing(&self, _job: &Job, _now: Timestamp) {
+    async fn report_processing(&self, _delivery: &Delivery, _now: Timestamp) {
         // `start` made it visible already: the table is every reader's copy.
     }
 

@@ -36,8 +36,11 @@ mod submit;
 mod takeover;
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Instant;
+
+use tracing::debug;
 
 use super::{
     Accepted, Backend, Cancel, DeadLetterEntry, Delivery, DlqPosition, Job, NewJob, QueueError,
@@ -48,20 +51,28 @@ use crate::id::{CorrelationId, IdMinter};
 use super::idempotency::{BodyHash, Idempotent, KeyUse};
 use crate::metrics::ShardMetrics;
 use crate::resp::subscriber::subscribe;
-use crate::store::{RequestState, StateTable, Status};
+use crate::store::{Outcome, RequestState, StateTable, Status};
 pub use keys::Keys;
 use queue::RedisQueue;
-pub use queue::{RedisSettings, LEASE_HELD};
+pub use queue::{lease_held_for, RedisSettings, LEASE_HELD, MAX_REDIS_TIMEOUT};
 
 /// One shard's Redis Streams queue and its table of the final states it wrote.
 pub struct RedisBackend {
     queue: Rc<RedisQueue>,
-    /// Final states this shard recorded (never `PENDING`: another instance may process a
-    /// request this one accepted, so a local copy of a live state could go stale).
+    /// The states of the deliveries running here and a bounded cache of the final states this
+    /// shard wrote to Redis, each kept only once Redis has it (never `PENDING`: another
+    /// instance may process a request this one accepted, so a local copy of a live state could
+    /// go stale).
     finals: RefCell<StateTable>,
+    /// Ids whose final state is being written now (a duplicate delivery of one is not settled
+    /// again meanwhile).
+    settling: RefCell<HashSet<CorrelationId>>,
     minter: RefCell<IdMinter>,
     waiters: Rc<Waiters>,
 }
+
+/// Most final states one shard keeps a local copy of; older ones are read from Redis.
+const LOCAL_FINALS_MAX: usize = 10_000;
 
 impl RedisBackend {
     /// Connects (in the background) and starts the shard's maintenance tasks. Must run on the
@@ -84,6 +95,7 @@ impl RedisBackend {
         RedisBackend {
             queue: RedisQueue::start(settings, keys),
             finals: RefCell::new(StateTable::new(ttl)),
+            settling: RefCell::default(),
             minter: RefCell::new(minter),
             waiters,
         }
@@ -92,6 +104,44 @@ impl RedisBackend {
     /// The state held for `id`, for a write to Redis with the delivery's settlement.
     fn final_state(&self, id: &CorrelationId) -> Option<RequestState> {
         self.finals.borrow().get(id).cloned()
+    }
+
+    /// The final state `d` ends in (`to`, with `outcome`), from the state held here or else
+    /// `PENDING` at its submit time; marked as being settled. `None` when it is final here
+    /// already, or being settled by another delivery: a duplicate.
+    fn final_of(&self, d: &Delivery, to: Status, outcome: Outcome) -> Option<RequestState> {
+        let id = d.job.id;
+        if self.settling.borrow().contains(&id) {
+            return None;
+        }
+        let mut state = self
+            .final_state(&id)
+            .unwrap_or_else(|| RequestState::pending(d.job.submitted_at));
+        if let Err(r) = state.finish(to, outcome) {
+            debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
+            return None;
+        }
+        self.settling.borrow_mut().insert(id);
+        Some(state)
+    }
+
+    /// After the write of `state` for `id`: kept here (and its waiters woken) when Redis has it;
+    /// otherwise nothing is kept, so lookups read what Redis has (another consumer's outcome, or
+    /// the state a redelivery will end).
+    fn settled(&self, id: &CorrelationId, state: RequestState, written: bool, ended: Instant) {
+        self.settling.borrow_mut().remove(id);
+        let mut finals = self.finals.borrow_mut();
+        if !written {
+            finals.forget(id);
+            return;
+        }
+        let (status, submitted_at) = (state.status, state.submitted_at);
+        if let Some(outcome) = state.outcome {
+            let _ = finals.finish_or_insert(id, status, *outcome, submitted_at, ended);
+        }
+        finals.evict_to(LOCAL_FINALS_MAX);
+        drop(finals);
+        self.waiters.wake(id);
     }
 }
 
@@ -173,49 +223,42 @@ impl Backend for RedisBackend {
         super::start_in(&self.finals, delivery, now)
     }
 
-    async fn report_processing(&self, job: &Job, now: Timestamp) {
-        self.queue.processing(job, now).await;
+    async fn report_processing(&self, delivery: &Delivery, now: Timestamp) {
+        self.queue.processing(delivery, now).await;
     }
 
     async fn settle(&self, delivery: Delivery, settlement: Settlement, ended: Instant) {
         let id = delivery.job.id;
-        let recorded = match settlement {
-            Settlement::Completed(o) => {
-                let recorded = super::record(&self.finals, &delivery, Status::Completed, o, ended);
-                self.queue.finish(delivery, self.final_state(&id)).await;
-                recorded
-            }
-            Settlement::TimedOut(o) => {
-                let recorded = super::record(&self.finals, &delivery, Status::Timeout, o, ended);
-                self.queue.finish(delivery, self.final_state(&id)).await;
-                recorded
-            }
-            Settlement::DeadLettered(o, reason) => {
-                let error = o.error.clone().unwrap_or_default();
-                let recorded = super::record(&self.finals, &delivery, Status::Failed, o, ended);
-                let state = self.final_state(&id);
-                if recorded {
-                    self.queue.dead_letter(delivery, state, reason, &error).await;
-                } else {
-                    // Already final here (a concurrent duplicate delivery): acknowledge it
-                    // anyway, or it would stay pending for ever.
-                    self.queue.finish(delivery, state).await;
-                }
-                recorded
-            }
+        let (to, outcome, dead) = match settlement {
+            Settlement::Completed(o) => (Status::Completed, o, None),
+            Settlement::TimedOut(o) => (Status::Timeout, o, None),
+            Settlement::DeadLettered(o, reason) => (Status::Failed, o, Some(reason)),
             Settlement::RetryLater(delay) => {
                 self.queue.retry(delivery, delay).await;
-                false
+                return;
             }
             Settlement::Duplicate => {
-                self.queue.finish(delivery, self.final_state(&id)).await;
-                false
+                self.queue.finish(delivery, self.final_state(&id).as_ref()).await;
+                return;
             }
         };
-        if recorded {
-            // After the write to Redis: a woken waiter may read the state anywhere.
-            self.waiters.wake(&id);
-        }
+        let error = dead.and(outcome.error.clone()).unwrap_or_default();
+        let Some(state) = self.final_of(&delivery, to, outcome) else {
+            // Final here already, or being settled by another delivery: acknowledge this one
+            // anyway, or it would stay pending for ever.
+            self.queue.finish(delivery, self.final_state(&id).as_ref()).await;
+            return;
+        };
+        // Waiters are woken only once Redis has it: a woken waiter may read it anywhere.
+        let written = match dead {
+            None => self.queue.finish(delivery, Some(&state)).await,
+            Some(reason) => {
+                self.queue
+                    .dead_letter(delivery, Some(&state), reason, &error)
+                    .await
+            }
+        };
+        self.settled(&id, state, written, ended);
     }
 
     fn held(&self, id: &CorrelationId) -> Option<RequestState> {
@@ -236,13 +279,9 @@ impl Backend for RedisBackend {
             let outcome = state.outcome.as_deref().cloned();
             if let Some(o) = outcome {
                 let at = Instant::now();
-                let _ = self.finals.borrow_mut().finish_or_insert(
-                    id,
-                    Status::Cancelled,
-                    o,
-                    state.submitted_at,
-                    at,
-                );
+                let mut finals = self.finals.borrow_mut();
+                let _ = finals.finish_or_insert(id, Status::Cancelled, o, state.submitted_at, at);
+                finals.evict_to(LOCAL_FINALS_MAX);
             }
             self.waiters.wake(id);
         }

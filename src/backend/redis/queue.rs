@@ -40,6 +40,22 @@ pub(super) const LEASE: Duration = Duration::from_secs(30);
 /// renewed (a renewal is a claim: it would take the entry back from a new owner).
 pub const LEASE_HELD: Duration = Duration::from_secs(20);
 
+/// The held window for a command deadline of `redis_timeout`: a settle sent at the end of the
+/// window may reach Redis up to a deadline later (a command past its deadline is not withdrawn),
+/// and must still land inside `LEASE` with one renewal tick and one more deadline to spare; at
+/// most [`LEASE_HELD`]. `None` when no window longer than a renewal tick is left: leases could
+/// not be kept (see [`MAX_REDIS_TIMEOUT`]).
+pub fn lease_held_for(redis_timeout: Duration) -> Option<Duration> {
+    let held = LEASE
+        .checked_sub(LEASE_TICK)?
+        .checked_sub(redis_timeout.checked_mul(2)?)?
+        .min(LEASE_HELD);
+    (held > LEASE_TICK).then_some(held)
+}
+
+/// The longest `queue.redis_timeout_seconds` leases can be kept with (exclusive): 10 s.
+pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings the backend needs.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -145,6 +161,7 @@ impl RedisQueue {
         });
         monoio::spawn(completions::flush_completions(q.clone()));
         monoio::spawn(maintenance::move_retries(q.clone()));
+        monoio::spawn(takeover::renew_leases_every_tick(q.clone()));
         monoio::spawn(takeover::leases_and_reclaim(q.clone()));
         q
     }
@@ -267,4 +284,24 @@ pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_held_window_leaves_room_for_late_commands() {
+        // The default 2 s deadline: the full 20 s.
+        assert_eq!(lease_held_for(Duration::from_secs(2)), Some(LEASE_HELD));
+        // 5 s: 30 - 5 - 10.
+        assert_eq!(
+            lease_held_for(Duration::from_secs(5)),
+            Some(Duration::from_secs(15))
+        );
+        // From 10 s on, no window longer than a renewal tick is left.
+        assert_eq!(lease_held_for(Duration::from_millis(9_900)), Some(Duration::from_millis(5_200)));
+        assert_eq!(lease_held_for(MAX_REDIS_TIMEOUT), None);
+        assert_eq!(lease_held_for(Duration::from_secs(60)), None);
+    }
 }

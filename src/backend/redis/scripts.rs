@@ -31,6 +31,14 @@ return 1"
     };
 }
 
+/// Processing: store the `PROCESSING` state, only if the entry is still this consumer's (never
+/// acknowledges). KEYS: stream, state. ARGV: group, consumer, entry id, ttl, the state's value.
+/// Returns 1 when written, 0 when the entry is no longer this consumer's.
+const PROCESSING: &[u8] =
+    b"if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
+return 1";
+
 /// Finish: store the final state. KEYS: stream, state. ARGV: group, consumer, entry id, ttl, then
 /// the state's value (none: only acknowledge).
 const FINISH: &[u8] =
@@ -207,6 +215,8 @@ return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', bound_ms, bo
 
 /// The scripts, digested once per shard.
 pub struct Scripts {
+    /// See `PROCESSING`.
+    pub processing: Script,
     /// See `FINISH`.
     pub finish: Script,
     /// See `RETRY`.
@@ -234,6 +244,7 @@ pub struct Scripts {
 impl Default for Scripts {
     fn default() -> Scripts {
         Scripts {
+            processing: Script::new(PROCESSING),
             finish: Script::new(FINISH),
             retry: Script::new(RETRY),
             dead_letter: Script::new(DEAD_LETTER),

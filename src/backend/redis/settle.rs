@@ -15,7 +15,7 @@ use super::fields::job_fields;
 use super::keys::GROUP;
 use super::queue::{now_ms, RedisQueue};
 use super::state_value;
-use crate::backend::{Delivery, Job};
+use crate::backend::Delivery;
 use crate::clock::Timestamp;
 use crate::resp::{Frame, RedisError, Script};
 use crate::metrics::DlqReason;
@@ -29,22 +29,42 @@ fn lease_certainly_held(since: Instant, now: Instant, held: Duration) -> bool {
 }
 
 impl RedisQueue {
-    /// Records `PROCESSING` (a job that did not finish at once).
-    pub(crate) async fn processing(&self, job: &Job, now: Timestamp) {
+    /// Records `PROCESSING` (a job that did not finish at once), only while `d`'s entry is this
+    /// consumer's: with the lease certainly held a plain `SET`, else a script that writes only if
+    /// the entry is still in this consumer's pending list. A worker whose entry was taken over
+    /// (and maybe finished) meanwhile must not turn a final state back into `PROCESSING`.
+    pub(crate) async fn processing(&self, d: &Delivery, now: Timestamp) {
+        let job = &d.job;
         let key = self.keys.state(&job.id);
         let state = state_value::encode(&RequestState::processing(job.submitted_at, now));
-        let set = commands::set_state(&key, &state, &self.ttl_text);
-        if let Err(e) = self.cmd.call(&set).await {
+        let r = if self.lease_held(d) {
+            let set = commands::set_state(&key, &state, &self.ttl_text);
+            self.cmd.call(&set).await.map(drop)
+        } else {
+            let entry = d.entry_id.clone().unwrap_or_default();
+            let keys: [&[u8]; 2] = [&self.keys.stream, &key];
+            let args: [&[u8]; 5] = [GROUP, &self.consumer, &entry, &self.ttl_text, &state];
+            match self.cmd.eval(&self.scripts.processing, &keys, &args).await {
+                Ok(Frame::Integer(1)) => Ok(()),
+                Ok(_) => {
+                    warn!(correlation_id = %job.id, "lease lapsed and the entry was taken over; not recording PROCESSING");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = r {
             warn!(correlation_id = %job.id, error = %e, "cannot record PROCESSING");
         }
     }
 
     /// Ends `d` with its final `state` (the state this shard holds, absent only when it has
-    /// none): group-committed with the turn's other completions, or owner-only.
-    pub(crate) async fn finish(&self, d: Delivery, state: Option<RequestState>) {
+    /// none): group-committed with the turn's other completions, or owner-only. Whether it was
+    /// written (false: taken over by another consumer, or not known to have landed).
+    pub(crate) async fn finish(&self, d: Delivery, state: Option<&RequestState>) -> bool {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
-        let value = state.as_ref().map(state_value::encode);
+        let value = state.map(state_value::encode);
         // The everyday path: together with the other completions of this turn.
         let held = self.commit_completion(
             entry.clone(),
@@ -60,7 +80,7 @@ impl RedisQueue {
         let keys: [&[u8]; 2] = [&self.keys.stream, &key];
         let owner_only = (&self.scripts.finish, &keys[..]);
         self.settle(&d, held, owner_only, args, "cannot record completion")
-            .await;
+            .await
     }
 
     /// Appends `SET key value EX ttl` (one command; `state_value.rs` encodes the value).
@@ -100,7 +120,7 @@ impl RedisQueue {
         owner_only: (&Script, &[&[u8]]),
         owner_only_args: impl FnOnce() -> Vec<&'a [u8]>,
         what: &str,
-    ) {
+    ) -> bool {
         let r = if self.lease_held(d) {
             held.await.map(|()| true)
         } else {
@@ -110,13 +130,15 @@ impl RedisQueue {
         };
         self.done(d);
         match r {
-            Ok(true) => {}
+            Ok(true) => true,
             Ok(false) => {
                 warn!(correlation_id = %d.job.id, "lease lapsed and the entry was taken over by another consumer; leaving it to that one");
+                false
             }
             Err(e) => {
                 warn!(correlation_id = %d.job.id, error = %e, "{what}; will redeliver");
                 self.reread.set(true);
+                false
             }
         }
     }
@@ -162,14 +184,15 @@ impl RedisQueue {
     }
 
     /// Moves `d`'s job to the dead-letter stream (for `reason`, with the last `error`), indexed
-    /// by its id, ending it with `state` (published on the finals channel).
+    /// by its id, ending it with `state` (published on the finals channel). Whether it was
+    /// written.
     pub(crate) async fn dead_letter(
         &self,
         d: Delivery,
-        state: Option<RequestState>,
+        state: Option<&RequestState>,
         reason: DlqReason,
         error: &str,
-    ) {
+    ) -> bool {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let mut dlq = job_fields(&d.job, d.attempt);
@@ -181,7 +204,7 @@ impl RedisQueue {
         ));
         dlq.push(Bytes::from_static(b"failed_at"));
         dlq.push(Bytes::from(Timestamp::now().0.to_string()));
-        let value = state.as_ref().map(state_value::encode);
+        let value = state.map(state_value::encode);
         let mut count = itoa::Buffer::new();
         let count = count.format(dlq.len()).as_bytes();
         let id_text = d.job.id.to_text();
@@ -208,7 +231,7 @@ impl RedisQueue {
             self.cmd.eval(held_script, &keys, &args()).await.map(drop)
         };
         self.settle(&d, held, owner_only, args, "cannot dead-letter")
-            .await;
+            .await
     }
 }
 

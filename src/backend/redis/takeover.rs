@@ -1,7 +1,8 @@
 //! Leases and takeover: entries being processed here have their idle time reset every
-//! `LEASE_TICK` (`XCLAIM … JUSTID`), and entries idle past `LEASE` in other consumers' pending
-//! lists (a dead instance's) are claimed and delivered here; one delivered too often without
-//! finishing is dead-lettered instead.
+//! `LEASE_TICK` (`XCLAIM … JUSTID`) by a task of its own, so no other upkeep can delay a
+//! renewal; and entries idle past `LEASE` in other consumers' pending lists (a dead instance's)
+//! are claimed and delivered here; one delivered too often without finishing is dead-lettered
+//! instead.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,9 +19,21 @@ use crate::metrics::DlqReason;
 use crate::resp::Frame;
 use crate::store::RequestState;
 
-/// Renews the lease of entries being processed here, takes over entries idle past the lease in
-/// dead consumers' pending lists (dead-lettering those delivered too often), and refreshes the
-/// depth gauges.
+/// Renews the lease of the entries being processed here, every `LEASE_TICK`.
+pub(super) async fn renew_leases_every_tick(q: Rc<RedisQueue>) {
+    if !q.processes {
+        return;
+    }
+    loop {
+        monoio::time::sleep(LEASE_TICK).await;
+        if q.cmd.is_up() {
+            renew_leases(&q).await;
+        }
+    }
+}
+
+/// Takes over entries idle past the lease in dead consumers' pending lists (dead-lettering
+/// those delivered too often), and refreshes the depth gauges.
 pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
     while !q.cmd.is_up() {
         monoio::time::sleep(Duration::from_millis(20)).await;
@@ -35,7 +48,6 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
             continue;
         }
         if q.processes {
-            renew_leases(&q).await;
             reclaim(&q).await;
         }
         maintenance::refresh_depth(&q).await;
@@ -93,7 +105,7 @@ pub(super) async fn dead_letter_poison(q: &RedisQueue, mut d: Delivery, deliveri
             completed_at: now,
         })),
     };
-    q.dead_letter(d, Some(state), DlqReason::MaxRetries, reason)
+    q.dead_letter(d, Some(&state), DlqReason::MaxRetries, reason)
         .await;
 }
 
