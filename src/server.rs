@@ -92,6 +92,7 @@ pub(crate) fn start(
                         processors,
                         instance,
                         keys,
+                        draining: crate::sync::shutdown::Shutdown::default(),
                     };
                     let started = move || {
                         let _ = ready.send(Ok(name));

@@ -72,6 +72,9 @@ pub(crate) struct Wiring {
     pub(crate) instance: String,
     /// The API keys, `None` when they are off.
     pub(crate) keys: Option<Arc<ApiKeys>>,
+    /// The shard's drain flag (set by the `Shutdown` message, or by the backend when it must
+    /// not go on).
+    pub(crate) draining: Shutdown,
 }
 
 /// Builds the configured backend on this thread (the Redis backend starts its tasks here),
@@ -116,6 +119,7 @@ pub(crate) async fn run(
                 max_waiters: c.server.max_waiters,
                 check_durability: wiring.id == 0 && !q.durability_relaxed,
                 dlq_retention: q.dlq_retention,
+                halt_on_shard_mismatch: (wiring.id == 0).then(|| wiring.draining.clone()),
             };
             let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);
@@ -133,6 +137,7 @@ impl<B: Backend + 'static> Shard<B> {
             mesh,
             processors,
             keys,
+            draining,
             ..
         } = wiring;
         let backend = Rc::new(backend);
@@ -150,7 +155,6 @@ impl<B: Backend + 'static> Shard<B> {
             &config.worker,
             seed,
         ));
-        let draining = Shutdown::default();
         let api = Api {
             draining: draining.clone(),
             backend: backend.clone(),

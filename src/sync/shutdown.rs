@@ -13,6 +13,12 @@ pub struct Shutdown {
     notify: Notify,
 }
 
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shutdown({})", if self.is_set() { "set" } else { "not set" })
+    }
+}
+
 impl Shutdown {
     /// Starts the shutdown.
     pub fn trigger(&self) {

@@ -29,6 +29,7 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
         max_waiters: 100,
         check_durability: false,
         dlq_retention: Duration::from_secs(3600),
+        halt_on_shard_mismatch: None,
     };
     let keys = Keys::new("openhqm-requests", "openhqm-dlq", 0);
     RedisBackend::start(settings, keys, IdMinter::new(0, 1))

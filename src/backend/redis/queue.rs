@@ -17,6 +17,7 @@ use super::completions::{self, Completions};
 use super::keys::{self, Keys};
 use super::scripts::Scripts;
 use super::{maintenance, state_value, takeover};
+use crate::sync::shutdown::Shutdown;
 use crate::backend::{Delivery, Depth, QueueError};
 use crate::id::CorrelationId;
 use crate::resp::{Client, Frame, RedisTarget};
@@ -87,6 +88,9 @@ pub struct RedisSettings {
     pub check_durability: bool,
     /// How long a dead letter is kept.
     pub dlq_retention: Duration,
+    /// On shard 0 of an instance: the shard's stop, triggered when Redis records another shard
+    /// count than this instance runs (`nr_shards`). The first instance on a Redis records it.
+    pub halt_on_shard_mismatch: Option<Shutdown>,
 }
 
 /// One shard's Redis Streams queue.
@@ -125,6 +129,8 @@ pub(crate) struct RedisQueue {
     pub(super) check_durability: bool,
     /// See [`RedisSettings::dlq_retention`].
     pub(super) dlq_retention: Duration,
+    /// See [`RedisSettings::halt_on_shard_mismatch`].
+    pub(super) halt_on_shard_mismatch: Option<Shutdown>,
     /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
     /// wake-up.
     pub(super) completions: RefCell<Completions>,
@@ -156,6 +162,7 @@ impl RedisQueue {
             processes: settings.processes,
             check_durability: settings.check_durability,
             dlq_retention: settings.dlq_retention,
+            halt_on_shard_mismatch: settings.halt_on_shard_mismatch,
             completions: RefCell::default(),
             completions_ready: Notify::new(),
         });
@@ -202,6 +209,45 @@ impl RedisQueue {
                  answered 202. Set appendonly yes and appendfsync always, or \
                  queue.durability = relaxed to accept that"
             );
+        }
+    }
+
+    /// Records this instance's shard count in Redis (`<requests prefix>:shards`) if none is
+    /// recorded yet, and stops the shard when another count is: shard `s` reads and writes only
+    /// stream `s` and ids map to shards by the count, so instances with different counts would
+    /// strand each other's streams and miss each other's requests. To change the count, drain
+    /// every instance and delete the key.
+    pub(super) async fn check_shard_count(&self, halt: &Shutdown) {
+        let key = format!("{}:shards", self.requests_prefix);
+        let mine = self.nr_shards.to_string();
+        let set = crate::resp::Cmd::new(b"SET")
+            .arg(key.as_bytes())
+            .arg(mine.as_bytes())
+            .arg(b"NX")
+            .arg(b"GET");
+        let recorded = match self.cmd.call(&set).await {
+            Ok(Frame::Bulk(Some(v))) => v,
+            // Recorded now, by this instance.
+            Ok(Frame::Bulk(None)) => return,
+            Ok(other) => {
+                warn!(reply = ?other, "unexpected reply recording the shard count");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check the shard count recorded in Redis");
+                return;
+            }
+        };
+        if recorded[..] != *mine.as_bytes() {
+            error!(
+                key,
+                recorded = %String::from_utf8_lossy(&recorded),
+                configured = self.nr_shards,
+                "Redis is used by instances with another server.shards: every instance on one \
+                 Redis must run the same number of shards (drain them all and delete the key to \
+                 change it); stopping"
+            );
+            halt.trigger();
         }
     }
 

@@ -39,6 +39,9 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     q.create_group().await;
+    if let Some(halt) = &q.halt_on_shard_mismatch {
+        q.check_shard_count(halt).await;
+    }
     if q.check_durability {
         q.check_durability().await;
     }
