@@ -138,6 +138,25 @@ impl Broker {
         let keys = ApiKeys::load(&self.config.auth, |p| std::fs::read_to_string(p))
             .map_err(StartError::Config)?
             .map(Arc::new);
+        if let Some(path) = &self.config.queue.redis_password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StartError::Config(ConfigError(format!(
+                    "queue.redis_password_file: cannot read {path}: {e}"
+                )))
+            })?;
+            // One trailing newline (an editor's, or `echo`'s) is not part of the password.
+            let password = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            if password.is_empty() {
+                return Err(StartError::Config(ConfigError(format!(
+                    "queue.redis_password_file: {path} is empty"
+                ))));
+            }
+            self.config.queue.redis_password =
+                Some(crate::config::proxy::Secret(password.to_owned()));
+        }
         Ok(keys)
     }
 }

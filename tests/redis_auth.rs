@@ -90,3 +90,56 @@ fn a_wrong_password_degrades_and_is_never_logged() {
     );
     assert!(!logs.contains(SECRET));
 }
+
+/// `queue.redis_password_file`: the password comes from a file (one trailing newline dropped)
+/// and replaces the URL's; a wrong one leaves the broker degraded; a missing file stops it at
+/// start naming the key.
+#[test]
+fn the_password_can_come_from_a_file() {
+    let redis = RedisServer::start();
+    acl_user(&redis);
+    let dir = std::env::temp_dir().join(format!("openhqm-redis-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("password");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let url = format!("redis://broker:wrong@127.0.0.1:{}", redis.port());
+    let path = file.to_str().unwrap();
+    let flags = |path: &str| {
+        vec![
+            "--queue".to_owned(),
+            "redis".to_owned(),
+            "--queue.redis_url".to_owned(),
+            url.clone(),
+            "--queue.redis_password_file".to_owned(),
+            path.to_owned(),
+            "--shards".to_owned(),
+            "1".to_owned(),
+        ]
+    };
+    let f = flags(path);
+    let broker = Broker::start_with(&f.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "health 200 with the password from the file",
+        || get(broker.addr, "/health").status == 200,
+    );
+    assert!(broker.logs().iter().all(|l| !l.contains(SECRET)));
+    drop(broker);
+
+    std::fs::write(&file, "not-it\n").unwrap();
+    let f = flags(path);
+    let broker = Broker::start_with(&f.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = post_json(broker.addr, "/api/v1/submit", r#"{"payload":{}}"#);
+    assert_eq!(r.status, 503, "{}", r.text());
+    drop(broker);
+
+    let missing = dir.join("missing");
+    let f = flags(missing.to_str().unwrap());
+    let (status, _, err) = common::run_to_exit(
+        &f.iter().map(String::as_str).collect::<Vec<_>>(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("queue.redis_password_file"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -119,6 +119,11 @@ pub const KEYS: &[Key] = &[
         "redis://[user:pass@]host:port[/db]",
     ),
     key(
+        "queue.redis_password_file",
+        None,
+        "file holding the Redis password (read at start; replaces one in queue.redis_url)",
+    ),
+    key(
         "queue.request_queue_name",
         Some("openhqm-requests"),
         "work stream prefix",
@@ -335,6 +340,9 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.dlq_name" => c.queue.dlq_name = stream_name(name, v)?,
         "queue.max_depth" => c.queue.max_depth = int(name, v, 1, 1 << 40)? as usize,
         "queue.max_bytes" => c.queue.max_bytes = int(name, v, 4096, 1 << 50)? as usize,
+        "queue.redis_password_file" => {
+            c.queue.redis_password_file = (!v.is_empty()).then(|| v.to_owned())
+        }
         "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
         "queue.dlq_retention_seconds" => c.queue.dlq_retention = secs(name, v)?,
         "queue.durability" => {

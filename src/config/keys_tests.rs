@@ -13,6 +13,7 @@ fn every_key_in_the_table_is_settable_and_every_default_parses() {
             "cache.redis_url" => "redis://h:1",
             "proxy.default_endpoint" => "billing",
             "auth.api_keys_file" | "auth.admin_keys_file" => "/etc/openhqm/keys",
+            "queue.redis_password_file" => "/run/secrets/redis",
             _ => panic!("no sample for {}", k.name),
         });
         set(&mut c, k.name, sample).unwrap_or_else(|e| panic!("{}: {e}", k.name));

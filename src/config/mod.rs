@@ -127,6 +127,10 @@ pub struct QueueConfig {
     pub max_depth: usize,
     /// Embedded backend: bytes the waiting jobs may hold, all shards together.
     pub max_bytes: usize,
+    /// `queue.redis_password_file`: a file holding the Redis password (read at start).
+    pub redis_password_file: Option<String>,
+    /// The password read from `redis_password_file` at start; it replaces the URL's. Not a key.
+    pub redis_password: Option<proxy::Secret>,
     /// Redis backend: deadline of one command (a submit past it answers 503).
     pub redis_timeout: Duration,
     /// Redis backend: submits waiting for Redis per shard before more answer 503 at once.
@@ -231,6 +235,8 @@ impl Default for Config {
                 dlq_name: String::new(),
                 max_depth: 0,
                 max_bytes: 0,
+                redis_password_file: None,
+                redis_password: None,
                 redis_timeout: Duration::ZERO,
                 redis_max_in_flight: 0,
                 durability_relaxed: false,

@@ -105,7 +105,13 @@ pub(crate) async fn run(
             let q = &c.queue;
             let settings = RedisSettings {
                 // Validated when the configuration was loaded.
-                target: RedisTarget::parse(&q.redis_url).expect("validated redis url"),
+                target: {
+                    let mut t = RedisTarget::parse(&q.redis_url).expect("validated redis url");
+                    if let Some(p) = &q.redis_password {
+                        t.password = Some(p.0.clone());
+                    }
+                    t
+                },
                 deadline: q.redis_timeout,
                 max_submits_in_flight: q.redis_max_in_flight,
                 // Validated at start: a window is left for the configured deadline.
