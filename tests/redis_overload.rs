@@ -17,7 +17,8 @@ use common::{assert_error, metric, wait_until, Broker, Client};
 const BODY: &str = r#"{"payload":{"operation":"echo","data":"x"}}"#;
 
 /// How long Redis stays paused: far more than the test needs to take the slot and be refused,
-/// far less than the broker's command deadline (`--queue.redis_timeout_seconds 10`).
+/// far less than the broker's command deadline (`--queue.redis_timeout_seconds 9`, the longest
+/// one a 30 s lease allows).
 const PAUSE: Duration = Duration::from_secs(3);
 
 /// HTTP requests being handled, the scrape that reads it included.
@@ -50,7 +51,7 @@ fn submits_past_the_bound_get_503_at_once_while_redis_stalls() {
             "--queue.redis_max_in_flight",
             "1",
             "--queue.redis_timeout_seconds",
-            "10",
+            "9",
         ]
         .iter()
         .map(|s| s.to_string()),

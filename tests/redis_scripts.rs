@@ -100,6 +100,60 @@ fn processing_is_written_only_by_the_owner_and_never_acknowledges() {
 }
 
 #[test]
+fn reading_own_pending_entries_again_counts_no_delivery() {
+    let redis = RedisServer::start();
+    let scripts = Scripts::default();
+    redis.cli(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+    let first = redis.cli(&["XADD", STREAM, "*", "id", "one"]);
+    let second = redis.cli(&["XADD", STREAM, "*", "id", "two"]);
+    redis.cli_json(&["XREADGROUP", "GROUP", GROUP, "a", "STREAMS", STREAM, ">"]);
+    let deliveries = || redis.cli_json(&["XPENDING", STREAM, GROUP, "-", "+", "10", "a"]);
+    let read = |after: &str| {
+        redis.cli_json(&[
+            "EVAL",
+            body(&scripts.read_own_pending),
+            "1",
+            STREAM,
+            GROUP,
+            "a",
+            after,
+            "10",
+        ])
+    };
+    // From the start: both, in XREADGROUP's shape, bodies included.
+    let all = read("0");
+    assert_eq!(all[0][0], STREAM, "{all}");
+    assert_eq!(all[0][1][0][0], first.as_str(), "{all}");
+    assert_eq!(all[0][1][0][1][1], "one", "{all}");
+    assert_eq!(all[0][1][1][0], second.as_str(), "{all}");
+    // After the first: the second only.
+    let rest = read(&first);
+    assert_eq!(rest[0][1].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest[0][1][0][0], second.as_str(), "{rest}");
+    // Still one delivery each (XREADGROUP with an id would have made them two).
+    for row in deliveries().as_array().unwrap() {
+        assert_eq!(row[3], 1, "{row}");
+    }
+    // Another consumer's entries are not read.
+    assert_eq!(
+        redis.cli_json(&[
+            "EVAL",
+            body(&scripts.read_own_pending),
+            "1",
+            STREAM,
+            GROUP,
+            "b",
+            "0",
+            "10"
+        ])[0][1]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
 fn retry_and_dead_letter_are_owner_only_too() {
     let redis = RedisServer::start();
     let scripts = Scripts::default();
@@ -235,6 +289,7 @@ fn the_digests_are_the_ones_redis_computes() {
     let redis = RedisServer::start();
     let s = Scripts::default();
     for script in [
+        &s.read_own_pending,
         &s.processing,
         &s.finish,
         &s.retry,

@@ -31,10 +31,40 @@ impl RedisQueue {
                 // Already in `in_flight` since they were claimed.
                 return reclaimed;
             }
+            if !self.cmd.is_up() {
+                // No work is taken that could not be settled: with the command connection down
+                // every settle fails, and re-reading what failed would spin.
+                monoio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             if self.reread.take() {
                 *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
             }
             let cursor = self.pel_cursor.borrow().clone();
+            if let (Some(after), false) = (&cursor, self.restart_pass.get()) {
+                // A re-read after a lost reply: the lost read counted these deliveries already.
+                let read_at = Instant::now();
+                let mut count = itoa::Buffer::new();
+                let count = count.format(free.max(1)).as_bytes();
+                let keys: [&[u8]; 1] = [&self.keys.stream];
+                let args: [&[u8]; 4] = [super::keys::GROUP, &self.consumer, after, count];
+                let reply = self
+                    .cmd
+                    .eval(&self.scripts.read_own_pending, &keys, &args)
+                    .await;
+                let Ok(frame) = reply else {
+                    self.reread.set(true);
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let mut out = Vec::new();
+                self.take_read(&frame, true, &mut out).await;
+                let out = self.hand_out(out, read_at);
+                if !out.is_empty() {
+                    return out;
+                }
+                continue;
+            }
             // Our own pending list is paged through one read at a time (each starts after the
             // last entry of the one before).
             let reads = match cursor {
@@ -91,6 +121,7 @@ impl RedisQueue {
             }
             let mut out = self.hand_out(out, read_at);
             if cursor.is_some() && !out.is_empty() {
+                // The restart pass: every one of these is a delivery again.
                 out = self.drop_poison(out).await;
             }
             if let Some(e) = failed {
@@ -127,6 +158,9 @@ impl RedisQueue {
                 Entry::Job(d) => d.entry_id.clone().unwrap_or_default(),
                 Entry::Unreadable(id) => id.clone(),
             });
+            if last.is_none() {
+                self.restart_pass.set(false);
+            }
             *self.pel_cursor.borrow_mut() = last;
         }
         for e in entries {

@@ -36,7 +36,7 @@ mod submit;
 mod takeover;
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -54,6 +54,7 @@ use crate::resp::subscriber::subscribe;
 use crate::store::{Outcome, RequestState, StateTable, Status};
 pub use keys::Keys;
 use queue::RedisQueue;
+use settle::Written;
 pub use queue::{lease_held_for, RedisSettings, LEASE_HELD, MAX_REDIS_TIMEOUT};
 
 /// One shard's Redis Streams queue and its table of the final states it wrote.
@@ -67,6 +68,10 @@ pub struct RedisBackend {
     /// Ids whose final state is being written now (a duplicate delivery of one is not settled
     /// again meanwhile).
     settling: RefCell<HashSet<CorrelationId>>,
+    /// Final states whose write failed (Redis unreachable, no reply): not shown to lookups,
+    /// but the redelivery of the entry writes this state again instead of running the job again.
+    /// Dropped after a lease (another consumer has the entry by then).
+    unconfirmed: RefCell<HashMap<CorrelationId, (RequestState, Instant)>>,
     minter: RefCell<IdMinter>,
     waiters: Rc<Waiters>,
 }
@@ -96,6 +101,7 @@ impl RedisBackend {
             queue: RedisQueue::start(settings, keys),
             finals: RefCell::new(StateTable::new(ttl)),
             settling: RefCell::default(),
+            unconfirmed: RefCell::default(),
             minter: RefCell::new(minter),
             waiters,
         }
@@ -126,14 +132,23 @@ impl RedisBackend {
     }
 
     /// After the write of `state` for `id`: kept here (and its waiters woken) when Redis has it;
-    /// otherwise nothing is kept, so lookups read what Redis has (another consumer's outcome, or
-    /// the state a redelivery will end).
-    fn settled(&self, id: &CorrelationId, state: RequestState, written: bool, ended: Instant) {
+    /// otherwise nothing is shown, so lookups read what Redis has (another consumer's outcome,
+    /// or the state the redelivery ends), and when the write failed (rather than finding the
+    /// entry taken over) the state waits for the redelivery in `unconfirmed`.
+    fn settled(&self, id: &CorrelationId, state: RequestState, written: Written, ended: Instant) {
         self.settling.borrow_mut().remove(id);
         let mut finals = self.finals.borrow_mut();
-        if !written {
-            finals.forget(id);
-            return;
+        match written {
+            Written::Yes => {}
+            Written::TakenOver => {
+                finals.forget(id);
+                return;
+            }
+            Written::Failed => {
+                finals.forget(id);
+                self.unconfirmed.borrow_mut().insert(*id, (state, ended));
+                return;
+            }
         }
         let (status, submitted_at) = (state.status, state.submitted_at);
         if let Some(outcome) = state.outcome {
@@ -215,10 +230,15 @@ impl Backend for RedisBackend {
     }
 
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {
+        let id = &delivery.job.id;
         if !delivery.redelivered {
             // A first delivery of its entry cannot repeat a settled one: a final state held
             // here is from before an operator redrove the request. It runs again.
-            self.finals.borrow_mut().forget(&delivery.job.id);
+            self.finals.borrow_mut().forget(id);
+            self.unconfirmed.borrow_mut().remove(id);
+        } else if let Some((state, _)) = self.unconfirmed.borrow().get(id) {
+            // Its outcome is known; only the write is owed.
+            return Start::AlreadyFinal(state.status);
         }
         super::start_in(&self.finals, delivery, now)
     }
@@ -238,7 +258,19 @@ impl Backend for RedisBackend {
                 return;
             }
             Settlement::Duplicate => {
-                self.queue.finish(delivery, self.final_state(&id).as_ref()).await;
+                let owed = self.unconfirmed.borrow_mut().remove(&id);
+                match owed {
+                    Some((state, ended)) => {
+                        self.settling.borrow_mut().insert(id);
+                        let written = self.queue.finish(delivery, Some(&state)).await;
+                        self.settled(&id, state, written, ended);
+                    }
+                    None => {
+                        self.queue
+                            .finish(delivery, self.final_state(&id).as_ref())
+                            .await;
+                    }
+                }
                 return;
             }
         };
@@ -310,6 +342,9 @@ impl Backend for RedisBackend {
 
     fn expire(&self, now: Instant) {
         self.finals.borrow_mut().expire(now);
+        self.unconfirmed
+            .borrow_mut()
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < queue::LEASE);
     }
 
     fn gauges(&self, m: &mut ShardMetrics) {

@@ -54,6 +54,9 @@ pub fn lease_held_for(redis_timeout: Duration) -> Option<Duration> {
     (held > LEASE_TICK).then_some(held)
 }
 
+/// How long a backend check (`/health`, `/readyz`) is answered from the last one.
+const CHECK_CACHED_FOR: Duration = Duration::from_millis(250);
+
 /// The longest `queue.redis_timeout_seconds` leases can be kept with (exclusive): 10 s.
 pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -107,6 +110,11 @@ pub(crate) struct RedisQueue {
     /// Set when something may have left entries in our pending list (a failed acknowledgement, a
     /// lost read); `fetch` then starts the pending-list read over from `0`, even mid-read.
     pub(super) reread: Cell<bool>,
+    /// Until the first full pass over this consumer's own pending list since the start: its
+    /// entries were delivered to an earlier run of this instance, so reading them again is a
+    /// delivery (counted, and checked against `max_deliveries`). Later re-reads (after a lost
+    /// reply) are not.
+    pub(super) restart_pass: Cell<bool>,
     /// Shards per instance, to find an id's owner (and its keys) from the id alone.
     pub(super) nr_shards: usize,
     /// The request-stream prefix, for other shards' state keys.
@@ -131,6 +139,8 @@ pub(crate) struct RedisQueue {
     pub(super) dlq_retention: Duration,
     /// See [`RedisSettings::halt_on_shard_mismatch`].
     pub(super) halt_on_shard_mismatch: Option<Shutdown>,
+    /// The last backend check and when it was made.
+    pub(super) last_check: Cell<Option<(Instant, Result<(), QueueError>)>>,
     /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
     /// wake-up.
     pub(super) completions: RefCell<Completions>,
@@ -150,6 +160,7 @@ impl RedisQueue {
             max_deliveries: settings.max_deliveries,
             pel_cursor: RefCell::new(None),
             reread: Cell::new(true),
+            restart_pass: Cell::new(true),
             nr_shards: settings.nr_shards,
             requests_prefix: settings.requests_prefix,
             in_flight: RefCell::default(),
@@ -163,6 +174,7 @@ impl RedisQueue {
             check_durability: settings.check_durability,
             dlq_retention: settings.dlq_retention,
             halt_on_shard_mismatch: settings.halt_on_shard_mismatch,
+            last_check: Cell::new(None),
             completions: RefCell::default(),
             completions_ready: Notify::new(),
         });
@@ -280,6 +292,18 @@ impl RedisQueue {
 
     /// A `PING` round trip within 500 ms.
     pub(crate) async fn check(&self) -> Result<(), QueueError> {
+        // Health and readiness probes in a flood cost one round trip per shard per interval.
+        if let Some((at, r)) = self.last_check.get() {
+            if at.elapsed() < CHECK_CACHED_FOR {
+                return r;
+            }
+        }
+        let r = self.check_now().await;
+        self.last_check.set(Some((Instant::now(), r)));
+        r
+    }
+
+    async fn check_now(&self) -> Result<(), QueueError> {
         // A real round trip, within a short deadline: health must answer fast.
         let deadline = Duration::from_millis(500);
         match self

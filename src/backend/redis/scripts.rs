@@ -31,6 +31,22 @@ return 1"
     };
 }
 
+/// Reads this consumer's own pending entries after entry `ARGV[3]` (`0`: from the start), at
+/// most `ARGV[4]`, without counting a delivery: each one's idle time is reset (`XCLAIM … JUSTID`,
+/// which leaves the delivery count alone) and its body read. For a re-read after a lost reply,
+/// whose entries the lost read already counted. The reply has `XREADGROUP`'s shape (a deleted
+/// entry's body is nil). KEYS: stream. ARGV: group, consumer, after, count.
+const READ_OWN_PENDING: &[u8] = b"local from = '-'
+if ARGV[3] ~= '0' then from = '(' .. ARGV[3] end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], from, '+', tonumber(ARGV[4]), ARGV[2])
+local out = {}
+for i, e in ipairs(p) do
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1], 'JUSTID')
+  local r = redis.call('XRANGE', KEYS[1], e[1], e[1])
+  if r[1] then out[i] = r[1] else out[i] = {e[1], false} end
+end
+return {{KEYS[1], out}}";
+
 /// Processing: store the `PROCESSING` state, only if the entry is still this consumer's (never
 /// acknowledges). KEYS: stream, state. ARGV: group, consumer, entry id, ttl, the state's value.
 /// Returns 1 when written, 0 when the entry is no longer this consumer's.
@@ -215,6 +231,8 @@ return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', bound_ms, bo
 
 /// The scripts, digested once per shard.
 pub struct Scripts {
+    /// See `READ_OWN_PENDING`.
+    pub read_own_pending: Script,
     /// See `PROCESSING`.
     pub processing: Script,
     /// See `FINISH`.
@@ -244,6 +262,7 @@ pub struct Scripts {
 impl Default for Scripts {
     fn default() -> Scripts {
         Scripts {
+            read_own_pending: Script::new(READ_OWN_PENDING),
             processing: Script::new(PROCESSING),
             finish: Script::new(FINISH),
             retry: Script::new(RETRY),

@@ -28,6 +28,17 @@ fn lease_certainly_held(since: Instant, now: Instant, held: Duration) -> bool {
     now.saturating_duration_since(since) < held
 }
 
+/// What became of a settle's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Redis has it.
+    Yes,
+    /// The entry is another consumer's now: nothing was written.
+    TakenOver,
+    /// Not known to have landed (Redis unreachable, no reply): the entry will be delivered again.
+    Failed,
+}
+
 impl RedisQueue {
     /// Records `PROCESSING` (a job that did not finish at once), only while `d`'s entry is this
     /// consumer's: with the lease certainly held a plain `SET`, else a script that writes only if
@@ -61,7 +72,7 @@ impl RedisQueue {
     /// Ends `d` with its final `state` (the state this shard holds, absent only when it has
     /// none): group-committed with the turn's other completions, or owner-only. Whether it was
     /// written (false: taken over by another consumer, or not known to have landed).
-    pub(crate) async fn finish(&self, d: Delivery, state: Option<&RequestState>) -> bool {
+    pub(crate) async fn finish(&self, d: Delivery, state: Option<&RequestState>) -> Written {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let value = state.map(state_value::encode);
@@ -120,7 +131,7 @@ impl RedisQueue {
         owner_only: (&Script, &[&[u8]]),
         owner_only_args: impl FnOnce() -> Vec<&'a [u8]>,
         what: &str,
-    ) -> bool {
+    ) -> Written {
         let r = if self.lease_held(d) {
             held.await.map(|()| true)
         } else {
@@ -130,15 +141,15 @@ impl RedisQueue {
         };
         self.done(d);
         match r {
-            Ok(true) => true,
+            Ok(true) => Written::Yes,
             Ok(false) => {
                 warn!(correlation_id = %d.job.id, "lease lapsed and the entry was taken over by another consumer; leaving it to that one");
-                false
+                Written::TakenOver
             }
             Err(e) => {
                 warn!(correlation_id = %d.job.id, error = %e, "{what}; will redeliver");
                 self.reread.set(true);
-                false
+                Written::Failed
             }
         }
     }
@@ -192,7 +203,7 @@ impl RedisQueue {
         state: Option<&RequestState>,
         reason: DlqReason,
         error: &str,
-    ) -> bool {
+    ) -> Written {
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let mut dlq = job_fields(&d.job, d.attempt);
