@@ -1,6 +1,7 @@
 //! The shard mesh: explicit messages between shards, never shared state. Each shard has one inbox
 //! (a channel every other shard and the control thread can send to); the only things that cross
-//! are owned values. A closed inbox hands the message back to the sender.
+//! are owned values. Inboxes are bounded and a shard never blocks on another's: a full inbox is
+//! an overloaded shard (503), and a lookup that gets no answer within its deadline is too.
 
 use bytes::Bytes;
 
@@ -97,8 +98,15 @@ pub struct Mesh {
 /// The inboxes for `nr_shards` shards: the senders (cloned into every [`Mesh`] and the control
 /// thread) and one receiver per shard.
 pub fn inboxes(nr_shards: usize) -> (Vec<flume::Sender<ShardMsg>>, Vec<flume::Receiver<ShardMsg>>) {
-    (0..nr_shards).map(|_| flume::unbounded()).unzip()
+    (0..nr_shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip()
 }
+
+/// Messages one shard's inbox holds before senders are told it is overloaded. A shard answers
+/// or hands off every message at once, so a full inbox means it is stuck or flooded.
+pub const INBOX_CAPACITY: usize = 1024;
+
+/// How long a lookup waits for the owner's answer before the request gets a 503.
+pub const LOOKUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Mesh {
     /// The mesh as seen from shard `me`.
@@ -111,9 +119,13 @@ impl Mesh {
         self.inboxes.len()
     }
 
-    /// Sends `msg` to shard `to`; a closed inbox gives the message back.
-    pub fn send(&self, to: ShardId, msg: ShardMsg) -> Result<(), ShardMsg> {
-        self.inboxes[to].send(msg).map_err(|e| e.into_inner())
+    /// Sends `msg` to shard `to` without waiting: `Overloaded` when its inbox is full,
+    /// `Closed` when the shard is gone.
+    pub fn send(&self, to: ShardId, msg: ShardMsg) -> Result<(), QueueError> {
+        self.inboxes[to].try_send(msg).map_err(|e| match e {
+            flume::TrySendError::Full(_) => QueueError::Overloaded,
+            flume::TrySendError::Disconnected(_) => QueueError::Closed,
+        })
     }
 
     /// Sends shard `to` the message `msg` builds around a reply channel, and waits for the
@@ -124,15 +136,24 @@ impl Mesh {
         msg: impl FnOnce(flume::Sender<Result<T, QueueError>>) -> ShardMsg,
     ) -> Result<T, QueueError> {
         let (reply, answer) = flume::bounded(1);
-        self.send(to, msg(reply)).map_err(|_| QueueError::Closed)?;
+        self.send(to, msg(reply))?;
         answer.recv_async().await.unwrap_or(Err(QueueError::Closed))
     }
 
-    /// Asks the owner of `id` for its state. `None` when unknown, or when the owner is gone.
-    pub async fn lookup(&self, owner: ShardId, id: CorrelationId) -> Option<RequestState> {
+    /// Asks the owner of `id` for its state: `Ok(None)` when it holds none, an error when its
+    /// inbox is full, it is gone, or it does not answer within [`LOOKUP_DEADLINE`].
+    pub async fn lookup(
+        &self,
+        owner: ShardId,
+        id: CorrelationId,
+    ) -> Result<Option<RequestState>, QueueError> {
         let (reply, answer) = flume::bounded(1);
-        self.send(owner, ShardMsg::Lookup { id, reply }).ok()?;
-        answer.recv_async().await.ok().flatten()
+        self.send(owner, ShardMsg::Lookup { id, reply })?;
+        match monoio::time::timeout(LOOKUP_DEADLINE, answer.recv_async()).await {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(_)) => Err(QueueError::Closed),
+            Err(_) => Err(QueueError::Overloaded),
+        }
     }
 
     /// Asks the owner of `id` for its state once final, or at `until`. A gone owner answers
@@ -263,5 +284,27 @@ impl Mesh {
             r?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_inbox_is_overloaded_and_a_gone_shard_closed() {
+        let (senders, mut receivers) = inboxes(2);
+        let mesh = Mesh::new(0, senders);
+        let ping = || {
+            let (reply, _) = flume::unbounded();
+            ShardMsg::Ping { reply }
+        };
+        for _ in 0..INBOX_CAPACITY {
+            assert_eq!(mesh.send(1, ping()), Ok(()));
+        }
+        // Never blocks: the sender is told at once.
+        assert_eq!(mesh.send(1, ping()), Err(QueueError::Overloaded));
+        receivers.truncate(1);
+        assert_eq!(mesh.send(1, ping()), Err(QueueError::Closed));
     }
 }

@@ -185,7 +185,8 @@ impl Running {
     /// Asks every shard to stop accepting and drain.
     pub fn shutdown(&self) {
         for inbox in &self.inboxes {
-            let _ = inbox.send(ShardMsg::Shutdown);
+            // A stuck shard's full inbox must not hold up the others' shutdown.
+            let _ = inbox.send_timeout(ShardMsg::Shutdown, std::time::Duration::from_secs(1));
         }
     }
 

@@ -32,7 +32,12 @@ pub(crate) async fn find<B: Backend>(
     let held = if owner == me {
         backend.held(&id)
     } else {
-        mesh.lookup(owner, id).await
+        mesh.lookup(owner, id).await.map_err(|_| {
+            Error::new(
+                ErrorKind::QueueUnavailable,
+                "the shard owning this id is overloaded; retry later",
+            )
+        })?
     };
     if let Some(state) = held {
         return Ok((id, state));
