@@ -157,6 +157,14 @@ impl Broker {
             self.config.queue.redis_password =
                 Some(crate::config::proxy::Secret(password.to_owned()));
         }
+        if self.config.queue.kind == crate::config::QueueType::Redis
+            && self.config.queue.redis_url.starts_with("rediss://")
+        {
+            // The CA file is read by every shard's connections; a bad one stops the start.
+            crate::tls::client_config(self.config.queue.redis_ca_file.as_deref()).map_err(|e| {
+                StartError::Config(ConfigError(format!("queue.redis_ca_file: {e}")))
+            })?;
+        }
         Ok(keys)
     }
 }

@@ -77,6 +77,7 @@ internal!(
     shard,
     store,
     sync,
+    tls,
     upstream,
     worker,
 );

@@ -116,7 +116,12 @@ pub const KEYS: &[Key] = &[
     key(
         "queue.redis_url",
         Some("redis://localhost:6379"),
-        "redis://[user:pass@]host:port[/db]",
+        "redis://[user:pass@]host:port[/db], rediss://… (TLS) or unix:///path[?db=N]",
+    ),
+    key(
+        "queue.redis_ca_file",
+        None,
+        "rediss://: CA certificates (PEM) trusted besides the system's",
     ),
     key(
         "queue.redis_password_file",
@@ -343,6 +348,7 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         "queue.redis_password_file" => {
             c.queue.redis_password_file = (!v.is_empty()).then(|| v.to_owned())
         }
+        "queue.redis_ca_file" => c.queue.redis_ca_file = (!v.is_empty()).then(|| v.to_owned()),
         "queue.redis_timeout_seconds" => c.queue.redis_timeout = secs(name, v)?,
         "queue.dlq_retention_seconds" => c.queue.dlq_retention = secs(name, v)?,
         "queue.durability" => {

@@ -14,6 +14,7 @@ fn every_key_in_the_table_is_settable_and_every_default_parses() {
             "proxy.default_endpoint" => "billing",
             "auth.api_keys_file" | "auth.admin_keys_file" => "/etc/openhqm/keys",
             "queue.redis_password_file" => "/run/secrets/redis",
+            "queue.redis_ca_file" => "/etc/ssl/redis-ca.pem",
             _ => panic!("no sample for {}", k.name),
         });
         set(&mut c, k.name, sample).unwrap_or_else(|e| panic!("{}: {e}", k.name));
@@ -57,7 +58,7 @@ fn redis_urls_are_checked_without_echoing_secrets() {
         "redis://",
         "redis://u:hunter2@h:notaport",
         "redis://h:1/x",
-        "rediss://h",
+        "unix://relative/path",
     ] {
         let e = redis_url("queue.redis_url", bad).unwrap_err();
         assert!(!e.0.contains("hunter2"), "{e}");

@@ -129,6 +129,8 @@ pub struct QueueConfig {
     pub max_bytes: usize,
     /// `queue.redis_password_file`: a file holding the Redis password (read at start).
     pub redis_password_file: Option<String>,
+    /// `queue.redis_ca_file`: CA certificates (PEM) trusted for `rediss://` besides the system's.
+    pub redis_ca_file: Option<String>,
     /// The password read from `redis_password_file` at start; it replaces the URL's. Not a key.
     pub redis_password: Option<proxy::Secret>,
     /// Redis backend: deadline of one command (a submit past it answers 503).
@@ -236,6 +238,7 @@ impl Default for Config {
                 max_depth: 0,
                 max_bytes: 0,
                 redis_password_file: None,
+                redis_ca_file: None,
                 redis_password: None,
                 redis_timeout: Duration::ZERO,
                 redis_max_in_flight: 0,

@@ -141,6 +141,7 @@ fn shown(c: &Config, name: &str) -> Option<Shown> {
         "queue.max_depth" => Value(q.max_depth.to_string()),
         "queue.max_bytes" => Value(q.max_bytes.to_string()),
         "queue.redis_password_file" => optional(q.redis_password_file.clone(), "none"),
+        "queue.redis_ca_file" => optional(q.redis_ca_file.clone(), "none"),
         "queue.redis_timeout_seconds" => Value(seconds(q.redis_timeout)),
         "queue.redis_max_in_flight" => Value(q.redis_max_in_flight.to_string()),
         "worker.count" => Value(w.count.to_string()),

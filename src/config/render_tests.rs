@@ -64,6 +64,7 @@ fn non_defaults() -> Vec<(&'static str, String)> {
         ("queue.max_depth", "99"),
         ("queue.max_bytes", "8192"),
         ("queue.redis_password_file", "/run/secrets/redis password"),
+        ("queue.redis_ca_file", "/etc/ssl/redis ca.pem"),
         ("queue.redis_timeout_seconds", "0.75"),
         ("queue.redis_max_in_flight", "5"),
         ("worker.count", "3"),

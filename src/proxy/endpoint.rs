@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 
 use crate::config::proxy::{AuthType, EndpointConfig, ProxyConfig, Secret};
 use crate::config::ConfigError;
@@ -85,7 +83,7 @@ impl Endpoint {
         let (https, host, port, target) =
             split_url(url).map_err(|m| ConfigError(format!("{}: {m}", key("url"))))?;
         let tls = if https {
-            let config = client_config(e.ca_file.as_deref())
+            let config = crate::tls::client_config(e.ca_file.as_deref())
                 .map_err(|m| ConfigError(format!("{}: {m}", key("ca_file"))))?;
             rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|_| ConfigError(format!("{}: bad host name {host:?}", key("url"))))?;
@@ -217,39 +215,6 @@ fn check_header(name: &str, value: &[u8]) -> Result<(), String> {
         return Err(format!("the value of {name} holds a line break or NUL"));
     }
     Ok(())
-}
-
-/// The rustls client configuration for `https://` upstreams: the system's root certificates,
-/// plus those of `ca_file` (PEM).
-fn client_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A system certificate rustls cannot use is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read {path}: {e}"))?;
-        let mut n = 0;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("{path}: {e}"))?;
-            roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(format!("{path}: no certificate in it"));
-        }
-    }
-    if roots.is_empty() {
-        return Err("no root certificates (none on the system and no ca_file)".to_owned());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// `http(s)://host[:port][/path[?query]]` → whether TLS, host, port, target.

@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
+use monoio_rustls::TlsConnector;
+use rustls::pki_types::ServerName;
 use tracing::{info, warn};
 
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::script::Script;
-use super::url::RedisTarget;
+use super::stream::RedisStream;
+use super::url::{RedisTarget, Transport};
 use super::Cmd;
 use crate::metrics::Histogram;
 use crate::sync::notify::Notify;
@@ -80,6 +83,8 @@ struct State {
 
 struct Inner {
     target: RedisTarget,
+    /// How connections are made (TLS configured once).
+    connector: Connector,
     deadline: Duration,
     label: &'static str,
     state: RefCell<State>,
@@ -111,7 +116,9 @@ impl Client {
         label: &'static str,
         record_round_trips: bool,
     ) -> Client {
+        let connector = Connector::new(&target);
         let inner = Rc::new(Inner {
+            connector,
             target,
             deadline,
             label,
@@ -289,19 +296,40 @@ async fn drive(inner: Rc<Inner>) {
 }
 
 /// Connects and runs the handshake (`AUTH`, `SELECT`, `PING`), within the deadline.
-async fn connect(inner: &Inner) -> Result<TcpStream, String> {
-    connect_to(&inner.target, inner.deadline).await
+async fn connect(inner: &Inner) -> Result<RedisStream, String> {
+    connect_to(&inner.target, &inner.connector, inner.deadline).await
+}
+
+/// How connections to one target are made: the TLS client configuration of a `rediss://`
+/// target is built once (reading the system's certificates), not per reconnect.
+pub(super) struct Connector {
+    tls: Option<Result<(TlsConnector, ServerName<'static>), String>>,
+}
+
+impl Connector {
+    /// The connector for `t`.
+    pub(super) fn new(t: &RedisTarget) -> Connector {
+        let tls = (t.transport == Transport::Tls).then(|| {
+            let config = crate::tls::client_config(t.ca_file.as_deref())?;
+            let name = ServerName::try_from(t.host.clone())
+                .map_err(|_| format!("{:?} is not a name a certificate can show", t.host))?;
+            Ok((TlsConnector::from(config), name))
+        });
+        Connector { tls }
+    }
 }
 
 /// Connects to `t` and runs the handshake (`AUTH`, `SELECT`, `PING`), within `deadline`
 /// (at least 500 ms).
-pub(super) async fn connect_to(t: &RedisTarget, deadline: Duration) -> Result<TcpStream, String> {
+pub(super) async fn connect_to(
+    t: &RedisTarget,
+    connector: &Connector,
+    deadline: Duration,
+) -> Result<RedisStream, String> {
     let deadline = deadline.max(Duration::from_millis(500));
-    let stream = monoio::time::timeout(deadline, TcpStream::connect((t.host.as_str(), t.port)))
+    let stream = monoio::time::timeout(deadline, open(t, connector))
         .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
+        .map_err(|_| "connect timed out".to_owned())??;
     let mut hello = BytesMut::new();
     let mut expect = 1;
     match (&t.user, &t.password) {
@@ -322,11 +350,34 @@ pub(super) async fn connect_to(t: &RedisTarget, deadline: Duration) -> Result<Tc
         .map_err(|_| "handshake timed out".to_owned())?
 }
 
+/// The transport's connection: TCP (TLS over it for `rediss://`) or a Unix socket.
+async fn open(t: &RedisTarget, connector: &Connector) -> Result<RedisStream, String> {
+    if let Transport::Unix(path) = &t.transport {
+        let s = UnixStream::connect(path).await.map_err(|e| e.to_string())?;
+        return Ok(RedisStream::Unix(s));
+    }
+    let tcp = TcpStream::connect((t.host.as_str(), t.port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    match &connector.tls {
+        None => Ok(RedisStream::Tcp(tcp)),
+        Some(Err(e)) => Err(format!("TLS: {e}")),
+        Some(Ok((tls, name))) => {
+            let s = tls
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Ok(RedisStream::Tls(Box::new(s)))
+        }
+    }
+}
+
 async fn handshake(
-    mut stream: TcpStream,
+    mut stream: RedisStream,
     hello: BytesMut,
     expect: usize,
-) -> Result<TcpStream, String> {
+) -> Result<RedisStream, String> {
     let (r, _) = stream.write_all(hello).await;
     r.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(256);
@@ -361,7 +412,7 @@ async fn handshake(
 }
 
 /// Runs the reader and writer until the connection fails; returns why.
-async fn serve(inner: &Rc<Inner>, stream: TcpStream) -> String {
+async fn serve(inner: &Rc<Inner>, stream: RedisStream) -> String {
     let (read_half, write_half) = stream.into_split();
     monoio::select! {
         e = read_replies(inner, read_half) => e,

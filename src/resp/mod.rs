@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod encode;
 pub mod frame;
 pub mod script;
+pub mod stream;
 pub mod subscriber;
 pub mod url;
 

@@ -10,7 +10,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use tracing::{info, warn};
 
-use super::client::connect_to;
+use super::client::{connect_to, Connector};
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::url::RedisTarget;
@@ -26,10 +26,11 @@ pub fn subscribe(
     on_message: impl Fn(&[u8]) + 'static,
 ) {
     monoio::spawn(async move {
+        let connector = Connector::new(&target);
         let mut backoff = Duration::from_millis(25);
         let mut logged_down = false;
         loop {
-            match connect_to(&target, deadline).await {
+            match connect_to(&target, &connector, deadline).await {
                 Ok(stream) => {
                     backoff = Duration::from_millis(25);
                     logged_down = false;
@@ -51,7 +52,7 @@ pub fn subscribe(
 
 /// Subscribes and hands on messages until the connection fails; returns why.
 async fn listen(
-    mut stream: monoio::net::TcpStream,
+    mut stream: super::stream::RedisStream,
     channel: &[u8],
     on_message: &impl Fn(&[u8]),
 ) -> String {

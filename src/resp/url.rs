@@ -1,12 +1,25 @@
-//! `redis://[user:pass@]host:port[/db]`. The password is held apart and never printed: `Debug`
-//! and `Display` show `***` in its place.
+//! `redis://[user:pass@]host:port[/db]`, `rediss://…` (TLS) and `unix://[user:pass@]/path[?db=N]`.
+//! The password is held apart and never printed: `Debug` and `Display` show `***` in its place.
 
 use std::fmt;
+
+/// How the connection is carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TLS over TCP; the certificate must name `host`.
+    Tls,
+    /// A Unix socket at this path.
+    Unix(String),
+}
 
 /// Where and how to connect to Redis.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
-    /// Host name or address.
+    /// TCP, TLS or a Unix socket.
+    pub transport: Transport,
+    /// Host name or address (empty for a Unix socket).
     pub host: String,
     /// Port.
     pub port: u16,
@@ -16,20 +29,55 @@ pub struct RedisTarget {
     pub password: Option<String>,
     /// Database number for `SELECT`.
     pub db: u32,
+    /// CA certificates (PEM) trusted besides the system's, for `rediss://` (not from the URL:
+    /// `queue.redis_ca_file`).
+    pub ca_file: Option<String>,
 }
 
 impl RedisTarget {
     /// Parses a URL. Errors never repeat the URL (it may hold a password).
     pub fn parse(url: &str) -> Result<RedisTarget, String> {
-        let shape = || "expected redis://[user:pass@]host:port[/db]".to_owned();
-        if url.starts_with("rediss://") {
-            return Err("rediss:// (TLS) is not supported yet".to_owned());
-        }
-        let rest = url.strip_prefix("redis://").ok_or_else(shape)?;
+        let shape = || {
+            "expected redis://[user:pass@]host:port[/db], rediss://… (TLS) or \
+             unix://[user:pass@]/path[?db=N]"
+                .to_owned()
+        };
+        let (transport, rest) = if let Some(r) = url.strip_prefix("redis://") {
+            (Transport::Tcp, r)
+        } else if let Some(r) = url.strip_prefix("rediss://") {
+            (Transport::Tls, r)
+        } else if let Some(r) = url.strip_prefix("unix://") {
+            (Transport::Unix(String::new()), r)
+        } else {
+            return Err(shape());
+        };
         let (userinfo, hostpart) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
+        let (user, password) = userinfo_of(userinfo)?;
+        if matches!(transport, Transport::Unix(_)) {
+            let (path, query) = hostpart.split_once('?').unwrap_or((hostpart, ""));
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err(shape());
+            }
+            let db = match query {
+                "" => 0,
+                q => q
+                    .strip_prefix("db=")
+                    .and_then(|d| d.parse().ok())
+                    .ok_or_else(shape)?,
+            };
+            return Ok(RedisTarget {
+                transport: Transport::Unix(path.to_owned()),
+                host: String::new(),
+                port: 0,
+                user,
+                password,
+                db,
+                ca_file: None,
+            });
+        }
         let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
         let db = if db.is_empty() {
             0
@@ -53,34 +101,46 @@ impl RedisTarget {
         if host.is_empty() {
             return Err(shape());
         }
-        let decode = |part: &str, what: &str| {
-            percent_decode(part).ok_or_else(|| format!("the {what} has a malformed %-escape"))
-        };
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(u) => match u.split_once(':') {
-                Some((user, pass)) => (
-                    (!user.is_empty())
-                        .then(|| decode(user, "user"))
-                        .transpose()?,
-                    Some(decode(pass, "password")?),
-                ),
-                None => (None, Some(decode(u, "password")?)),
-            },
-        };
         Ok(RedisTarget {
+            transport,
             host,
             port,
             user,
             password,
             db,
+            ca_file: None,
         })
     }
 }
 
+/// User and password of a URL's userinfo, percent-decoded.
+type Credentials = (Option<String>, Option<String>);
+
+fn userinfo_of(userinfo: Option<&str>) -> Result<Credentials, String> {
+    let decode = |part: &str, what: &str| {
+        percent_decode(part).ok_or_else(|| format!("the {what} has a malformed %-escape"))
+    };
+    Ok(match userinfo {
+        None => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (
+                (!user.is_empty())
+                    .then(|| decode(user, "user"))
+                    .transpose()?,
+                Some(decode(pass, "password")?),
+            ),
+            None => (None, Some(decode(u, "password")?)),
+        },
+    })
+}
+
 impl fmt::Display for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("redis://")?;
+        f.write_str(match self.transport {
+            Transport::Tcp => "redis://",
+            Transport::Tls => "rediss://",
+            Transport::Unix(_) => "unix://",
+        })?;
         if let Some(u) = &self.user {
             f.write_str(u)?;
         }
@@ -89,7 +149,10 @@ impl fmt::Display for RedisTarget {
         } else if self.user.is_some() {
             f.write_str("@")?;
         }
-        write!(f, "{}:{}/{}", self.host, self.port, self.db)
+        match &self.transport {
+            Transport::Unix(path) => write!(f, "{path}?db={}", self.db),
+            _ => write!(f, "{}:{}/{}", self.host, self.port, self.db),
+        }
     }
 }
 
@@ -142,10 +205,25 @@ mod tests {
             "redis://",
             "redis://h:x",
             "redis://h/x",
-            "rediss://h",
+            "unix://relative/path",
+            "unix:///p?db=x",
         ] {
             assert!(RedisTarget::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_and_unix_sockets() {
+        let t = RedisTarget::parse("rediss://u:pw@redis.example:6390/1").unwrap();
+        assert_eq!(t.transport, Transport::Tls);
+        assert_eq!((t.host.as_str(), t.port, t.db), ("redis.example", 6390, 1));
+        assert_eq!(t.to_string(), "rediss://u:***@redis.example:6390/1");
+        let t = RedisTarget::parse("unix:///run/redis/redis.sock?db=3").unwrap();
+        assert_eq!(t.transport, Transport::Unix("/run/redis/redis.sock".into()));
+        assert_eq!((t.db, t.password), (3, None));
+        let t = RedisTarget::parse("unix://:s3cret@/tmp/r.sock").unwrap();
+        assert_eq!(t.password.as_deref(), Some("s3cret"));
+        assert_eq!(t.to_string(), "unix://:***@/tmp/r.sock?db=0");
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub(crate) async fn run(
                     if let Some(p) = &q.redis_password {
                         t.password = Some(p.0.clone());
                     }
+                    t.ca_file = q.redis_ca_file.clone();
                     t
                 },
                 deadline: q.redis_timeout,
