@@ -239,36 +239,15 @@ impl Client {
         n: usize,
         encode: impl FnOnce(&mut BytesMut),
     ) -> Result<Vec<Frame>, RedisError> {
-        self.transaction_synced(n, encode, None).await
-    }
-
-    /// [`Client::transaction`], followed in the same write by `WAITAOF 1 0 <ms>` when `wait_aof`
-    /// is given: `Ok` only once the server says the transaction is fsynced to its AOF
-    /// (Redis 7.2+).
-    pub async fn transaction_synced(
-        &self,
-        n: usize,
-        encode: impl FnOnce(&mut BytesMut),
-        wait_aof: Option<u64>,
-    ) -> Result<Vec<Frame>, RedisError> {
-        let mut ms = itoa::Buffer::new();
-        let ms = wait_aof.map(|m| ms.format(m).as_bytes().to_vec());
-        let mut replies = self
-            .pipeline(n + 2 + usize::from(ms.is_some()), |out| {
+        let replies = self
+            .pipeline(n + 2, |out| {
                 command(out, &[b"MULTI"]);
                 encode(out);
                 command(out, &[b"EXEC"]);
-                if let Some(ms) = &ms {
-                    command(out, &[b"WAITAOF", b"1", b"0", ms]);
-                }
             })
             .await?;
         if let Some(e) = replies.iter().find_map(Frame::error_text) {
             return Err(RedisError::Server(Bytes::copy_from_slice(e)));
-        }
-        if ms.is_some() {
-            let synced = replies.pop();
-            check_synced(synced.as_ref())?;
         }
         let exec = replies.into_iter().last().and_then(Frame::into_array);
         let items = exec.ok_or(RedisError::Protocol("transaction aborted"))?;
@@ -276,15 +255,6 @@ impl Client {
             return Err(RedisError::Server(Bytes::copy_from_slice(e)));
         }
         Ok(items)
-    }
-}
-
-/// `Ok` when a `WAITAOF 1 …` reply says the local AOF has the writes before it.
-pub fn check_synced(reply: Option<&Frame>) -> Result<(), RedisError> {
-    match reply.and_then(Frame::as_array).and_then(|a| a.first()) {
-        Some(Frame::Integer(n)) if *n >= 1 => Ok(()),
-        Some(Frame::Integer(_)) => Err(RedisError::Protocol("not fsynced within the deadline")),
-        _ => Err(RedisError::Protocol("unexpected WAITAOF reply")),
     }
 }
 

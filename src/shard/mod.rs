@@ -124,8 +124,7 @@ pub(crate) async fn run(
                 requests_prefix: q.request_queue_name.clone(),
                 processes: c.server.role != Role::Api,
                 max_waiters: c.server.max_waiters,
-                check_durability: !q.durability_relaxed,
-                report_durability: wiring.id == 0,
+                check_durability: wiring.id == 0 && !q.durability_relaxed,
                 dlq_retention: q.dlq_retention,
                 halt_on_shard_mismatch: (wiring.id == 0).then(|| wiring.draining.clone()),
             };

@@ -28,7 +28,6 @@ pub fn backend(redis: &RedisServer, lease_held: Duration) -> RedisBackend {
         processes: true,
         max_waiters: 100,
         check_durability: false,
-        report_durability: false,
         dlq_retention: Duration::from_secs(3600),
         halt_on_shard_mismatch: None,
     };

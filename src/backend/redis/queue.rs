@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 use super::commands;
 use super::completions::{self, Completions};
@@ -20,7 +20,7 @@ use super::{maintenance, state_value, takeover};
 use crate::sync::shutdown::Shutdown;
 use crate::backend::{Delivery, Depth, QueueError};
 use crate::id::CorrelationId;
-use crate::resp::{Client, Frame, RedisError, RedisTarget};
+use crate::resp::{Client, Frame, RedisTarget};
 use crate::store::RequestState;
 use crate::sync::notify::Notify;
 
@@ -86,13 +86,9 @@ pub struct RedisSettings {
     pub processes: bool,
     /// Most clients waiting for a final state on this shard at once.
     pub max_waiters: usize,
-    /// Whether this shard checks, once connected, that Redis fsyncs every write (`appendfsync
-    /// always`, or every submit followed by `WAITAOF` where Redis has it), and waits for the
-    /// fsync of each submit with `WAITAOF` when Redis fsyncs only every second (every shard,
-    /// unless `queue.durability = relaxed`).
+    /// Whether this shard checks, once connected, that Redis fsyncs every write, and warns when
+    /// it does not (shard 0 of an instance, unless `queue.durability = relaxed`).
     pub check_durability: bool,
-    /// Whether this shard reports what it found in the log (shard 0 of an instance).
-    pub report_durability: bool,
     /// How long a dead letter is kept.
     pub dlq_retention: Duration,
     /// On shard 0 of an instance: the shard's stop, triggered when Redis records another shard
@@ -139,15 +135,6 @@ pub(crate) struct RedisQueue {
     pub(super) processes: bool,
     /// See [`RedisSettings::check_durability`].
     pub(super) check_durability: bool,
-    /// See [`RedisSettings::report_durability`].
-    pub(super) report_durability: bool,
-    /// Each submit waits for its fsync (`WAITAOF 1 0 <deadline>`): Redis fsyncs only every
-    /// second and has the command.
-    pub(super) wait_aof: Cell<bool>,
-    /// Whether [`RedisQueue::check_durability`] has run (or is not wanted).
-    pub(super) durability_known: Cell<bool>,
-    /// The command deadline.
-    pub(super) deadline: Duration,
     /// See [`RedisSettings::dlq_retention`].
     pub(super) dlq_retention: Duration,
     /// See [`RedisSettings::halt_on_shard_mismatch`].
@@ -185,10 +172,6 @@ impl RedisQueue {
             lease_held: settings.lease_held.min(LEASE_HELD),
             processes: settings.processes,
             check_durability: settings.check_durability,
-            report_durability: settings.report_durability,
-            wait_aof: Cell::new(false),
-            durability_known: Cell::new(!settings.check_durability),
-            deadline: settings.deadline,
             dlq_retention: settings.dlq_retention,
             halt_on_shard_mismatch: settings.halt_on_shard_mismatch,
             last_check: Cell::new(None),
@@ -212,22 +195,14 @@ impl RedisQueue {
         self.cmd.round_trips()
     }
 
-    /// Makes sure a 202 survives a Redis crash: with `appendfsync always` it does; with the AOF
-    /// on but fsynced every second, each submit then waits for its fsync (`WAITAOF`, Redis
-    /// 7.2+); otherwise (AOF off, or no `WAITAOF`) it warns. A Redis that refuses `CONFIG GET`
-    /// (managed services rename it) is not judged.
+    /// Warns when Redis would lose acknowledged writes on a crash: AOF off, or not fsynced on
+    /// every write. A Redis that refuses `CONFIG GET` (managed services rename it) is not judged.
     pub(super) async fn check_durability(&self) {
         let get = crate::resp::Cmd::new(b"CONFIG")
             .arg(b"GET")
             .arg(b"append*");
-        let reply = loop {
-            match self.cmd.call(&get).await {
-                Ok(reply) => break reply,
-                // Refused (renamed, not permitted): not judged.
-                Err(RedisError::Server(_)) => return,
-                // Down or slow: the answer decides what a 202 needs, so ask again.
-                Err(_) => monoio::time::sleep(Duration::from_millis(100)).await,
-            }
+        let Ok(reply) = self.cmd.call(&get).await else {
+            return;
         };
         let items = reply.as_array().unwrap_or_default();
         let value = |name: &[u8]| {
@@ -238,48 +213,15 @@ impl RedisQueue {
         };
         let aof = value(b"appendonly");
         let fsync = value(b"appendfsync");
-        let aof_on = aof.as_deref() == Some(b"yes");
-        if aof_on && fsync.as_deref() == Some(b"always") {
-            return;
-        }
-        if aof_on && self.has_wait_aof().await {
-            self.wait_aof.set(true);
-            if self.report_durability {
-                info!(
-                    appendfsync = %String::from_utf8_lossy(fsync.as_deref().unwrap_or(b"?")),
-                    "Redis does not fsync every write: each submit waits for its fsync (WAITAOF) \
-                     before the 202"
-                );
-            }
-            return;
-        }
-        if self.report_durability {
+        if aof.as_deref() != Some(b"yes") || fsync.as_deref() != Some(b"always") {
             warn!(
                 appendonly = %String::from_utf8_lossy(aof.as_deref().unwrap_or(b"?")),
                 appendfsync = %String::from_utf8_lossy(fsync.as_deref().unwrap_or(b"?")),
                 "Redis does not fsync every write: a Redis crash can lose requests already \
-                 answered 202. Set appendonly yes and appendfsync always (or use Redis 7.2+ \
-                 with the AOF on, for WAITAOF), or queue.durability = relaxed to accept that"
+                 answered 202. Set appendonly yes and appendfsync always, or \
+                 queue.durability = relaxed to accept that"
             );
         }
-    }
-
-    /// Whether the server knows `WAITAOF` (Redis 7.2+, Valkey).
-    async fn has_wait_aof(&self) -> bool {
-        let info = crate::resp::Cmd::new(b"COMMAND")
-            .arg(b"INFO")
-            .arg(b"WAITAOF");
-        matches!(
-            self.cmd.call(&info).await,
-            Ok(Frame::Array(Some(items))) if matches!(items.first(), Some(Frame::Array(Some(_))))
-        )
-    }
-
-    /// `WAITAOF`'s deadline when submits wait for their fsync.
-    pub(super) fn aof_wait_ms(&self) -> Option<u64> {
-        self.wait_aof
-            .get()
-            .then(|| self.deadline.as_millis().max(1) as u64)
     }
 
     /// Records this instance's shard count in Redis (`<requests prefix>:shards`) if none is
@@ -350,10 +292,6 @@ impl RedisQueue {
 
     /// A `PING` round trip within 500 ms.
     pub(crate) async fn check(&self) -> Result<(), QueueError> {
-        if !self.durability_known.get() {
-            // Until it is known whether a submit must wait for its fsync, none is taken.
-            return Err(QueueError::Unavailable);
-        }
         // Health and readiness probes in a flood cost one round trip per shard per interval.
         if let Some((at, r)) = self.last_check.get() {
             if at.elapsed() < CHECK_CACHED_FOR {

@@ -29,9 +29,6 @@ impl RedisQueue {
     pub(crate) async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
         // Admission control: past the bound, Redis is already far behind; answering 503 now beats
         // queueing more work in this process until the deadline.
-        if !self.durability_known.get() {
-            return Err(QueueError::Unavailable);
-        }
         let waiting = self.submits_in_flight.get();
         if waiting >= self.max_submits_in_flight {
             return Err(QueueError::Overloaded);
@@ -50,17 +47,12 @@ impl RedisQueue {
             .collect();
         let r = self
             .cmd
-            .transaction_synced(
-                2 * pending.len(),
-                |out| {
-                    for (state_key, state, entry) in &pending {
-                        commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..]))
-                            .encode(out);
-                        commands::set_state(state_key, state, &self.ttl_text).encode(out);
-                    }
-                },
-                self.aof_wait_ms(),
-            )
+            .transaction(2 * pending.len(), |out| {
+                for (state_key, state, entry) in &pending {
+                    commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
+                    commands::set_state(state_key, state, &self.ttl_text).encode(out);
+                }
+            })
             .await;
         r.map(drop).map_err(|e| {
             if let Some(first) = jobs.first() {
@@ -78,9 +70,6 @@ impl RedisQueue {
         key: &[u8],
         used: &KeyUse,
     ) -> Result<Option<KeyUse>, QueueError> {
-        if !self.durability_known.get() {
-            return Err(QueueError::Unavailable);
-        }
         let waiting = self.submits_in_flight.get();
         if waiting >= self.max_submits_in_flight {
             return Err(QueueError::Overloaded);
@@ -103,22 +92,6 @@ impl RedisQueue {
                 warn!(correlation_id = %job.id, error = %e, "idempotent enqueue failed");
                 QueueError::Unavailable
             })?;
-        if let Some(ms) = self.aof_wait_ms() {
-            let mut ms_text = itoa::Buffer::new();
-            let wait = crate::resp::Cmd::new(b"WAITAOF")
-                .arg(b"1")
-                .arg(b"0")
-                .arg(ms_text.format(ms).as_bytes());
-            let synced = self.cmd.call(&wait).await;
-            if let Err(e) = synced
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|f| crate::resp::client::check_synced(Some(f)))
-            {
-                warn!(correlation_id = %job.id, error = %e, "idempotent enqueue not fsynced");
-                return Err(QueueError::Unavailable);
-            }
-        }
         match reply.as_bytes() {
             None => Ok(None),
             Some(prev) => KeyUse::decode(prev).map(Some).ok_or(QueueError::Unavailable),

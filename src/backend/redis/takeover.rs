@@ -44,7 +44,6 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
     }
     if q.check_durability {
         q.check_durability().await;
-        q.durability_known.set(true);
     }
     loop {
         monoio::time::sleep(LEASE_TICK).await;
