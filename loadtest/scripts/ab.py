@@ -10,6 +10,9 @@ than throughput does. Medians over the rounds, and B's ratio to A.
     cp target/release/openhqm /tmp/openhqm-before     # then change, rebuild
     python3 loadtest/scripts/ab.py /tmp/openhqm-before target/release/openhqm \
         [--queue redis] [--fsync always|everysec] [--scenario submit|e2e] [--rounds 5] [--secs 5]
+        [--server valkey-server] [--a-args '--queue.durability relaxed'] [--b-args '...']
+
+The same binary twice with different flags (--a-args / --b-args) measures a setting.
 """
 import argparse
 import json
@@ -38,13 +41,14 @@ def redis_cpu(port):
     return float(vals["used_cpu_user"]) + float(vals["used_cpu_sys"])
 
 
-def one(binary, args, redis):
+def one(binary, extra, args, redis):
     port = free_port()
     cmd = [binary, "--host", "127.0.0.1", "--port", str(port), "--shards", "1", "--cpus", "0",
            "--log-level", "warn"]
     if redis:
         redis.flush()
         cmd += ["--queue", "redis", "--queue.redis_url", f"redis://127.0.0.1:{redis.port}"]
+    cmd += extra
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
@@ -79,13 +83,17 @@ def main():
     p.add_argument("--scenario", choices=("submit", "e2e"), default="submit")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--secs", type=int, default=5)
+    p.add_argument("--server", default="redis-server", help="redis-server or valkey-server")
+    p.add_argument("--a-args", default="", help="extra broker flags for A")
+    p.add_argument("--b-args", default="", help="extra broker flags for B")
     args = p.parse_args()
-    redis = Redis(fsync=args.fsync) if args.queue == "redis" else None
+    redis = Redis(fsync=args.fsync, server=args.server) if args.queue == "redis" else None
+    extra = {"A": args.a_args.split(), "B": args.b_args.split()}
     rows = {"A": [], "B": []}
     try:
         for i in range(args.rounds):
             for name, binary in (("A", args.a), ("B", args.b)):
-                r = one(binary, args, redis)
+                r = one(binary, extra[name], args, redis)
                 rows[name].append(r)
                 print(f"round {i + 1} {name}: {r['rate']:,.0f}/s broker {r['broker_us']:.2f} µs "
                       f"redis {r['redis_us']:.2f} µs problems {r['problems']}", file=sys.stderr)
@@ -93,7 +101,8 @@ def main():
         if redis:
             redis.stop()
     unit = "completed/s" if args.scenario == "e2e" else "req/s"
-    print(f"{args.scenario}, queue {args.queue}" + (f" (appendfsync {args.fsync})" if redis else "")
+    print(f"{args.scenario}, queue {args.queue}"
+          + (f" ({args.server}, appendfsync {args.fsync})" if redis else "")
           + f", {args.rounds} rounds x {args.secs} s, medians")
     print(f"| build | {unit} | broker CPU µs/req (user + sys) | Redis CPU µs/req | problems |")
     print("|---|---|---|---|---|")
@@ -102,7 +111,8 @@ def main():
         keys = ("rate", "broker_us", "user_us", "sys_us", "redis_us")
         m = {k: statistics.median(r[k] for r in rows[name]) for k in keys}
         med[name] = m
-        print(f"| {name} `{binary}` | {m['rate']:,.0f} | {m['broker_us']:.2f} ({m['user_us']:.2f} + "
+        flags = f" {' '.join(extra[name])}" if extra[name] else ""
+        print(f"| {name} `{binary}{flags}` | {m['rate']:,.0f} | {m['broker_us']:.2f} ({m['user_us']:.2f} + "
               f"{m['sys_us']:.2f}) | {m['redis_us']:.2f} | "
               f"{sum(r['problems'] for r in rows[name])} |")
     print(f"B/A: rate {med['B']['rate'] / med['A']['rate']:.2f}, broker CPU/req "

@@ -50,11 +50,11 @@ def wait_port(port, timeout=10):
 
 
 class Redis:
-    def __init__(self, fsync="always"):
+    def __init__(self, fsync="always", server="redis-server"):
         self.dir = tempfile.mkdtemp(prefix="openhqm-bench-redis-")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+            [server, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
              "--appendonly", "yes", "--appendfsync", fsync, "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
