@@ -126,7 +126,7 @@ pub(crate) async fn run(
                 max_waiters: c.server.max_waiters,
                 check_durability: wiring.id == 0 && !q.durability_relaxed,
                 dlq_retention: q.dlq_retention,
-                halt_on_shard_mismatch: (wiring.id == 0).then(|| wiring.draining.clone()),
+                halt_on_shard_mismatch: Some(wiring.draining.clone()),
             };
             let keys = Keys::new(&q.request_queue_name, &q.dlq_name, wiring.id);
             let backend = RedisBackend::start(settings, keys, minter);

@@ -20,7 +20,7 @@ use super::{maintenance, state_value, takeover};
 use crate::sync::shutdown::Shutdown;
 use crate::backend::{Delivery, Depth, QueueError};
 use crate::id::CorrelationId;
-use crate::resp::{Client, Frame, RedisTarget};
+use crate::resp::{Client, Frame, RedisError, RedisTarget};
 use crate::store::RequestState;
 use crate::sync::notify::Notify;
 
@@ -91,8 +91,8 @@ pub struct RedisSettings {
     pub check_durability: bool,
     /// How long a dead letter is kept.
     pub dlq_retention: Duration,
-    /// On shard 0 of an instance: the shard's stop, triggered when Redis records another shard
-    /// count than this instance runs (`nr_shards`). The first instance on a Redis records it.
+    /// The shard's stop, triggered when Redis records another shard count than this instance
+    /// runs (`nr_shards`). The first instance on a Redis records it.
     pub halt_on_shard_mismatch: Option<Shutdown>,
 }
 
@@ -139,6 +139,9 @@ pub(crate) struct RedisQueue {
     pub(super) dlq_retention: Duration,
     /// See [`RedisSettings::halt_on_shard_mismatch`].
     pub(super) halt_on_shard_mismatch: Option<Shutdown>,
+    /// Whether the start-up checks passed: the consumer group exists and the shard count is
+    /// this instance's. Until then nothing is queued (a mismatched instance would strand it).
+    pub(super) started: Cell<bool>,
     /// The last backend check and when it was made.
     pub(super) last_check: Cell<Option<(Instant, Result<(), QueueError>)>>,
     /// Completions gathering for the next group commit (`completions.rs`), and the flusher's
@@ -175,6 +178,7 @@ impl RedisQueue {
             dlq_retention: settings.dlq_retention,
             halt_on_shard_mismatch: settings.halt_on_shard_mismatch,
             last_check: Cell::new(None),
+            started: Cell::new(false),
             completions: RefCell::default(),
             completions_ready: Notify::new(),
         });
@@ -229,7 +233,7 @@ impl RedisQueue {
     /// stream `s` and ids map to shards by the count, so instances with different counts would
     /// strand each other's streams and miss each other's requests. To change the count, drain
     /// every instance and delete the key.
-    pub(super) async fn check_shard_count(&self, halt: &Shutdown) {
+    pub(super) async fn check_shard_count(&self, halt: &Shutdown) -> bool {
         let key = format!("{}:shards", self.requests_prefix);
         let mine = self.nr_shards.to_string();
         let set = crate::resp::Cmd::new(b"SET")
@@ -237,17 +241,21 @@ impl RedisQueue {
             .arg(mine.as_bytes())
             .arg(b"NX")
             .arg(b"GET");
-        let recorded = match self.cmd.call(&set).await {
-            Ok(Frame::Bulk(Some(v))) => v,
-            // Recorded now, by this instance.
-            Ok(Frame::Bulk(None)) => return,
-            Ok(other) => {
-                warn!(reply = ?other, "unexpected reply recording the shard count");
-                return;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot check the shard count recorded in Redis");
-                return;
+        let recorded = loop {
+            match self.cmd.call(&set).await {
+                Ok(Frame::Bulk(Some(v))) => break v,
+                // Recorded now, by this instance.
+                Ok(Frame::Bulk(None)) => return true,
+                Ok(other) => {
+                    warn!(reply = ?other, "unexpected reply recording the shard count");
+                    return true;
+                }
+                Err(RedisError::Server(e)) => {
+                    warn!(error = %String::from_utf8_lossy(&e), "cannot record the shard count in Redis");
+                    return true;
+                }
+                // Down or slow: nothing is queued until it is known.
+                Err(_) => monoio::time::sleep(Duration::from_millis(100)).await,
             }
         };
         if recorded[..] != *mine.as_bytes() {
@@ -260,7 +268,9 @@ impl RedisQueue {
                  change it); stopping"
             );
             halt.trigger();
+            return false;
         }
+        true
     }
 
     /// Creates the consumer group (and the stream); one that exists already is fine.
@@ -292,6 +302,10 @@ impl RedisQueue {
 
     /// A `PING` round trip within 500 ms.
     pub(crate) async fn check(&self) -> Result<(), QueueError> {
+        if !self.started.get() {
+            // The start-up checks (group, shard count) have not passed yet.
+            return Err(QueueError::Unavailable);
+        }
         // Health and readiness probes in a flood cost one round trip per shard per interval.
         if let Some((at, r)) = self.last_check.get() {
             if at.elapsed() < CHECK_CACHED_FOR {

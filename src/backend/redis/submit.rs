@@ -29,6 +29,9 @@ impl RedisQueue {
     pub(crate) async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
         // Admission control: past the bound, Redis is already far behind; answering 503 now beats
         // queueing more work in this process until the deadline.
+        if !self.started.get() {
+            return Err(QueueError::Unavailable);
+        }
         let waiting = self.submits_in_flight.get();
         if waiting >= self.max_submits_in_flight {
             return Err(QueueError::Overloaded);
@@ -70,6 +73,9 @@ impl RedisQueue {
         key: &[u8],
         used: &KeyUse,
     ) -> Result<Option<KeyUse>, QueueError> {
+        if !self.started.get() {
+            return Err(QueueError::Unavailable);
+        }
         let waiting = self.submits_in_flight.get();
         if waiting >= self.max_submits_in_flight {
             return Err(QueueError::Overloaded);

@@ -40,11 +40,14 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
     }
     q.create_group().await;
     if let Some(halt) = &q.halt_on_shard_mismatch {
-        q.check_shard_count(halt).await;
+        if !q.check_shard_count(halt).await {
+            return;
+        }
     }
     if q.check_durability {
         q.check_durability().await;
     }
+    q.started.set(true);
     loop {
         monoio::time::sleep(LEASE_TICK).await;
         if !q.cmd.is_up() {
