@@ -73,7 +73,14 @@ fn start(extra_env: &[(&str, &str)], queue: Option<&RedisServer>) -> Broker {
             let url = redis.url();
             let mut env = env.clone();
             env.push(("OPENHQM_QUEUE__REDIS_URL", url.as_str()));
-            Broker::start_with_env(&["--shards", "2"], &env)
+            let b = Broker::start_with_env(&["--shards", "2"], &env);
+            // The broker listens before its Redis connections are up.
+            common::wait_until(
+                Instant::now() + Duration::from_secs(10),
+                "healthy on Redis",
+                || common::get(b.addr, "/health").status == 200,
+            );
+            b
         }
     }
 }
