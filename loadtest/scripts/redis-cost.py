@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""What Redis mode costs Redis, per completed request (issue 14's table), same run.
+
+For each `appendfsync` setting (always, everysec) a redis-server is started here (a free port, a
+temp dir, AOF on) and emptied before each cell; a broker (1 shard on CPU 0; the generator on
+CPU 1) runs `loadtest run --scenario e2e` at 64 and at 512 connections, and so does a broker on
+the embedded queue. Per cell: completed/s, e2e p50, Redis commands per completed request on the
+write path (every `INFO commandstats` call, MULTI/EXEC and commands run inside scripts included,
+the status GETs of the polling client counted apart), and Redis CPU per completed request
+(`INFO cpu` delta). Prints a Markdown table and each command's share.
+
+    cargo build --release -p openhqm -p loadtest
+    python3 loadtest/scripts/redis-cost.py [SECONDS=8] [--broker BIN] [--connections 64,512]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import BROKER, LOADTEST, free_port, wait_port  # noqa: E402
+
+
+def cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def commandstats(port):
+    """{command: calls}, scripts' inner commands included (Redis counts them)."""
+    out = cli(port, "INFO", "commandstats")
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"cmdstat_([a-z|_]+):calls=(\d+)", out)}
+
+
+def cpu(port):
+    vals = dict(line.split(":", 1) for line in cli(port, "INFO", "cpu").splitlines() if ":" in line)
+    return float(vals["used_cpu_user"]) + float(vals["used_cpu_sys"])
+
+
+class RedisServer:
+    def __init__(self, fsync):
+        self.dir = tempfile.mkdtemp(prefix="openhqm-redis-cost-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+             "--appendonly", "yes", "--appendfsync", fsync, "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cell(broker, redis, connections, secs):
+    port = free_port()
+    cmd = [broker, "--host", "127.0.0.1", "--port", str(port), "--shards", "1", "--cpus", "0",
+           "--log-level", "warn"]
+    if redis:
+        cli(redis.port, "FLUSHALL")
+        cli(redis.port, "CONFIG", "RESETSTAT")
+        cmd += ["--queue", "redis", "--queue.redis_url", f"redis://127.0.0.1:{redis.port}",
+                "--queue.durability", "relaxed"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        time.sleep(0.5)  # Redis connections up, start-up checks done
+        before = commandstats(redis.port) if redis else {}
+        cpu0 = cpu(redis.port) if redis else 0.0
+        out = subprocess.run(
+            [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", "e2e",
+             "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s",
+             "--json", "--no-progress"],
+            capture_output=True, text=True, timeout=secs + 120)
+        after = commandstats(redis.port) if redis else {}
+        cpu1 = cpu(redis.port) if redis else 0.0
+        r = json.loads(out.stdout)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    done = max(1.0, r["completed_per_s"] * secs)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    delta = {k: v for k, v in delta.items() if v > 0 and k not in ("info", "config|resetstat")}
+    gets = delta.pop("get", 0)
+    p50 = r["latency_us"].get("e2e", {}).get("p50")
+    problems = sum(r.get(k, 0) for k in ("non_2xx", "transport_errors", "timed_out", "lost_ids",
+                                         "duplicate_ids", "bad_responses"))
+    return {
+        "rate": r["completed_per_s"],
+        "p50_ms": (p50 or 0) / 1000.0,
+        "cmds": sum(delta.values()) / done if redis else None,
+        "gets": gets / done if redis else None,
+        "cpu_us": (cpu1 - cpu0) / done * 1e6 if redis else None,
+        "by_cmd": {k: v / done for k, v in sorted(delta.items(), key=lambda kv: -kv[1])},
+        "problems": problems,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("secs", nargs="?", type=int, default=8)
+    p.add_argument("--broker", default=BROKER)
+    p.add_argument("--connections", default="64,512")
+    args = p.parse_args()
+    conns = [int(c) for c in args.connections.split(",")]
+    rows = []
+    for c in conns:
+        rows.append(("embedded", c, cell(args.broker, None, c, args.secs)))
+    for fsync in ("always", "everysec"):
+        redis = RedisServer(fsync)
+        try:
+            for c in conns:
+                rows.append((f"redis {fsync}", c, cell(args.broker, redis, c, args.secs)))
+        finally:
+            redis.stop()
+    print(f"e2e, 1 shard, {args.secs} s per cell, `{args.broker}`")
+    print("| run | conns | completed/s | e2e p50 | Redis cmds / completed (write path) "
+          "| status GETs / completed | Redis CPU / completed | problems |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, c, r in rows:
+        redis_cols = ("– | – | –" if r["cmds"] is None else
+                      f"{r['cmds']:.2f} | {r['gets']:.2f} | {r['cpu_us']:.1f} µs")
+        print(f"| {name} | {c} | {r['rate']:,.0f} | {r['p50_ms']:.2f} ms | {redis_cols} "
+              f"| {r['problems']} |")
+    print()
+    for name, c, r in rows:
+        if r["by_cmd"]:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in r["by_cmd"].items() if v >= 0.005)
+            print(f"- {name}, {c} connections: {parts}")
+
+
+if __name__ == "__main__":
+    main()
