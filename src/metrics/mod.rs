@@ -194,6 +194,9 @@ pub struct ShardMetrics {
     pub request_total: [Histogram; OUTCOMES.len()],
     /// `openhqm_worker_slots` (filled at scrape).
     pub worker_slots: u64,
+    /// `openhqm_backend_up`: 1 while the backend can take work (Redis: connected and its
+    /// start-up checks passed), 0 otherwise (filled at scrape).
+    pub backend_up: u64,
     /// `openhqm_queue_oldest_age_seconds`, when the backend knows it (filled at scrape).
     pub oldest_age_seconds: Option<f64>,
     /// `openhqm_queue_consume_total`.
@@ -284,6 +287,7 @@ impl Default for ShardMetrics {
             queue_wait: Histogram::default(),
             request_total: Default::default(),
             worker_slots: 0,
+            backend_up: 0,
             oldest_age_seconds: None,
             consumed: 0,
             dead_lettered: [0; 2],
@@ -401,6 +405,7 @@ impl ShardMetrics {
             a.merge(b);
         }
         self.worker_slots += o.worker_slots;
+        self.backend_up += o.backend_up;
         self.consumed += o.consumed;
         self.retries += o.retries;
         self.workers_active += o.workers_active;

@@ -186,6 +186,16 @@ pub fn encode(shards: &[ShardMetrics], queue_name: &str) -> String {
 
     family(
         o,
+        "openhqm_backend_up",
+        "gauge",
+        "1 while the shard's queue backend can take work (Redis: connected, start-up checks passed).",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(o, "openhqm_backend_up{{shard=\"{i}\"}} {}", s.backend_up);
+    }
+
+    family(
+        o,
         "openhqm_queue_oldest_age_seconds",
         "gauge",
         "Age of the oldest job waiting to be taken, per shard (0 when none waits).",

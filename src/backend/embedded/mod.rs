@@ -294,6 +294,7 @@ impl Backend for EmbeddedBackend {
                 .map_or(0.0, |t| now.0.saturating_sub(t.0) as f64 / 1e6),
         );
         m.waiters = self.waiters.live() as u64;
+        m.backend_up = 1;
         self.queue.depth().fill(m, self.table.borrow().count());
     }
 

@@ -353,6 +353,7 @@ impl Backend for RedisBackend {
         self.queue.depth().fill(m, self.finals.borrow().count());
         m.redis_round_trips = self.queue.round_trips();
         m.redis_reconnects = self.queue.reconnects();
+        m.backend_up = u64::from(self.queue.up());
     }
 
     fn drain_works_off(&self) -> bool {

@@ -189,6 +189,11 @@ impl RedisQueue {
         q
     }
 
+    /// Whether the backend can take work: both connections up and the start-up checks passed.
+    pub(crate) fn up(&self) -> bool {
+        self.started.get() && self.cmd.is_up() && self.block.is_up()
+    }
+
     /// Times either connection was lost.
     pub(crate) fn reconnects(&self) -> u64 {
         self.cmd.reconnects() + self.block.reconnects()
