@@ -68,3 +68,36 @@ fn completions_of_one_turn_go_out_as_one_transaction() {
         assert_eq!(pending[0], 0, "{pending}");
     });
 }
+
+/// Submits of one event-loop turn reach Redis as one transaction (`MULTI`, each one's `XADD` and
+/// `SET`, `EXEC`), and each one is queued with its `PENDING` state.
+#[test]
+fn submits_of_one_turn_go_out_as_one_transaction() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = Rc::new(backend(&redis, Duration::from_secs(20)));
+        connected(&q).await;
+        redis.cli(&["CONFIG", "RESETSTAT"]);
+        let handles: Vec<_> = (0..5)
+            .map(|_| {
+                let q = q.clone();
+                monoio::spawn(async move { submit(&q).await })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for h in handles {
+            ids.push(h.await);
+        }
+        assert_eq!(redis.calls("exec"), 1, "one transaction for the five");
+        assert_eq!(redis.calls("xadd"), 5);
+        assert_eq!(redis.calls("set"), 5);
+        for id in &ids {
+            let state = redis
+                .state(&format!("openhqm-requests:{{0}}:state:{id}"))
+                .expect("a state");
+            assert_eq!(state.status, Status::Pending, "{id}");
+        }
+        assert_eq!(redis.cli_int(&["XLEN", "openhqm-requests:{0}"]), 5);
+    });
+}

@@ -33,6 +33,7 @@ pub mod scripts;
 mod settle;
 pub mod state_value;
 mod submit;
+mod submits;
 mod takeover;
 
 use std::cell::RefCell;

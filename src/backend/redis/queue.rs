@@ -14,6 +14,7 @@ use tracing::{error, warn};
 
 use super::commands;
 use super::completions::{self, Completions};
+use super::submits::{self, Submits};
 use super::keys::{self, Keys};
 use super::scripts::Scripts;
 use super::{maintenance, state_value, takeover};
@@ -148,6 +149,10 @@ pub(crate) struct RedisQueue {
     /// wake-up.
     pub(super) completions: RefCell<Completions>,
     pub(super) completions_ready: Notify,
+    /// Submits gathering for the next submit transaction (`submits.rs`), and the flusher's
+    /// wake-up.
+    pub(super) submits: RefCell<Submits>,
+    pub(super) submits_ready: Notify,
 }
 
 impl RedisQueue {
@@ -181,8 +186,11 @@ impl RedisQueue {
             started: Cell::new(false),
             completions: RefCell::default(),
             completions_ready: Notify::new(),
+            submits: RefCell::default(),
+            submits_ready: Notify::new(),
         });
         monoio::spawn(completions::flush_completions(q.clone()));
+        monoio::spawn(submits::flush_submits(q.clone()));
         monoio::spawn(maintenance::move_retries(q.clone()));
         monoio::spawn(takeover::renew_leases_every_tick(q.clone()));
         monoio::spawn(takeover::leases_and_reclaim(q.clone()));

@@ -1,5 +1,6 @@
 //! Submitting: admission control, then the job's stream entry and its `PENDING` state in one
-//! transaction. The 202 is sent only once Redis answered.
+//! transaction, shared with the other submits of the same event-loop turn (`submits.rs`). The
+//! 202 is sent only once Redis answered.
 
 use std::cell::Cell;
 
@@ -48,16 +49,16 @@ impl RedisQueue {
                 )
             })
             .collect();
+        // With the other submits of this event-loop turn, in one transaction (`submits.rs`).
         let r = self
-            .cmd
-            .transaction(2 * pending.len(), |out| {
+            .commit_submit(2 * pending.len(), |out| {
                 for (state_key, state, entry) in &pending {
                     commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
                     commands::set_state(state_key, state, &self.ttl_text).encode(out);
                 }
             })
             .await;
-        r.map(drop).map_err(|e| {
+        r.map_err(|e| {
             if let Some(first) = jobs.first() {
                 warn!(correlation_id = %first.id, jobs = jobs.len(), error = %e, "enqueue failed");
             }
