@@ -2,9 +2,12 @@
 //! and the defaults all come from it, and [`set`] is the one parser for every key. A new key is
 //! also shown by `check-config` (`render.rs`, `shown`: a test fails for a key it does not know).
 
-use std::time::Duration;
-
-use super::{Config, ConfigError, CpuList, IoDriver, LogFormat, QueueType, Role};
+use super::values::{
+    invalid, io_driver, log_format, log_level, nonempty, queue_type, redis_url, stream_name,
+};
+// The parsers other key groups (proxy, auth) share.
+pub(super) use super::values::{boolean, int, secs};
+use super::{Config, ConfigError, CpuList, Role};
 
 /// One configuration key.
 #[derive(Debug, Clone, Copy)]
@@ -379,89 +382,6 @@ pub fn set(c: &mut Config, name: &str, value: &str) -> Result<(), ConfigError> {
         _ => return Err(ConfigError(format!("unknown configuration key {name:?}"))),
     }
     Ok(())
-}
-
-fn invalid(name: &str, v: &str, want: &str) -> ConfigError {
-    ConfigError(format!("{name}: invalid value {v:?}: expected {want}"))
-}
-
-fn nonempty(name: &str, v: &str) -> Result<String, ConfigError> {
-    if v.is_empty() {
-        return Err(invalid(name, v, "a non-empty string"));
-    }
-    Ok(v.to_owned())
-}
-
-pub(super) fn int(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(invalid(name, v, &format!("an integer from {min} to {max}"))),
-    }
-}
-
-pub(super) fn secs(name: &str, v: &str) -> Result<Duration, ConfigError> {
-    match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(invalid(name, v, "seconds, > 0 and at most one year")),
-    }
-}
-
-pub(super) fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(invalid(name, v, "true or false")),
-    }
-}
-
-fn queue_type(name: &str, v: &str) -> Result<QueueType, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "memory" => Ok(QueueType::Memory),
-        "redis" => Ok(QueueType::Redis),
-        _ => Err(invalid(name, v, "memory or redis")),
-    }
-}
-
-fn io_driver(name: &str, v: &str) -> Result<IoDriver, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "auto" => Ok(IoDriver::Auto),
-        "uring" | "io_uring" => Ok(IoDriver::Uring),
-        "epoll" => Ok(IoDriver::Epoll),
-        _ => Err(invalid(name, v, "auto, uring or epoll")),
-    }
-}
-
-fn log_level(name: &str, v: &str) -> Result<tracing::Level, ConfigError> {
-    v.to_ascii_lowercase()
-        .parse()
-        .map_err(|_| invalid(name, v, "error, warn, info, debug or trace"))
-}
-
-fn log_format(name: &str, v: &str) -> Result<LogFormat, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "json" => Ok(LogFormat::Json),
-        "text" => Ok(LogFormat::Text),
-        _ => Err(invalid(name, v, "json or text")),
-    }
-}
-
-/// Stream names become Redis keys: keep them to a safe alphabet.
-fn stream_name(name: &str, v: &str) -> Result<String, ConfigError> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if !ok {
-        return Err(invalid(name, v, "1-128 characters of [A-Za-z0-9-_.:]"));
-    }
-    Ok(v.to_owned())
-}
-
-/// `redis://[user:pass@]host:port[/db]`, checked by the connection's own parser. The value is
-/// never echoed: it may hold a password.
-fn redis_url(name: &str, v: &str) -> Result<String, ConfigError> {
-    crate::resp::RedisTarget::parse(v).map_err(|e| ConfigError(format!("{name}: {e}")))?;
-    Ok(v.to_owned())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The one configuration tree. Defaults < TOML file (`--config`) < `OPENHQM_*` environment <
 //! command line; every layer goes through [`Config::set`] with the key's dotted name, so each key
 //! is parsed and reported the same way whichever layer sets it. `keys` is the table of keys
-//! (names, defaults, help), `layers` reads the file, the environment and the command line.
+//! (names, defaults, help) with `values` parsing them, `layers` reads the file, the environment
+//! and the command line.
 
 pub mod auth;
 pub mod cpus;
@@ -11,6 +12,7 @@ pub mod proxy;
 pub mod render;
 pub mod routing;
 pub mod sources;
+mod values;
 
 use std::fmt;
 use std::time::Duration;

@@ -13,16 +13,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use monoio::net::{TcpStream, UnixStream};
-use monoio_rustls::TlsConnector;
-use rustls::pki_types::ServerName;
 use tracing::{info, warn};
 
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::script::Script;
-use super::stream::RedisStream;
-use super::url::{RedisTarget, Transport};
+use super::stream::{Connector, RedisStream};
+use super::url::RedisTarget;
 use super::Cmd;
 use crate::metrics::Histogram;
 use crate::sync::notify::Notify;
@@ -300,25 +297,6 @@ async fn connect(inner: &Inner) -> Result<RedisStream, String> {
     connect_to(&inner.target, &inner.connector, inner.deadline).await
 }
 
-/// How connections to one target are made: the TLS client configuration of a `rediss://`
-/// target is built once (reading the system's certificates), not per reconnect.
-pub(super) struct Connector {
-    tls: Option<Result<(TlsConnector, ServerName<'static>), String>>,
-}
-
-impl Connector {
-    /// The connector for `t`.
-    pub(super) fn new(t: &RedisTarget) -> Connector {
-        let tls = (t.transport == Transport::Tls).then(|| {
-            let config = crate::tls::client_config(t.ca_file.as_deref())?;
-            let name = ServerName::try_from(t.host.clone())
-                .map_err(|_| format!("{:?} is not a name a certificate can show", t.host))?;
-            Ok((TlsConnector::from(config), name))
-        });
-        Connector { tls }
-    }
-}
-
 /// Connects to `t` and runs the handshake (`AUTH`, `SELECT`, `PING`), within `deadline`
 /// (at least 500 ms).
 pub(super) async fn connect_to(
@@ -327,7 +305,7 @@ pub(super) async fn connect_to(
     deadline: Duration,
 ) -> Result<RedisStream, String> {
     let deadline = deadline.max(Duration::from_millis(500));
-    let stream = monoio::time::timeout(deadline, open(t, connector))
+    let stream = monoio::time::timeout(deadline, connector.open(t))
         .await
         .map_err(|_| "connect timed out".to_owned())??;
     let mut hello = BytesMut::new();
@@ -348,29 +326,6 @@ pub(super) async fn connect_to(
     monoio::time::timeout(deadline, handshake(stream, hello, expect))
         .await
         .map_err(|_| "handshake timed out".to_owned())?
-}
-
-/// The transport's connection: TCP (TLS over it for `rediss://`) or a Unix socket.
-async fn open(t: &RedisTarget, connector: &Connector) -> Result<RedisStream, String> {
-    if let Transport::Unix(path) = &t.transport {
-        let s = UnixStream::connect(path).await.map_err(|e| e.to_string())?;
-        return Ok(RedisStream::Unix(s));
-    }
-    let tcp = TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    match &connector.tls {
-        None => Ok(RedisStream::Tcp(tcp)),
-        Some(Err(e)) => Err(format!("TLS: {e}")),
-        Some(Ok((tls, name))) => {
-            let s = tls
-                .connect(name.clone(), tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            Ok(RedisStream::Tls(Box::new(s)))
-        }
-    }
 }
 
 async fn handshake(

@@ -1,12 +1,15 @@
 //! The byte stream to Redis: TCP (`redis://`), TLS over TCP (`rediss://`, rustls on the shard's
 //! own runtime) or a Unix socket (`unix://`). One type, so the pipelined connection and the
-//! subscriber split and drive any of them the same way.
+//! subscriber split and drive any of them the same way; [`Connector`] opens it.
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
-use monoio_rustls::ClientTlsStream;
+use monoio_rustls::{ClientTlsStream, TlsConnector};
+use rustls::pki_types::ServerName;
+
+use super::url::{RedisTarget, Transport};
 
 /// A connection to Redis.
 pub enum RedisStream {
@@ -70,6 +73,48 @@ impl AsyncWriteRent for RedisStream {
             RedisStream::Tcp(s) => s.shutdown().await,
             RedisStream::Tls(s) => s.shutdown().await,
             RedisStream::Unix(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// How connections to one target are made: the TLS client configuration of a `rediss://`
+/// target is built once (reading the system's certificates), not per reconnect.
+pub(crate) struct Connector {
+    tls: Option<Result<(TlsConnector, ServerName<'static>), String>>,
+}
+
+impl Connector {
+    /// The connector for `t`.
+    pub(crate) fn new(t: &RedisTarget) -> Connector {
+        let tls = (t.transport == Transport::Tls).then(|| {
+            let config = crate::tls::client_config(t.ca_file.as_deref())?;
+            let name = ServerName::try_from(t.host.clone())
+                .map_err(|_| format!("{:?} is not a name a certificate can show", t.host))?;
+            Ok((TlsConnector::from(config), name))
+        });
+        Connector { tls }
+    }
+
+    /// The transport's connection to `t`: TCP (TLS over it for `rediss://`) or a Unix socket.
+    pub(crate) async fn open(&self, t: &RedisTarget) -> Result<RedisStream, String> {
+        if let Transport::Unix(path) = &t.transport {
+            let s = UnixStream::connect(path).await.map_err(|e| e.to_string())?;
+            return Ok(RedisStream::Unix(s));
+        }
+        let tcp = TcpStream::connect((t.host.as_str(), t.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(RedisStream::Tcp(tcp)),
+            Some(Err(e)) => Err(format!("TLS: {e}")),
+            Some(Ok((tls, name))) => {
+                let s = tls
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Ok(RedisStream::Tls(Box::new(s)))
+            }
         }
     }
 }

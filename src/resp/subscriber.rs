@@ -10,7 +10,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use tracing::{info, warn};
 
-use super::client::{connect_to, Connector};
+use super::client::connect_to;
+use super::stream::Connector;
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::url::RedisTarget;
