@@ -1,4 +1,4 @@
-//! HTTP/1.1, server side, sans-IO. `parse` reads request heads, `body` decodes bodies, `conn`
+//! HTTP/1.1, server side, sans-IO. `parse` reads request heads (`fields` the header fields), `body` decodes bodies, `conn`
 //! sequences requests on one connection (keep-alive, pipelining, `100-continue`) and `encode`
 //! writes responses. It knows nothing of the API's routes (`api::route` does). None of it does I/O: the shard's connection
 //! task (`shard::connection`) feeds bytes in and writes what comes out.
@@ -6,6 +6,7 @@
 pub mod body;
 pub mod conn;
 pub mod encode;
+mod fields;
 pub mod parse;
 
 pub use conn::{Conn, Event, Reading, Request};
