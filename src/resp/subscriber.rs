@@ -1,30 +1,49 @@
-//! A connection in Pub/Sub mode: subscribed to one channel, it hands every message's payload to
-//! a callback, on the shard that started it. It reconnects (and subscribes again) with backoff
-//! when the connection is lost; messages published meanwhile are not seen, so what depends on
-//! them must also stand without them.
+//! A connection in Pub/Sub mode: subscribed to a set of channels, it reports to a callback, on
+//! the shard that started it, when it is subscribed (with the id Redis gave the connection, for
+//! `CLIENT TRACKING ... REDIRECT`), every message, and when it is lost. It reconnects (and
+//! subscribes again) with backoff; messages published while it is down are not seen, so what
+//! depends on them must know it was down ([`Event::Down`]) and stand without them.
+//!
+//! A connection that stops answering is found by a `PING` every second: no reply (a `pong`, or
+//! any push) for a few seconds and it is dropped and reconnected.
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use tracing::{info, warn};
 
 use super::client::connect_to;
-use super::stream::Connector;
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
+use super::stream::{Connector, RedisStream};
 use super::url::RedisTarget;
 
 /// Longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the connection is checked with a `PING`.
+const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// Starts a subscriber of `channel` on the current shard: `on_message` gets each payload.
+/// What the subscriber reports.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Subscribed to every channel. Redis knows this connection as `client_id`.
+    Up { client_id: u64 },
+    /// The connection is lost: what is published from now until the next `Up` is not seen.
+    Down,
+    /// A message on `channel`. Its payload is a bulk string, or, on `__redis__:invalidate`,
+    /// an array of keys (or a null when the database was flushed).
+    Message { channel: &'a [u8], payload: &'a Frame },
+}
+
+/// Starts a subscriber of `channels` on the current shard: `on_event` gets what happens.
 pub fn subscribe(
     target: RedisTarget,
     deadline: Duration,
-    channel: Vec<u8>,
-    on_message: impl Fn(&[u8]) + 'static,
+    channels: Vec<Vec<u8>>,
+    on_event: impl Fn(Event<'_>) + 'static,
 ) {
     monoio::spawn(async move {
         let connector = Connector::new(&target);
@@ -35,7 +54,8 @@ pub fn subscribe(
                 Ok(stream) => {
                     backoff = Duration::from_millis(25);
                     logged_down = false;
-                    let why = listen(stream, &channel, &on_message).await;
+                    let why = listen(stream, &channels, deadline, &on_event).await;
+                    on_event(Event::Down);
                     warn!(redis = %target, connection = "subscriber", error = %why, "redis connection lost");
                 }
                 Err(e) => {
@@ -51,71 +71,129 @@ pub fn subscribe(
     });
 }
 
-/// Subscribes and hands on messages until the connection fails; returns why.
+/// Subscribes and reports until the connection fails; returns why.
 async fn listen(
-    mut stream: super::stream::RedisStream,
-    channel: &[u8],
-    on_message: &impl Fn(&[u8]),
+    stream: RedisStream,
+    channels: &[Vec<u8>],
+    deadline: Duration,
+    on_event: &impl Fn(Event<'_>),
 ) -> String {
+    let (mut read_half, mut write_half) = stream.into_split();
     let mut out = BytesMut::new();
-    command(&mut out, &[b"SUBSCRIBE", channel]);
-    let (r, _) = stream.write_all(out).await;
+    command(&mut out, &[b"CLIENT", b"ID"]);
+    let mut subscribe: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    subscribe.extend(channels.iter().map(|c| &c[..]));
+    command(&mut out, &subscribe);
+    let (r, _) = write_half.write_all(out).await;
     if let Err(e) = r {
         return e.to_string();
     }
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (res, b) = stream.read(buf.slice_mut(len..cap)).await;
-        buf = b.into_inner();
-        match res {
-            Ok(0) => return "closed by redis".to_owned(),
-            Ok(_) => {}
-            Err(e) => return e.to_string(),
-        }
-        match messages(&mut buf) {
-            Ok(payloads) => {
-                for (kind, payload) in payloads {
-                    match kind {
-                        Push::Subscribed => {
+    let heard = Cell::new(Instant::now());
+    let read = async {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut client_id = None;
+        let mut confirmed = 0;
+        loop {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            let (len, cap) = (buf.len(), buf.capacity());
+            let (res, b) = read_half.read(buf.slice_mut(len..cap)).await;
+            buf = b.into_inner();
+            match res {
+                Ok(0) => return "closed by redis".to_owned(),
+                Ok(_) => heard.set(Instant::now()),
+                Err(e) => return e.to_string(),
+            }
+            let pushes = match pushes(&mut buf) {
+                Ok(p) => p,
+                Err(e) => return e.to_string(),
+            };
+            for push in pushes {
+                match push {
+                    Push::ClientId(id) => client_id = Some(id),
+                    Push::Subscribed => {
+                        confirmed += 1;
+                        if confirmed == channels.len() {
+                            let Some(client_id) = client_id else {
+                                return "no CLIENT ID reply".to_owned();
+                            };
                             info!(connection = "subscriber", "redis subscribed");
+                            on_event(Event::Up { client_id });
                         }
-                        Push::Message => on_message(&payload),
                     }
+                    Push::Pong => {}
+                    Push::Message { channel, payload } => on_event(Event::Message {
+                        channel: &channel,
+                        payload: &payload,
+                    }),
                 }
             }
-            Err(e) => return e.to_string(),
         }
+    };
+    let ping = async {
+        let silent_for = PING_EVERY * 3 + deadline;
+        let mut out = BytesMut::new();
+        loop {
+            monoio::time::sleep(PING_EVERY).await;
+            if heard.get().elapsed() > silent_for {
+                return "no reply from redis".to_owned();
+            }
+            out.clear();
+            command(&mut out, &[b"PING"]);
+            let (r, b) = write_half.write_all(out).await;
+            out = b;
+            if let Err(e) = r {
+                return e.to_string();
+            }
+        }
+    };
+    monoio::select! {
+        why = read => why,
+        why = ping => why,
     }
 }
 
-/// What a push is.
+/// One push (or reply) read by the subscriber.
 #[derive(Debug, PartialEq, Eq)]
 enum Push {
-    /// The confirmation of the `SUBSCRIBE`.
+    /// The reply to `CLIENT ID`.
+    ClientId(u64),
+    /// The confirmation of one channel's subscription.
     Subscribed,
+    /// The reply to a `PING`.
+    Pong,
     /// A published message.
-    Message,
+    Message { channel: Bytes, payload: Frame },
 }
 
-/// Decodes the complete pushes at the front of `buf` (consuming them): `message` pushes with
-/// their payloads, and the `subscribe` confirmation. Anything else is a protocol error.
-fn messages(buf: &mut BytesMut) -> Result<Vec<(Push, Bytes)>, ProtocolError> {
+/// Decodes the complete pushes at the front of `buf` (consuming them). Anything but the pushes
+/// above is a protocol error (an error reply included).
+fn pushes(buf: &mut BytesMut) -> Result<Vec<Push>, ProtocolError> {
     let frozen = buf.split().freeze();
     let mut pos = 0;
     let mut out = Vec::new();
     while let Some((frame, used)) = Frame::decode(&frozen.slice(pos..))? {
         pos += used;
-        let items = frame.as_array().unwrap_or_default();
+        if let Frame::Integer(id) = frame {
+            out.push(Push::ClientId(id as u64));
+            continue;
+        }
+        let mut items = match frame {
+            Frame::Array(Some(items)) => items,
+            _ => return Err(ProtocolError::UnknownType(b'?')),
+        };
         let kind = items.first().and_then(Frame::as_bytes).map(|b| &b[..]);
-        match (kind, items.get(2)) {
-            (Some(b"message"), Some(Frame::Bulk(Some(payload)))) => {
-                out.push((Push::Message, payload.clone()));
+        match kind {
+            Some(b"message") if items.len() == 3 => {
+                let payload = items.pop().expect("three items");
+                let Some(Frame::Bulk(Some(channel))) = items.pop() else {
+                    return Err(ProtocolError::UnknownType(b'?'));
+                };
+                out.push(Push::Message { channel, payload });
             }
-            (Some(b"subscribe"), _) => out.push((Push::Subscribed, Bytes::new())),
+            Some(b"subscribe") => out.push(Push::Subscribed),
+            Some(b"pong") => out.push(Push::Pong),
             _ => return Err(ProtocolError::UnknownType(b'?')),
         }
     }
@@ -127,27 +205,64 @@ fn messages(buf: &mut BytesMut) -> Result<Vec<(Push, Bytes)>, ProtocolError> {
 mod tests {
     use super::*;
 
+    fn bulk(s: &str) -> Frame {
+        Frame::Bulk(Some(Bytes::copy_from_slice(s.as_bytes())))
+    }
+
     #[test]
-    fn reads_messages_and_keeps_a_partial_push() {
+    fn reads_pushes_and_keeps_a_partial_one() {
         let mut buf = BytesMut::from(
-            &b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nabc\r\n*3\r\n$7\r\nmess"[..],
+            &b":7\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nabc\r\n*3\r\n$7\r\nmess"[..],
         );
-        let got = messages(&mut buf).unwrap();
+        let got = pushes(&mut buf).unwrap();
         assert_eq!(
             got,
             vec![
-                (Push::Subscribed, Bytes::new()),
-                (Push::Message, Bytes::from_static(b"abc"))
+                Push::ClientId(7),
+                Push::Subscribed,
+                Push::Message {
+                    channel: Bytes::from_static(b"ch"),
+                    payload: bulk("abc")
+                }
             ]
         );
         assert_eq!(&buf[..], b"*3\r\n$7\r\nmess", "the partial push waits for its end");
-        buf.extend_from_slice(b"age\r\n$2\r\nch\r\n$0\r\n\r\n");
+        buf.extend_from_slice(b"age\r\n$2\r\nch\r\n$0\r\n\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n");
         assert_eq!(
-            messages(&mut buf).unwrap(),
-            vec![(Push::Message, Bytes::new())]
+            pushes(&mut buf).unwrap(),
+            vec![
+                Push::Message {
+                    channel: Bytes::from_static(b"ch"),
+                    payload: bulk("")
+                },
+                Push::Pong
+            ]
         );
         assert!(buf.is_empty());
         let mut odd = BytesMut::from(&b"+OK\r\n"[..]);
-        assert!(messages(&mut odd).is_err());
+        assert!(pushes(&mut odd).is_err());
+        let mut refused = BytesMut::from(&b"-NOPERM no\r\n"[..]);
+        assert!(pushes(&mut refused).is_err());
+    }
+
+    #[test]
+    fn reads_invalidations_of_keys_and_of_everything() {
+        let mut buf = BytesMut::from(
+            &b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n"[..],
+        );
+        let channel = Bytes::from_static(b"__redis__:invalidate");
+        assert_eq!(
+            pushes(&mut buf).unwrap(),
+            vec![
+                Push::Message {
+                    channel: channel.clone(),
+                    payload: Frame::Array(Some(vec![bulk("a"), bulk("b")]))
+                },
+                Push::Message {
+                    channel,
+                    payload: Frame::Bulk(None)
+                },
+            ]
+        );
     }
 }

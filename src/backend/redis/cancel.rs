@@ -26,6 +26,7 @@ impl RedisQueue {
         id: &CorrelationId,
         now: Timestamp,
     ) -> Result<Cancel, QueueError> {
+        self.tracking.forget(id);
         let unavailable = |_| QueueError::Unavailable;
         let key = self.keys.state(id);
         let text = id.to_text();

@@ -48,6 +48,7 @@ impl RedisQueue {
 
     /// Puts dead letter `id` back on the work stream. `Ok(false)` when it is not one.
     pub(crate) async fn redrive(&self, id: &CorrelationId, now: Timestamp) -> Result<bool, QueueError> {
+        self.tracking.forget(id);
         let unavailable = |_| QueueError::Unavailable;
         let text = id.to_text();
         let hget = Cmd::new(b"HGET").arg(&self.keys.dlq_index).arg(&text);

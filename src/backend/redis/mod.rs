@@ -17,7 +17,9 @@
 //!
 //! [`RedisBackend`] puts the queue (`queue.rs` and the files it names) together with a local table of the final
 //! states this shard wrote: a request this shard finished is answered without a round trip, and
-//! a redelivery of it is recognised without running it again.
+//! a redelivery of it is recognised without running it again. The live states of the requests
+//! this shard accepted are answered locally too, while Redis reports every change made to them
+//! elsewhere (`tracking.rs`, `live.rs`).
 
 mod cancel;
 mod commands;
@@ -26,6 +28,7 @@ mod dead_letters;
 mod fetch;
 pub mod fields;
 pub mod keys;
+mod live;
 mod maintenance;
 mod queue;
 pub mod reads;
@@ -35,6 +38,7 @@ pub mod state_value;
 mod submit;
 mod submits;
 mod takeover;
+mod tracking;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -51,7 +55,7 @@ use crate::clock::Timestamp;
 use crate::id::{CorrelationId, IdMinter};
 use super::idempotency::{BodyHash, Idempotent, KeyUse};
 use crate::metrics::ShardMetrics;
-use crate::resp::subscriber::subscribe;
+use crate::resp::subscriber::{subscribe, Event};
 use crate::store::{Outcome, RequestState, StateTable, Status};
 pub use keys::Keys;
 use queue::RedisQueue;
@@ -62,9 +66,8 @@ pub use queue::{lease_held_for, RedisSettings, LEASE_HELD, MAX_REDIS_TIMEOUT};
 pub struct RedisBackend {
     queue: Rc<RedisQueue>,
     /// The states of the deliveries running here and a bounded cache of the final states this
-    /// shard wrote to Redis, each kept only once Redis has it (never `PENDING`: another
-    /// instance may process a request this one accepted, so a local copy of a live state could
-    /// go stale).
+    /// shard wrote to Redis, each kept only once Redis has it. (Live states are kept apart, by
+    /// the queue's tracking, which knows when another instance changes one.)
     finals: RefCell<StateTable>,
     /// Ids whose final state is being written now (a duplicate delivery of one is not settled
     /// again meanwhile).
@@ -80,26 +83,39 @@ pub struct RedisBackend {
 /// Most final states one shard keeps a local copy of; older ones are read from Redis.
 const LOCAL_FINALS_MAX: usize = 10_000;
 
+/// The channel Redis reports tracked keys' changes on (`tracking.rs`).
+const INVALIDATIONS: &[u8] = b"__redis__:invalidate";
+
 impl RedisBackend {
     /// Connects (in the background) and starts the shard's maintenance tasks. Must run on the
     /// shard's own thread.
     pub fn start(settings: RedisSettings, keys: Keys, minter: IdMinter) -> Self {
         let (ttl, max_waiters) = (settings.ttl, settings.max_waiters);
+        let (target, deadline) = (settings.target.clone(), settings.deadline);
         let waiters = Rc::new(Waiters::new(max_waiters));
-        let woken = waiters.clone();
-        subscribe(
-            settings.target.clone(),
-            settings.deadline,
-            keys.finals_channel.clone(),
-            move |ids| {
+        let finals_channel = keys.finals_channel.clone();
+        let queue = RedisQueue::start(settings, keys);
+        let (q, woken) = (queue.clone(), waiters.clone());
+        let channels = vec![finals_channel.clone(), INVALIDATIONS.to_vec()];
+        subscribe(target, deadline, channels, move |event| match event {
+            Event::Up { client_id } => q.tracking.subscriber_up(client_id),
+            Event::Down => q.tracking.subscriber_down(),
+            Event::Message { channel, payload } if channel == &finals_channel[..] => {
+                let ids = payload.as_bytes().map(|b| &b[..]).unwrap_or_default();
                 for id in ids.chunks_exact(16) {
                     let id: [u8; 16] = id.try_into().expect("16 bytes");
-                    woken.wake(&CorrelationId::from_bytes(id));
+                    let id = CorrelationId::from_bytes(id);
+                    // Before the waiter looks: it must not find the live state it waited on.
+                    q.tracking.forget(&id);
+                    woken.wake(&id);
                 }
-            },
-        );
+            }
+            Event::Message { payload, .. } => {
+                q.tracking.invalidated(payload, &q.keys.state_prefix);
+            }
+        });
         RedisBackend {
-            queue: RedisQueue::start(settings, keys),
+            queue,
             finals: RefCell::new(StateTable::new(ttl)),
             settling: RefCell::default(),
             unconfirmed: RefCell::default(),
@@ -296,6 +312,7 @@ impl Backend for RedisBackend {
 
     fn held(&self, id: &CorrelationId) -> Option<RequestState> {
         self.final_state(id)
+            .or_else(|| self.queue.tracking.get(id, &self.queue.cmd))
     }
 
     fn watch(&self, id: &CorrelationId) -> Option<Watch<'_>> {
@@ -343,6 +360,7 @@ impl Backend for RedisBackend {
 
     fn expire(&self, now: Instant) {
         self.finals.borrow_mut().expire(now);
+        self.queue.tracking.expire(now);
         self.unconfirmed
             .borrow_mut()
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < queue::LEASE);
@@ -351,7 +369,8 @@ impl Backend for RedisBackend {
     fn gauges(&self, m: &mut ShardMetrics) {
         m.waiters = self.waiters.live() as u64;
         m.oldest_age_seconds = Some(self.queue.oldest_age_seconds());
-        self.queue.depth().fill(m, self.finals.borrow().count());
+        let held = self.finals.borrow().count() + self.queue.tracking.kept();
+        self.queue.depth().fill(m, held);
         m.redis_round_trips = self.queue.round_trips();
         m.redis_reconnects = self.queue.reconnects();
         m.backend_up = u64::from(self.queue.up());

@@ -17,6 +17,7 @@ use super::completions::{self, Completions};
 use super::submits::{self, Submits};
 use super::keys::{self, Keys};
 use super::scripts::Scripts;
+use super::tracking::{self, Tracking};
 use super::{maintenance, state_value, takeover};
 use crate::sync::shutdown::Shutdown;
 use crate::backend::{Delivery, Depth, QueueError};
@@ -153,6 +154,9 @@ pub(crate) struct RedisQueue {
     /// wake-up.
     pub(super) submits: RefCell<Submits>,
     pub(super) submits_ready: Notify,
+    /// The live states of the requests this shard accepted, and the Redis tracking that keeps
+    /// them valid (`tracking.rs`).
+    pub(super) tracking: Tracking,
 }
 
 impl RedisQueue {
@@ -188,12 +192,14 @@ impl RedisQueue {
             completions_ready: Notify::new(),
             submits: RefCell::default(),
             submits_ready: Notify::new(),
+            tracking: Tracking::new(settings.ttl),
         });
         monoio::spawn(completions::flush_completions(q.clone()));
         monoio::spawn(submits::flush_submits(q.clone()));
         monoio::spawn(maintenance::move_retries(q.clone()));
         monoio::spawn(takeover::renew_leases_every_tick(q.clone()));
         monoio::spawn(takeover::leases_and_reclaim(q.clone()));
+        monoio::spawn(tracking::keep_tracking(q.clone()));
         q
     }
 

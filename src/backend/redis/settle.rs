@@ -47,11 +47,14 @@ impl RedisQueue {
     pub(crate) async fn processing(&self, d: &Delivery, now: Timestamp) {
         let job = &d.job;
         let key = self.keys.state(&job.id);
-        let state = state_value::encode(&RequestState::processing(job.submitted_at, now));
+        let processing = RequestState::processing(job.submitted_at, now);
+        let state = state_value::encode(&processing);
         let r = if self.lease_held(d) {
             let set = commands::set_state(&key, &state, &self.ttl_text);
             self.cmd.call(&set).await.map(drop)
         } else {
+            // Whatever the script finds, the state is read from Redis from now on.
+            self.tracking.forget(&job.id);
             let entry = d.entry_id.clone().unwrap_or_default();
             let keys: [&[u8]; 2] = [&self.keys.stream, &key];
             let args: [&[u8]; 5] = [GROUP, &self.consumer, &entry, &self.ttl_text, &state];
@@ -64,8 +67,12 @@ impl RedisQueue {
                 Err(e) => Err(e),
             }
         };
-        if let Err(e) = r {
-            warn!(correlation_id = %job.id, error = %e, "cannot record PROCESSING");
+        match r {
+            Ok(()) => self.tracking.update(&job.id, processing),
+            Err(e) => {
+                self.tracking.forget(&job.id);
+                warn!(correlation_id = %job.id, error = %e, "cannot record PROCESSING");
+            }
         }
     }
 
@@ -73,6 +80,7 @@ impl RedisQueue {
     /// none): group-committed with the turn's other completions, or owner-only. Whether it was
     /// written (false: taken over by another consumer, or not known to have landed).
     pub(crate) async fn finish(&self, d: Delivery, state: Option<&RequestState>) -> Written {
+        self.tracking.forget(&d.job.id);
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let value = state.map(state_value::encode);
@@ -156,6 +164,7 @@ impl RedisQueue {
 
     /// Parks `d`'s job for another delivery (attempt + 1) after `delay`.
     pub(crate) async fn retry(&self, d: Delivery, delay: Duration) {
+        self.tracking.forget(&d.job.id);
         let entry = d.entry_id.clone().unwrap_or_default();
         let job_key = self.keys.retry_job(&d.job.id);
         let fields = job_fields(&d.job, d.attempt + 1);
@@ -204,6 +213,7 @@ impl RedisQueue {
         reason: DlqReason,
         error: &str,
     ) -> Written {
+        self.tracking.forget(&d.job.id);
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let mut dlq = job_fields(&d.job, d.attempt);

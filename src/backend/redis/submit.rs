@@ -42,11 +42,11 @@ impl RedisQueue {
         let pending: Vec<(Vec<u8>, bytes::Bytes, Vec<bytes::Bytes>)> = jobs
             .iter()
             .map(|job| {
-                (
-                    self.keys.state(&job.id),
-                    state_value::encode(&RequestState::pending(job.submitted_at)),
-                    job_fields(job, 1),
-                )
+                let state = RequestState::pending(job.submitted_at);
+                let value = state_value::encode(&state);
+                // Recorded before it is sent: a change reported right after the write finds it.
+                self.tracking.record(job.id, state, &self.cmd);
+                (self.keys.state(&job.id), value, job_fields(job, 1))
             })
             .collect();
         // With the other submits of this event-loop turn, in one transaction (`submits.rs`).
@@ -59,6 +59,9 @@ impl RedisQueue {
             })
             .await;
         r.map_err(|e| {
+            for job in jobs {
+                self.tracking.forget(&job.id);
+            }
             if let Some(first) = jobs.first() {
                 warn!(correlation_id = %first.id, jobs = jobs.len(), error = %e, "enqueue failed");
             }
