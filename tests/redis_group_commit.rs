@@ -59,18 +59,22 @@ fn completions_of_one_turn_go_out_as_one_transaction() {
         assert_eq!(redis.calls("xack"), 1, "one XACK for the five");
         assert_eq!(redis.calls("set"), 5);
         for id in &ids {
-            let state = redis
-                .state(&format!("openhqm-requests:{{0}}:state:{id}"))
-                .expect("a state");
+            let key = format!("openhqm-requests:{{0}}:state:{id}");
+            let state = redis.state(&key).expect("a state");
             assert_eq!(state.status, Status::Completed, "{id}");
+            assert!(
+                redis.cli_int(&["TTL", &key]) > 0,
+                "a final state expires: {id}"
+            );
         }
         let pending = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
         assert_eq!(pending[0], 0, "{pending}");
     });
 }
 
-/// Submits of one event-loop turn reach Redis as one transaction (`MULTI`, each one's `XADD` and
-/// `SET`, `EXEC`), and each one is queued with its `PENDING` state.
+/// Submits of one event-loop turn reach Redis as one transaction (`MULTI`, each one's `XADD`, one
+/// `MSET` of their states, `EXEC`), and each one is queued with its `PENDING` state, without a
+/// TTL; the worker's write gives the state its TTL.
 #[test]
 fn submits_of_one_turn_go_out_as_one_transaction() {
     let redis = RedisServer::start();
@@ -91,12 +95,14 @@ fn submits_of_one_turn_go_out_as_one_transaction() {
         }
         assert_eq!(redis.calls("exec"), 1, "one transaction for the five");
         assert_eq!(redis.calls("xadd"), 5);
-        assert_eq!(redis.calls("set"), 5);
+        assert_eq!(redis.calls("mset"), 1, "one MSET of the five states");
+        assert_eq!(redis.calls("set"), 0);
         for id in &ids {
-            let state = redis
-                .state(&format!("openhqm-requests:{{0}}:state:{id}"))
-                .expect("a state");
+            let key = format!("openhqm-requests:{{0}}:state:{id}");
+            let state = redis.state(&key).expect("a state");
             assert_eq!(state.status, Status::Pending, "{id}");
+            // Queued: no TTL, so it cannot expire while it waits.
+            assert_eq!(redis.cli_int(&["TTL", &key]), -1, "{id}");
         }
         assert_eq!(redis.cli_int(&["XLEN", "openhqm-requests:{0}"]), 5);
     });

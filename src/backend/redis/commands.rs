@@ -19,6 +19,11 @@ pub(super) fn set_state<'a>(key: &'a [u8], value: &'a [u8], ttl_seconds: &'a [u8
         .arg(ttl_seconds)
 }
 
+/// `MSET key value …`: states without a TTL (the `PENDING` states of submits).
+pub(super) fn mset<'a>(pairs: impl IntoIterator<Item = &'a [u8]>) -> Cmd<'a> {
+    Cmd::new(b"MSET").args(pairs)
+}
+
 /// `PUBLISH channel message`.
 pub(super) fn publish<'a>(channel: &'a [u8], message: &'a [u8]) -> Cmd<'a> {
     Cmd::new(b"PUBLISH").arg(channel).arg(message)

@@ -80,7 +80,6 @@ impl RedisQueue {
     /// none): group-committed with the turn's other completions, or owner-only. Whether it was
     /// written (false: taken over by another consumer, or not known to have landed).
     pub(crate) async fn finish(&self, d: Delivery, state: Option<&RequestState>) -> Written {
-        self.tracking.forget(&d.job.id);
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let value = state.map(state_value::encode);
@@ -148,6 +147,9 @@ impl RedisQueue {
             r.map(|f| f == Frame::Integer(1))
         };
         self.done(d);
+        // Until now a poll was answered with the live state, as Redis had it; from now on the
+        // final state this shard keeps answers it, or Redis does.
+        self.tracking.forget(&d.job.id);
         match r {
             Ok(true) => Written::Yes,
             Ok(false) => {
@@ -164,7 +166,6 @@ impl RedisQueue {
 
     /// Parks `d`'s job for another delivery (attempt + 1) after `delay`.
     pub(crate) async fn retry(&self, d: Delivery, delay: Duration) {
-        self.tracking.forget(&d.job.id);
         let entry = d.entry_id.clone().unwrap_or_default();
         let job_key = self.keys.retry_job(&d.job.id);
         let fields = job_fields(&d.job, d.attempt + 1);
@@ -213,7 +214,6 @@ impl RedisQueue {
         reason: DlqReason,
         error: &str,
     ) -> Written {
-        self.tracking.forget(&d.job.id);
         let entry = d.entry_id.clone().unwrap_or_default();
         let key = self.keys.state(&d.job.id);
         let mut dlq = job_fields(&d.job, d.attempt);

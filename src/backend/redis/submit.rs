@@ -1,8 +1,11 @@
-//! Submitting: admission control, then the job's stream entry and its `PENDING` state in one
-//! transaction, shared with the other submits of the same event-loop turn (`submits.rs`). The
+//! Submitting: admission control, then the job's stream entry and its `PENDING` state (no TTL
+//! until a worker first writes it) in one transaction, shared with the other submits of the same
+//! event-loop turn (`submits.rs`). The
 //! 202 is sent only once Redis answered.
 
 use std::cell::Cell;
+
+use bytes::{Bytes, BytesMut};
 
 use tracing::warn;
 
@@ -39,25 +42,22 @@ impl RedisQueue {
         }
         self.submits_in_flight.set(waiting + 1);
         let _counted = InFlight(&self.submits_in_flight);
-        let pending: Vec<(Vec<u8>, bytes::Bytes, Vec<bytes::Bytes>)> = jobs
-            .iter()
-            .map(|job| {
-                let state = RequestState::pending(job.submitted_at);
-                let value = state_value::encode(&state);
-                // Recorded before it is sent: a change reported right after the write finds it.
-                self.tracking.record(job.id, state, &self.cmd);
-                (self.keys.state(&job.id), value, job_fields(job, 1))
-            })
-            .collect();
+        let mut states = Vec::with_capacity(2 * jobs.len());
+        for job in jobs {
+            let state = RequestState::pending(job.submitted_at);
+            states.push(Bytes::from(self.keys.state(&job.id)));
+            states.push(state_value::encode(&state));
+            // Recorded before it is sent: a change reported right after the write finds it.
+            self.tracking.record(job.id, state, &self.cmd);
+        }
         // With the other submits of this event-loop turn, in one transaction (`submits.rs`).
-        let r = self
-            .commit_submit(2 * pending.len(), |out| {
-                for (state_key, state, entry) in &pending {
-                    commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
-                    commands::set_state(state_key, state, &self.ttl_text).encode(out);
-                }
-            })
-            .await;
+        let encode = |out: &mut BytesMut| {
+            for job in jobs {
+                let entry = job_fields(job, 1);
+                commands::xadd(&self.keys.stream, entry.iter().map(|b| &b[..])).encode(out);
+            }
+        };
+        let r = self.commit_submit(jobs.len(), encode, states).await;
         r.map_err(|e| {
             for job in jobs {
                 self.tracking.forget(&job.id);

@@ -1,13 +1,16 @@
 //! Group commit of submits: the submits a shard takes in one event-loop turn go to Redis as one
-//! `MULTI`, each one's `XADD` and `SET` of its `PENDING` state, `EXEC`, instead of a transaction
-//! each. The batch holds whatever was submitted before the flusher task ran, and a batch is sent
+//! `MULTI`, each one's `XADD`, one `MSET` of all their `PENDING` states, `EXEC`, instead of a
+//! transaction each. A `PENDING` state has no TTL (`MSET` sets none, and a request still queued
+//! must not vanish from its status): the worker's first write of it (`PROCESSING` or final)
+//! gives it the TTL. The batch holds whatever was submitted before the flusher task ran, and a batch is sent
 //! without waiting for the one before. All-or-nothing for the clients, as each transaction was:
 //! if it fails, every submit in it is answered 503.
 
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
+use super::commands;
 use super::queue::RedisQueue;
 use crate::resp::RedisError;
 use crate::sync::oneshot;
@@ -19,22 +22,26 @@ pub(super) struct Submits {
     commands: BytesMut,
     /// How many commands.
     n: usize,
+    /// The `MSET` arguments: each submit's state key and `PENDING` state.
+    states: Vec<Bytes>,
     /// One per submit call, answered with the transaction's outcome.
     waiters: Vec<oneshot::Sender<Result<(), RedisError>>>,
 }
 
 impl RedisQueue {
-    /// Queues the `n` commands `encode` appends for the next submit transaction and waits for
-    /// its outcome.
+    /// Queues the `n` commands `encode` appends, and the `states` (key, value, …) to set, for the
+    /// next submit transaction and waits for its outcome.
     pub(super) async fn commit_submit(
         &self,
         n: usize,
         encode: impl FnOnce(&mut BytesMut),
+        states: impl IntoIterator<Item = Bytes>,
     ) -> Result<(), RedisError> {
         let rx = {
             let mut s = self.submits.borrow_mut();
             encode(&mut s.commands);
             s.n += n;
+            s.states.extend(states);
             let (tx, rx) = oneshot::channel();
             s.waiters.push(tx);
             rx
@@ -58,9 +65,15 @@ pub(super) async fn flush_submits(q: Rc<RedisQueue>) {
 }
 
 async fn send(q: Rc<RedisQueue>, batch: Submits) {
+    let mset = !batch.states.is_empty();
     let r = q
         .cmd
-        .transaction(batch.n, |out| out.extend_from_slice(&batch.commands))
+        .transaction(batch.n + usize::from(mset), |out| {
+            out.extend_from_slice(&batch.commands);
+            if mset {
+                commands::mset(batch.states.iter().map(|b| &b[..])).encode(out);
+            }
+        })
         .await
         .map(drop);
     for tx in batch.waiters {
