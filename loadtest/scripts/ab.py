@@ -11,6 +11,7 @@ than throughput does. Medians over the rounds, and B's ratio to A.
     python3 loadtest/scripts/ab.py /tmp/openhqm-before target/release/openhqm \
         [--queue redis] [--fsync always|everysec] [--scenario submit|e2e] [--rounds 5] [--secs 5]
         [--server valkey-server] [--a-args '--queue.durability relaxed'] [--b-args '...']
+        [--connections 64]
 
 The same binary twice with different flags (--a-args / --b-args) measures a setting.
 """
@@ -57,7 +58,8 @@ def one(binary, extra, args, redis):
         r0 = redis_cpu(redis.port) if redis else 0.0
         out = subprocess.run(
             [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", args.scenario,
-             "--cpus", "1", "--duration", f"{args.secs}s", "--json", "--no-progress"],
+             "--cpus", "1", "--duration", f"{args.secs}s", "--connections", str(args.connections),
+             "--json", "--no-progress"],
             capture_output=True, text=True, timeout=args.secs + 120)
         b1 = cpu_seconds(proc.pid)
         r1 = redis_cpu(redis.port) if redis else 0.0
@@ -86,6 +88,7 @@ def main():
     p.add_argument("--server", default="redis-server", help="redis-server or valkey-server")
     p.add_argument("--a-args", default="", help="extra broker flags for A")
     p.add_argument("--b-args", default="", help="extra broker flags for B")
+    p.add_argument("--connections", type=int, default=64, help="the generator's connections")
     args = p.parse_args()
     redis = Redis(fsync=args.fsync, server=args.server) if args.queue == "redis" else None
     extra = {"A": args.a_args.split(), "B": args.b_args.split()}
@@ -101,7 +104,7 @@ def main():
         if redis:
             redis.stop()
     unit = "completed/s" if args.scenario == "e2e" else "req/s"
-    print(f"{args.scenario}, queue {args.queue}"
+    print(f"{args.scenario}, {args.connections} connections, queue {args.queue}"
           + (f" ({args.server}, appendfsync {args.fsync})" if redis else "")
           + f", {args.rounds} rounds x {args.secs} s, medians")
     print(f"| build | {unit} | broker CPU µs/req (user + sys) | Redis CPU µs/req | problems |")

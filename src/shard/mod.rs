@@ -271,12 +271,12 @@ impl<B: Backend + 'static> Shard<B> {
             workers = self.worker.active(),
             "draining: new submits are refused"
         );
-        while self.worker.active() > 0 || self.backend.lost_on_exit() > 0 {
+        while self.worker.unsettled() > 0 || self.backend.lost_on_exit() > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 warn!(
                     shard = self.id,
-                    workers = self.worker.active(),
+                    workers = self.worker.unsettled(),
                     queued = self.backend.lost_on_exit(),
                     "grace period over with work left"
                 );

@@ -2,7 +2,8 @@
 //! there are free slots, at most `worker.batch_size` per read, and runs each job in a slot:
 //! polled once in place, and a task of its own only if it has to wait (a slow processor, a
 //! Redis round trip). A run takes the job (`start`), runs its processor under the deadline,
-//! and hands the verdict (`verdict.rs`) to the backend to settle.
+//! and hands the verdict (`verdict.rs`) to the backend to settle; the slot is free from then on,
+//! while the backend records it.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -35,6 +36,8 @@ pub struct Worker<B> {
     batch_size: usize,
     policy: RetryPolicy,
     active: Cell<usize>,
+    /// Outcomes handed to the backend by slots since freed, not yet recorded.
+    settling: Cell<usize>,
     slot_freed: Notify,
     jitter: RefCell<Jitter>,
 }
@@ -60,6 +63,7 @@ impl<B: Backend + 'static> Worker<B> {
                 delay_max: config.retry_delay_max,
             },
             active: Cell::new(0),
+            settling: Cell::new(0),
             slot_freed: Notify::new(),
             jitter: RefCell::new(Jitter::new(seed)),
         }
@@ -70,7 +74,12 @@ impl<B: Backend + 'static> Worker<B> {
         self.active.get()
     }
 
-    /// Notified whenever a slot frees up.
+    /// Jobs not yet settled: those in slots, and outcomes still being recorded.
+    pub(crate) fn unsettled(&self) -> usize {
+        self.active.get() + self.settling.get()
+    }
+
+    /// Notified whenever a slot frees up, and whenever an outcome is recorded.
     pub(crate) fn slot_freed(&self) -> &Notify {
         &self.slot_freed
     }
@@ -106,16 +115,21 @@ impl<B: Backend + 'static> Worker<B> {
         }
     }
 
-    /// Runs one delivery to its settlement.
-    pub async fn run_job(&self, mut delivery: Delivery) {
+    /// Runs one delivery to its settlement, in place (for tests and benches; a slot frees
+    /// itself earlier: `run_slot`).
+    #[cfg(any(test, feature = "internals"))]
+    pub async fn run_job(&self, delivery: Delivery) {
+        let (delivery, settlement, ended) = self.process(delivery).await;
+        self.backend.settle(delivery, settlement, ended).await;
+    }
+
+    /// Runs one delivery's job: how it is to be settled, and when processing ended.
+    async fn process(&self, mut delivery: Delivery) -> (Delivery, Settlement, Instant) {
         let id = delivery.job.id;
         let now = Timestamp::now();
         if let Start::AlreadyFinal(status) = self.backend.start(&delivery, now) {
             debug!(correlation_id = %id, status = status.as_str(), "duplicate delivery skipped");
-            self.backend
-                .settle(delivery, Settlement::Duplicate, Instant::now())
-                .await;
-            return;
+            return (delivery, Settlement::Duplicate, Instant::now());
         }
         let started = Instant::now();
         let deadline = delivery.job.metadata.timeout;
@@ -209,15 +223,28 @@ impl<B: Backend + 'static> Worker<B> {
                 Settlement::Duplicate => {}
             }
         }
-        self.backend
-            .settle(delivery, verdict.settlement, ended)
-            .await;
+        (delivery, verdict.settlement, ended)
     }
 }
 
+/// Runs one delivery in a slot. The slot is free again once the job's outcome is handed to the
+/// backend, before the backend has recorded it (in Redis mode, a commit away): at-least-once
+/// rests on the entry staying unacknowledged until then, not on the slot. At most `slots`
+/// outcomes wait for their record this way; past that a slot waits for its own.
 async fn run_slot<B: Backend + 'static>(worker: Rc<Worker<B>>, delivery: Delivery) {
-    worker.run_job(delivery).await;
-    worker.active.set(worker.active.get() - 1);
+    let (delivery, settlement, ended) = worker.process(delivery).await;
+    let handed_over = worker.settling.get() < worker.slots;
+    if handed_over {
+        worker.settling.set(worker.settling.get() + 1);
+        worker.active.set(worker.active.get() - 1);
+        worker.slot_freed.notify();
+    }
+    worker.backend.settle(delivery, settlement, ended).await;
+    if handed_over {
+        worker.settling.set(worker.settling.get() - 1);
+    } else {
+        worker.active.set(worker.active.get() - 1);
+    }
     worker.slot_freed.notify();
 }
 
@@ -247,6 +274,10 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "handover_tests.rs"]
+mod handover_tests;
 
 #[cfg(test)]
 mod tests {
