@@ -58,3 +58,48 @@ fn reads_fill_the_free_slots_one_batch_per_read() {
         assert_eq!(redis.calls("xreadgroup"), 3 + 7 + 1);
     });
 }
+
+/// Read ahead (`Backend::read_ahead`, asked for while jobs finish at once): a read takes more
+/// than the free slots, and the entries beyond them are handed out by the next calls without
+/// another read; each entry still once.
+#[test]
+fn entries_read_ahead_come_from_the_next_calls_without_a_read() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = backend(&redis, Duration::from_secs(20));
+        connected(&q).await;
+        for _ in 0..30 {
+            submit(&q).await;
+        }
+        // After a start the consumer's own pending list is read first (empty here).
+        assert!(q.next_jobs(1, 10).await.len() == 1);
+        redis.cli(&["CONFIG", "RESETSTAT"]);
+
+        q.read_ahead(20);
+        let mut got = q.next_jobs(5, 10).await;
+        assert_eq!(got.len(), 5, "never more than the free slots");
+        let reads = redis.calls("xreadgroup");
+        assert_eq!(reads, 3, "5 + 20 in reads of 10");
+        for _ in 0..4 {
+            let more = q.next_jobs(5, 10).await;
+            assert_eq!(more.len(), 5);
+            got.extend(more);
+        }
+        assert_eq!(
+            redis.calls("xreadgroup"),
+            reads,
+            "handed out without a read"
+        );
+
+        // Ahead off: a read takes only the free slots.
+        q.read_ahead(0);
+        got.extend(q.next_jobs(2, 10).await);
+        assert_eq!(got.len(), 27);
+        assert_eq!(redis.calls("xreadgroup"), reads + 1);
+        let ids: HashSet<Vec<u8>> = got.iter().map(|d| d.job.id.to_text().to_vec()).collect();
+        assert_eq!(ids.len(), 27, "each entry once");
+        let pending = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
+        assert_eq!(pending[0], 28, "{pending}");
+    });
+}

@@ -189,6 +189,11 @@ pub trait Backend {
     /// Waits for at least one job and returns at most `free`, taken from the queue at most
     /// `per_read` at a time (`worker.batch_size`).
     async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery>;
+    /// Lets the reads of the next `next_jobs` calls take up to `ahead` jobs more than asked,
+    /// kept here for the calls after (none once it is 0): where a read costs a round trip, the
+    /// worker asks for it while its jobs finish at once, so a slot's next job is at hand. A
+    /// backend whose reads cost nothing ignores it.
+    fn read_ahead(&self, _ahead: usize) {}
     /// A worker slot takes `delivery` at `now`.
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start;
     /// The job did not finish at once: make `PROCESSING` visible to every reader (started at

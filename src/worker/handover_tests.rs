@@ -139,8 +139,10 @@ fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
         let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
         let processors = Processors::default().for_shard();
         let worker = Rc::new(Worker::new(backend.clone(), metrics, processors, &config, 7));
+        // Every outcome the bound lets wait for its record, one for each slot, and three more.
+        let bound = 2 * READ_AHEAD;
         let mut ids = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..bound + 2 + 3 {
             let job = NewJob {
                 payload: bytes::Bytes::from_static(br#"{"operation":"echo","data":"x"}"#),
                 headers: None,
@@ -153,16 +155,16 @@ fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
         let shutdown = Shutdown::default();
         monoio::spawn(worker.clone().run(shutdown.clone()));
 
-        // Two slots: two outcomes handed over (their slots took the next two jobs), and two
-        // slots waiting for their own record. Four records held, two jobs still queued.
-        until("four held records", || backend.waiting.get() == 4).await;
+        // Two slots: as many outcomes handed over as the bound allows (their slots took the
+        // next jobs), then two slots waiting for their own record; three jobs still queued.
+        until("the held records", || backend.waiting.get() == bound + 2).await;
         assert_eq!(worker.active(), 2);
-        assert_eq!(worker.unsettled(), 4);
+        assert_eq!(worker.unsettled(), bound + 2);
         let queued = ids
             .iter()
             .filter(|id| backend.held(id).is_some_and(|s| s.status == Status::Pending))
             .count();
-        assert_eq!(queued, 2, "no slot took more than the bound allows");
+        assert_eq!(queued, 3, "no slot took more than the bound allows");
 
         backend.open.set(true);
         backend.opened.notify();

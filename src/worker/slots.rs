@@ -26,6 +26,11 @@ use crate::sync::deadline::{Deadline, TimedOut};
 use crate::sync::notify::Notify;
 use crate::sync::shutdown::Shutdown;
 
+/// While jobs finish on their first poll, reads take this many times the free slots (the rest
+/// wait, read, for the next free slots), and this many times the slots may have their outcomes
+/// being recorded.
+const READ_AHEAD: usize = 8;
+
 /// One shard's worker slots: the backend they take jobs from, the processors they run, and how
 /// many are busy.
 pub struct Worker<B> {
@@ -38,6 +43,8 @@ pub struct Worker<B> {
     active: Cell<usize>,
     /// Outcomes handed to the backend by slots since freed, not yet recorded.
     settling: Cell<usize>,
+    /// Whether every job of the last batch freed its slot on its first poll.
+    in_place: Cell<bool>,
     slot_freed: Notify,
     jitter: RefCell<Jitter>,
 }
@@ -64,6 +71,7 @@ impl<B: Backend + 'static> Worker<B> {
             },
             active: Cell::new(0),
             settling: Cell::new(0),
+            in_place: Cell::new(false),
             slot_freed: Notify::new(),
             jitter: RefCell::new(Jitter::new(seed)),
         }
@@ -99,19 +107,32 @@ impl<B: Backend + 'static> Worker<B> {
                 }
                 continue;
             }
+            // While jobs free their slots on their first poll, a slot's next job should be at
+            // hand rather than a read away.
+            let ahead = if self.in_place.get() {
+                free * (READ_AHEAD - 1)
+            } else {
+                0
+            };
+            self.backend.read_ahead(ahead);
             let deliveries = monoio::select! {
                 d = self.backend.next_jobs(free, self.batch_size) => d,
                 _ = shutdown.wait() => return,
             };
+            let mut in_place = true;
             for delivery in deliveries {
-                self.active.set(self.active.get() + 1);
+                let busy = self.active.get();
+                self.active.set(busy + 1);
                 self.metrics.borrow_mut().consumed += 1;
                 let mut slot = Box::pin(run_slot(self.clone(), delivery));
                 let first = std::future::poll_fn(|cx| Poll::Ready(slot.as_mut().poll(cx))).await;
                 if first.is_pending() {
                     monoio::spawn(slot);
                 }
+                // Still busy: the job waits for its processor, or its slot for the record.
+                in_place &= self.active.get() <= busy;
             }
+            self.in_place.set(in_place);
         }
     }
 
@@ -229,11 +250,12 @@ impl<B: Backend + 'static> Worker<B> {
 
 /// Runs one delivery in a slot. The slot is free again once the job's outcome is handed to the
 /// backend, before the backend has recorded it (in Redis mode, a commit away): at-least-once
-/// rests on the entry staying unacknowledged until then, not on the slot. At most `slots`
-/// outcomes wait for their record this way; past that a slot waits for its own.
+/// rests on the entry staying unacknowledged until then, not on the slot. At most
+/// `READ_AHEAD` times `slots` outcomes wait for their record this way; past that a slot waits
+/// for its own.
 async fn run_slot<B: Backend + 'static>(worker: Rc<Worker<B>>, delivery: Delivery) {
     let (delivery, settlement, ended) = worker.process(delivery).await;
-    let handed_over = worker.settling.get() < worker.slots;
+    let handed_over = worker.settling.get() < worker.slots * READ_AHEAD;
     if handed_over {
         worker.settling.set(worker.settling.get() + 1);
         worker.active.set(worker.active.get() - 1);

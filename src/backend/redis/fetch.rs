@@ -22,14 +22,16 @@ impl RedisQueue {
     pub(crate) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         let per_read = per_read.max(1);
         loop {
-            let reclaimed: Vec<Delivery> = {
-                let mut r = self.reclaimed.borrow_mut();
-                let n = r.len().min(free.max(1));
-                r.drain(..n).collect()
-            };
-            if !reclaimed.is_empty() {
-                // Already in `in_flight` since they were claimed.
-                return reclaimed;
+            // Already in `in_flight`: since they were claimed, or read ahead.
+            for waiting in [&self.reclaimed, &self.read_ahead] {
+                let taken: Vec<Delivery> = {
+                    let mut r = waiting.borrow_mut();
+                    let n = r.len().min(free.max(1));
+                    r.drain(..n).collect()
+                };
+                if !taken.is_empty() {
+                    return taken;
+                }
             }
             if !self.cmd.is_up() {
                 // No work is taken that could not be settled: with the command connection down
@@ -67,12 +69,17 @@ impl RedisQueue {
             }
             // Our own pending list is paged through one read at a time (each starts after the
             // last entry of the one before).
+            // New entries are read ahead as the worker allows (`read_ahead`); the pending list
+            // only for the free slots.
+            let want = match cursor {
+                Some(_) => free.max(1),
+                None => free.max(1) + self.ahead.get(),
+            };
             let reads = match cursor {
                 Some(_) => 1,
-                None => free.div_ceil(per_read).clamp(1, MAX_READS_PER_WRITE),
+                None => want.div_ceil(per_read).clamp(1, MAX_READS_PER_WRITE),
             };
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
-            let want = free.max(1);
             let read_at = Instant::now();
             let reply = self
                 .block
@@ -133,6 +140,10 @@ impl RedisQueue {
                         monoio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
+            }
+            if out.len() > free.max(1) {
+                let rest = out.split_off(free.max(1));
+                self.read_ahead.borrow_mut().extend(rest);
             }
             if !out.is_empty() {
                 return out;

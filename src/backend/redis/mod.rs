@@ -246,6 +246,10 @@ impl Backend for RedisBackend {
         self.queue.fetch(free, per_read).await
     }
 
+    fn read_ahead(&self, ahead: usize) {
+        self.queue.ahead.set(ahead);
+    }
+
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {
         let id = &delivery.job.id;
         if !delivery.redelivered {

@@ -126,6 +126,11 @@ pub(crate) struct RedisQueue {
     pub(super) in_flight: RefCell<HashMap<Bytes, Instant>>,
     /// Entries taken over from dead consumers, waiting to be fetched.
     pub(super) reclaimed: RefCell<VecDeque<Delivery>>,
+    /// How many entries a read may take beyond what the worker asked for
+    /// ([`crate::backend::Backend::read_ahead`]), and the entries so read, in flight, waiting
+    /// for the next fetch.
+    pub(super) ahead: Cell<usize>,
+    pub(super) read_ahead: RefCell<VecDeque<Delivery>>,
     pub(super) depth: Cell<Depth>,
     /// When (ms since the epoch, from its entry id) the oldest entry not yet delivered was
     /// added; `None` when none waits.
@@ -177,6 +182,8 @@ impl RedisQueue {
             requests_prefix: settings.requests_prefix,
             in_flight: RefCell::default(),
             reclaimed: RefCell::default(),
+            ahead: Cell::new(0),
+            read_ahead: RefCell::default(),
             depth: Cell::new(Depth::default()),
             oldest_ms: Cell::new(None),
             submits_in_flight: Cell::new(0),
