@@ -69,10 +69,11 @@ fn entries_read_ahead_come_from_the_next_calls_without_a_read() {
     rt.block_on(async {
         let q = backend(&redis, Duration::from_secs(20));
         connected(&q).await;
-        for _ in 0..30 {
+        for _ in 0..40 {
             submit(&q).await;
         }
-        // After a start the consumer's own pending list is read first (empty here).
+        // After a start the consumer's own pending list is read first (empty here); then a
+        // read of one, which comes back full: the stream may hold more.
         assert!(q.next_jobs(1, 10).await.len() == 1);
         redis.cli(&["CONFIG", "RESETSTAT"]);
 
@@ -101,5 +102,19 @@ fn entries_read_ahead_come_from_the_next_calls_without_a_read() {
         assert_eq!(ids.len(), 27, "each entry once");
         let pending = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
         assert_eq!(pending[0], 28, "{pending}");
+
+        // Ahead again: the 12 left, in four reads (room for 20 + 20); they do not fill them, so
+        // the next reads take only the free slots.
+        q.read_ahead(20);
+        assert_eq!(q.next_jobs(20, 10).await.len(), 12);
+        assert_eq!(redis.calls("xreadgroup"), reads + 1 + 4);
+        submit(&q).await;
+        submit(&q).await;
+        assert_eq!(q.next_jobs(5, 10).await.len(), 2);
+        assert_eq!(
+            redis.calls("xreadgroup"),
+            reads + 1 + 4 + 1,
+            "one read, of five"
+        );
     });
 }

@@ -71,9 +71,12 @@ impl RedisQueue {
             // last entry of the one before).
             // New entries are read ahead as the worker allows (`read_ahead`); the pending list
             // only for the free slots.
+            // Only while the stream holds more than the last reads took (each came back full):
+            // otherwise reads past the first find nothing and cost Redis a command each.
             let want = match cursor {
                 Some(_) => free.max(1),
-                None => free.max(1) + self.ahead.get(),
+                None if self.backlog.get() => free.max(1) + self.ahead.get(),
+                None => free.max(1),
             };
             let reads = match cursor {
                 Some(_) => 1,
@@ -114,6 +117,13 @@ impl RedisQueue {
                     continue;
                 }
             };
+            if cursor.is_none() {
+                let full = |i: usize, f: &Frame| {
+                    reads::entry_count(f) == per_read.min(want - i * per_read)
+                };
+                let all_full = frames.iter().enumerate().all(|(i, f)| full(i, f));
+                self.backlog.set(all_full);
+            }
             let mut out = Vec::new();
             // The reads of one write usually fail together (`LOADING`, `NOGROUP`): the first
             // error is handled once, after what the others delivered is handed out.

@@ -131,6 +131,8 @@ pub(crate) struct RedisQueue {
     /// for the next fetch.
     pub(super) ahead: Cell<usize>,
     pub(super) read_ahead: RefCell<VecDeque<Delivery>>,
+    /// Whether every read of the last write came back full (the stream may hold more).
+    pub(super) backlog: Cell<bool>,
     pub(super) depth: Cell<Depth>,
     /// When (ms since the epoch, from its entry id) the oldest entry not yet delivered was
     /// added; `None` when none waits.
@@ -184,6 +186,7 @@ impl RedisQueue {
             reclaimed: RefCell::default(),
             ahead: Cell::new(0),
             read_ahead: RefCell::default(),
+            backlog: Cell::new(false),
             depth: Cell::new(Depth::default()),
             oldest_ms: Cell::new(None),
             submits_in_flight: Cell::new(0),

@@ -37,6 +37,16 @@ pub fn xreadgroup(reply: &Frame) -> Result<Vec<Entry>, &'static str> {
     Ok(out)
 }
 
+/// How many entries an `XREADGROUP` reply holds, without decoding them.
+pub fn entry_count(reply: &Frame) -> usize {
+    reply
+        .as_array()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|stream| stream.as_array()?.get(1)?.as_array().map(<[Frame]>::len))
+        .sum()
+}
+
 /// The entries of an `XCLAIM` reply (`[[id, fields]...]`).
 pub fn xclaim(reply: &Frame) -> Result<Vec<Entry>, &'static str> {
     let entries = reply.as_array().ok_or("XCLAIM: not an array")?;
@@ -103,7 +113,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(&entries[1], Entry::Unreadable(id) if &id[..] == b"2-0"));
+        assert_eq!(entry_count(&reply), 2);
         assert!(xreadgroup(&Frame::Array(None)).unwrap().is_empty());
+        assert_eq!(entry_count(&Frame::Array(None)), 0);
         assert!(xreadgroup(&Frame::Array(Some(vec![bulk("x")]))).is_err());
     }
 }
