@@ -201,3 +201,81 @@ fn a_request_finished_by_a_worker_node_is_seen_by_the_api_node() {
         );
     }
 }
+
+/// An ACL user without `CLIENT` (some managed services deny it): no tracking, so every poll
+/// reads Redis, and the rest still works, the finals channel's subscriber included.
+#[test]
+fn without_the_client_command_polls_read_redis_and_the_rest_works() {
+    let redis = RedisServer::start();
+    let out = redis.cli(&[
+        "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-client",
+    ]);
+    assert_eq!(out, "OK");
+    let url = format!("redis://limited:pw@127.0.0.1:{}", redis.port());
+    let api = Broker::start_with(&[
+        "--queue",
+        "redis",
+        "--queue.redis_url",
+        &url,
+        "--server.role",
+        "api",
+        "--shards",
+        "1",
+    ]);
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the finals channel to be subscribed",
+        || {
+            redis
+                .cli(&["PUBSUB", "NUMSUB", "openhqm-requests:{0}:finals"])
+                .ends_with('1')
+        },
+    );
+    let mut c = Client::connect(api.addr);
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the broker to be healthy",
+        || c.get("/health").status == 200,
+    );
+    let subscriber = subscriber_ids(&redis);
+    assert_eq!(subscriber.len(), 1, "{subscriber:?}");
+    let id = c.submit(r#"{"operation":"echo","data":"x"}"#);
+    let gets = redis.calls("get");
+    for _ in 0..3 {
+        assert_eq!(status(&mut c, &id), "PENDING");
+    }
+    assert_eq!(
+        redis.calls("get"),
+        gets + 3,
+        "no tracking: each poll reads Redis"
+    );
+    assert_eq!(tracking_clients(&redis), 0);
+
+    // A worker node (full rights) finishes it; the API node sees it.
+    let _worker = Broker::start_on_redis(&redis, &["--server.role", "worker", "--shards", "1"]);
+    wait_for(
+        Instant::now() + Duration::from_secs(15),
+        "the worker node's result",
+        || match status(&mut c, &id).as_str() {
+            "COMPLETED" => Ok(()),
+            other => Err(other.to_owned()),
+        },
+    );
+    // The API node's subscriber stayed connected all along (the refusal is not a reason to
+    // reconnect).
+    let now: Vec<String> = subscriber_ids(&redis)
+        .into_iter()
+        .filter(|id| subscriber.contains(id))
+        .collect();
+    assert_eq!(now, subscriber);
+}
+
+/// The ids of the connections subscribed to channels.
+fn subscriber_ids(redis: &RedisServer) -> Vec<String> {
+    redis
+        .cli(&["CLIENT", "LIST", "TYPE", "pubsub"])
+        .lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}

@@ -29,8 +29,9 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// What the subscriber reports.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// Subscribed to every channel. Redis knows this connection as `client_id`.
-    Up { client_id: u64 },
+    /// Subscribed to every channel. Redis knows this connection as `client_id` (`None` when
+    /// Redis refused to say: an ACL without `CLIENT`).
+    Up { client_id: Option<u64> },
     /// The connection is lost: what is published from now until the next `Up` is not seen.
     Down,
     /// A message on `channel`. Its payload is a bulk string, or, on `__redis__:invalidate`,
@@ -92,6 +93,7 @@ async fn listen(
     let read = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut client_id = None;
+        let mut answered = false;
         let mut confirmed = 0;
         loop {
             if buf.capacity() - buf.len() < 4096 {
@@ -111,13 +113,19 @@ async fn listen(
             };
             for push in pushes {
                 match push {
-                    Push::ClientId(id) => client_id = Some(id),
+                    Push::ClientId(id) => {
+                        client_id = Some(id);
+                        answered = true;
+                    }
+                    // The first reply is the `CLIENT ID`'s: refused, the subscriber still works.
+                    Push::Refused(why) if !answered => {
+                        answered = true;
+                        warn!(connection = "subscriber", error = %String::from_utf8_lossy(&why), "redis refuses CLIENT ID");
+                    }
+                    Push::Refused(why) => return String::from_utf8_lossy(&why).into_owned(),
                     Push::Subscribed => {
                         confirmed += 1;
                         if confirmed == channels.len() {
-                            let Some(client_id) = client_id else {
-                                return "no CLIENT ID reply".to_owned();
-                            };
                             info!(connection = "subscriber", "redis subscribed");
                             on_event(Event::Up { client_id });
                         }
@@ -159,6 +167,8 @@ async fn listen(
 enum Push {
     /// The reply to `CLIENT ID`.
     ClientId(u64),
+    /// An error reply (to `CLIENT ID`, under an ACL that denies it; or to a `SUBSCRIBE`).
+    Refused(Bytes),
     /// The confirmation of one channel's subscription.
     Subscribed,
     /// The reply to a `PING`.
@@ -175,11 +185,15 @@ fn pushes(buf: &mut BytesMut) -> Result<Vec<Push>, ProtocolError> {
     let mut out = Vec::new();
     while let Some((frame, used)) = Frame::decode(&frozen.slice(pos..))? {
         pos += used;
-        if let Frame::Integer(id) = frame {
-            out.push(Push::ClientId(id as u64));
-            continue;
-        }
         let mut items = match frame {
+            Frame::Integer(id) => {
+                out.push(Push::ClientId(id as u64));
+                continue;
+            }
+            Frame::Error(why) => {
+                out.push(Push::Refused(why));
+                continue;
+            }
             Frame::Array(Some(items)) => items,
             _ => return Err(ProtocolError::UnknownType(b'?')),
         };
@@ -242,7 +256,10 @@ mod tests {
         let mut odd = BytesMut::from(&b"+OK\r\n"[..]);
         assert!(pushes(&mut odd).is_err());
         let mut refused = BytesMut::from(&b"-NOPERM no\r\n"[..]);
-        assert!(pushes(&mut refused).is_err());
+        assert_eq!(
+            pushes(&mut refused).unwrap(),
+            vec![Push::Refused(Bytes::from_static(b"NOPERM no"))]
+        );
     }
 
     #[test]

@@ -60,11 +60,12 @@ impl Tracking {
         }
     }
 
-    /// The subscriber is subscribed, as client `client_id`.
-    pub(super) fn subscriber_up(&self, client_id: u64) {
+    /// The subscriber is subscribed, as client `client_id` (`None`: Redis would not say, so
+    /// nothing can be redirected to it and every poll reads Redis).
+    pub(super) fn subscriber_up(&self, client_id: Option<u64>) {
         let n = self.connections.get() + 1;
         self.connections.set(n);
-        self.subscriber.set(Some((client_id, n)));
+        self.subscriber.set(client_id.map(|id| (id, n)));
         self.changed.notify();
     }
 
@@ -234,7 +235,7 @@ mod tests {
     #[test]
     fn the_subscribers_loss_drops_everything() {
         let t = Tracking::new(Duration::from_secs(60));
-        t.subscriber_up(9);
+        t.subscriber_up(Some(9));
         assert_eq!(t.subscriber.get(), Some((9, 1)));
         t.live.borrow_mut().insert(
             CorrelationId::from_bytes([1; 16]),
@@ -245,7 +246,9 @@ mod tests {
         t.subscriber_down();
         assert_eq!(t.subscriber.get(), None);
         assert_eq!(t.live.borrow().len(), 0);
-        t.subscriber_up(10);
+        t.subscriber_up(Some(10));
         assert_eq!(t.subscriber.get(), Some((10, 2)), "a new connection number");
+        t.subscriber_up(None);
+        assert_eq!(t.subscriber.get(), None, "no id: no tracking");
     }
 }
