@@ -118,3 +118,43 @@ fn entries_read_ahead_come_from_the_next_calls_without_a_read() {
         );
     });
 }
+
+/// When the worker stops (a drain), entries read ahead are given back: marked idle for a lease,
+/// so another consumer takes them over at its next look; those handed to slots are not.
+#[test]
+fn entries_read_ahead_are_given_back_when_the_worker_stops() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = backend(&redis, Duration::from_secs(20));
+        connected(&q).await;
+        for _ in 0..30 {
+            submit(&q).await;
+        }
+        assert_eq!(q.next_jobs(1, 10).await.len(), 1);
+        q.read_ahead(20);
+        assert_eq!(q.next_jobs(5, 10).await.len(), 5, "20 more read ahead");
+        let idle = |ms: &str| {
+            let v = redis.cli_json(&[
+                "XPENDING",
+                "openhqm-requests:{0}",
+                "openhqm-workers",
+                "IDLE",
+                ms,
+                "-",
+                "+",
+                "100",
+            ]);
+            v.as_array().map_or(0, Vec::len)
+        };
+        assert_eq!(idle("29000"), 0);
+        q.give_back().await;
+        assert_eq!(
+            idle("29000"),
+            20,
+            "the entries read ahead look idle for a lease"
+        );
+        let all = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
+        assert_eq!(all[0], 26, "still pending: nothing acknowledged or lost");
+    });
+}

@@ -206,11 +206,21 @@ fn a_request_finished_by_a_worker_node_is_seen_by_the_api_node() {
 /// reads Redis, and the rest still works, the finals channel's subscriber included.
 #[test]
 fn without_the_client_command_polls_read_redis_and_the_rest_works() {
+    limited_user(&["~*", "&*", "+@all", "-client"]);
+}
+
+/// An ACL user allowed the broker's channels only (not `__redis__:invalidate`): the same.
+#[test]
+fn without_the_reports_channel_polls_read_redis_and_the_rest_works() {
+    limited_user(&["~*", "resetchannels", "&openhqm-requests:*", "+@all"]);
+}
+
+/// A broker on Redis as ACL user `limited` with `rules`, which deny tracking.
+fn limited_user(rules: &[&str]) {
     let redis = RedisServer::start();
-    let out = redis.cli(&[
-        "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-client",
-    ]);
-    assert_eq!(out, "OK");
+    let mut args = vec!["ACL", "SETUSER", "limited", "on", ">pw"];
+    args.extend_from_slice(rules);
+    assert_eq!(redis.cli(&args), "OK");
     let url = format!("redis://limited:pw@127.0.0.1:{}", redis.port());
     let api = Broker::start_with(&[
         "--queue",

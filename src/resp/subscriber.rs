@@ -29,9 +29,16 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// What the subscriber reports.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// Subscribed to every channel. Redis knows this connection as `client_id` (`None` when
-    /// Redis refused to say: an ACL without `CLIENT`).
-    Up { client_id: Option<u64> },
+    /// Subscribed to every required channel, and to the optional ones but `missing` (refused:
+    /// an ACL). Redis knows this connection as `client_id` (`None` when Redis refused to say:
+    /// an ACL without `CLIENT`).
+    Up {
+        client_id: Option<u64>,
+        /// The server's `run_id` (`INFO server`), which tells whether another connection
+        /// reached the same server; `None` when refused.
+        run_id: Option<Bytes>,
+        missing: Vec<Vec<u8>>,
+    },
     /// The connection is lost: what is published from now until the next `Up` is not seen.
     Down,
     /// A message on `channel`. Its payload is a bulk string, or, on `__redis__:invalidate`,
@@ -39,11 +46,15 @@ pub enum Event<'a> {
     Message { channel: &'a [u8], payload: &'a Frame },
 }
 
-/// Starts a subscriber of `channels` on the current shard: `on_event` gets what happens.
+/// Starts a subscriber of `channels` on the current shard: `on_event` gets what happens. A
+/// refused `optional` channel is reported missing; a refused required one drops the connection
+/// (retried with backoff). Each channel is subscribed by a command of its own, so one refusal
+/// refuses no other.
 pub fn subscribe(
     target: RedisTarget,
     deadline: Duration,
     channels: Vec<Vec<u8>>,
+    optional: Vec<Vec<u8>>,
     on_event: impl Fn(Event<'_>) + 'static,
 ) {
     monoio::spawn(async move {
@@ -55,7 +66,7 @@ pub fn subscribe(
                 Ok(stream) => {
                     backoff = Duration::from_millis(25);
                     logged_down = false;
-                    let why = listen(stream, &channels, deadline, &on_event).await;
+                    let why = listen(stream, &channels, &optional, deadline, &on_event).await;
                     on_event(Event::Down);
                     warn!(redis = %target, connection = "subscriber", error = %why, "redis connection lost");
                 }
@@ -76,15 +87,19 @@ pub fn subscribe(
 async fn listen(
     stream: RedisStream,
     channels: &[Vec<u8>],
+    optional: &[Vec<u8>],
     deadline: Duration,
     on_event: &impl Fn(Event<'_>),
 ) -> String {
     let (mut read_half, mut write_half) = stream.into_split();
     let mut out = BytesMut::new();
     command(&mut out, &[b"CLIENT", b"ID"]);
-    let mut subscribe: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-    subscribe.extend(channels.iter().map(|c| &c[..]));
-    command(&mut out, &subscribe);
+    command(&mut out, &[b"INFO", b"server"]);
+    // Replies come in this order: the id, the server's description, then one per channel.
+    let all: Vec<&Vec<u8>> = channels.iter().chain(optional).collect();
+    for channel in &all {
+        command(&mut out, &[b"SUBSCRIBE", channel]);
+    }
     let (r, _) = write_half.write_all(out).await;
     if let Err(e) = r {
         return e.to_string();
@@ -93,8 +108,12 @@ async fn listen(
     let read = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut client_id = None;
-        let mut answered = false;
-        let mut confirmed = 0;
+        let mut run_id = None;
+        // Replies read so far (the id's, the server's, then the channels'), and the refused
+        // optional channels.
+        let mut replies: usize = 0;
+        let mut missing = Vec::new();
+        let mut up = false;
         loop {
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
@@ -113,28 +132,43 @@ async fn listen(
             };
             for push in pushes {
                 match push {
-                    Push::ClientId(id) => {
-                        client_id = Some(id);
-                        answered = true;
-                    }
-                    // The first reply is the `CLIENT ID`'s: refused, the subscriber still works.
-                    Push::Refused(why) if !answered => {
-                        answered = true;
-                        warn!(connection = "subscriber", error = %String::from_utf8_lossy(&why), "redis refuses CLIENT ID");
-                    }
-                    Push::Refused(why) => return String::from_utf8_lossy(&why).into_owned(),
-                    Push::Subscribed => {
-                        confirmed += 1;
-                        if confirmed == channels.len() {
-                            info!(connection = "subscriber", "redis subscribed");
-                            on_event(Event::Up { client_id });
+                    Push::Reply(frame) => {
+                        let refused = frame.error_text().map(|e| String::from_utf8_lossy(e).into_owned());
+                        match (replies, refused) {
+                            (0, None) => {
+                                if let Frame::Integer(n) = frame {
+                                    client_id = Some(n as u64);
+                                }
+                            }
+                            (1, None) => run_id = frame.as_bytes().and_then(|b| server_run_id(b)),
+                            (0 | 1, Some(why)) => {
+                                warn!(connection = "subscriber", error = %why, "redis refuses CLIENT ID or INFO");
+                            }
+                            (n, Some(why)) if n >= 2 + channels.len() && n < 2 + all.len() => {
+                                let channel = all[n - 2];
+                                warn!(connection = "subscriber", channel = %String::from_utf8_lossy(channel), error = %why, "redis refuses a subscription");
+                                missing.push(channel.to_vec());
+                            }
+                            (_, Some(why)) => return why,
+                            (_, None) => return "unexpected reply".to_owned(),
                         }
+                        replies += 1;
                     }
+                    Push::Subscribed => replies += 1,
                     Push::Pong => {}
                     Push::Message { channel, payload } => on_event(Event::Message {
                         channel: &channel,
                         payload: &payload,
                     }),
+                }
+                if replies == all.len() + 2 && !up {
+                    up = true;
+                    info!(connection = "subscriber", "redis subscribed");
+                    on_event(Event::Up {
+                        client_id,
+                        run_id: run_id.take(),
+                        missing: std::mem::take(&mut missing),
+                    });
                 }
             }
         }
@@ -162,13 +196,20 @@ async fn listen(
     }
 }
 
+/// The `run_id` in an `INFO server` reply.
+pub fn server_run_id(info: &[u8]) -> Option<Bytes> {
+    info.split(|&b| b == b'\n').find_map(|line| {
+        let id = line.strip_prefix(b"run_id:")?.trim_ascii();
+        Some(Bytes::copy_from_slice(id))
+    })
+}
+
 /// One push (or reply) read by the subscriber.
 #[derive(Debug, PartialEq, Eq)]
 enum Push {
-    /// The reply to `CLIENT ID`.
-    ClientId(u64),
-    /// An error reply (to `CLIENT ID`, under an ACL that denies it; or to a `SUBSCRIBE`).
-    Refused(Bytes),
+    /// A reply that is no push: to `CLIENT ID` or `INFO`, or an error (to those under an ACL
+    /// that denies them, or to a `SUBSCRIBE`).
+    Reply(Frame),
     /// The confirmation of one channel's subscription.
     Subscribed,
     /// The reply to a `PING`.
@@ -186,16 +227,11 @@ fn pushes(buf: &mut BytesMut) -> Result<Vec<Push>, ProtocolError> {
     while let Some((frame, used)) = Frame::decode(&frozen.slice(pos..))? {
         pos += used;
         let mut items = match frame {
-            Frame::Integer(id) => {
-                out.push(Push::ClientId(id as u64));
-                continue;
-            }
-            Frame::Error(why) => {
-                out.push(Push::Refused(why));
-                continue;
-            }
             Frame::Array(Some(items)) => items,
-            _ => return Err(ProtocolError::UnknownType(b'?')),
+            other => {
+                out.push(Push::Reply(other));
+                continue;
+            }
         };
         let kind = items.first().and_then(Frame::as_bytes).map(|b| &b[..]);
         match kind {
@@ -232,7 +268,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Push::ClientId(7),
+                Push::Reply(Frame::Integer(7)),
                 Push::Subscribed,
                 Push::Message {
                     channel: Bytes::from_static(b"ch"),
@@ -253,13 +289,16 @@ mod tests {
             ]
         );
         assert!(buf.is_empty());
-        let mut odd = BytesMut::from(&b"+OK\r\n"[..]);
-        assert!(pushes(&mut odd).is_err());
         let mut refused = BytesMut::from(&b"-NOPERM no\r\n"[..]);
         assert_eq!(
             pushes(&mut refused).unwrap(),
-            vec![Push::Refused(Bytes::from_static(b"NOPERM no"))]
+            vec![Push::Reply(Frame::Error(Bytes::from_static(b"NOPERM no")))]
         );
+        let mut odd = BytesMut::from(&b"*1\r\n$3\r\nodd\r\n"[..]);
+        assert!(pushes(&mut odd).is_err());
+        let info = b"# Server\r\nredis_version:7.0.15\r\nrun_id:ab12\r\ntcp_port:6379\r\n";
+        assert_eq!(server_run_id(info).as_deref(), Some(&b"ab12"[..]));
+        assert_eq!(server_run_id(b"# Server\r\n"), None);
     }
 
     #[test]

@@ -94,6 +94,11 @@ impl<B: Backend + 'static> Worker<B> {
 
     /// Runs the dispatcher until shutdown. Slots already running finish on their own.
     pub(crate) async fn run(self: Rc<Self>, shutdown: Shutdown) {
+        self.dispatch(&shutdown).await;
+        self.backend.give_back().await;
+    }
+
+    async fn dispatch(self: &Rc<Self>, shutdown: &Shutdown) {
         loop {
             if shutdown.is_set() {
                 return;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::commands;
 use super::queue::{RedisQueue, BLOCK_MS, MAX_READS_PER_WRITE};
@@ -22,6 +22,12 @@ impl RedisQueue {
     pub(crate) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         let per_read = per_read.max(1);
         loop {
+            if !self.cmd.is_up() {
+                // No work is taken that could not be settled: with the command connection down
+                // every settle fails, and re-reading what failed would spin.
+                monoio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             // Already in `in_flight`: since they were claimed, or read ahead.
             for waiting in [&self.reclaimed, &self.read_ahead] {
                 let taken: Vec<Delivery> = {
@@ -29,15 +35,10 @@ impl RedisQueue {
                     let n = r.len().min(free.max(1));
                     r.drain(..n).collect()
                 };
+                let taken = self.still_held(taken);
                 if !taken.is_empty() {
                     return taken;
                 }
-            }
-            if !self.cmd.is_up() {
-                // No work is taken that could not be settled: with the command connection down
-                // every settle fails, and re-reading what failed would spin.
-                monoio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
             if self.reread.take() {
                 *self.pel_cursor.borrow_mut() = Some(Bytes::from_static(b"0"));
@@ -258,6 +259,53 @@ impl RedisQueue {
                     .is_none_or(|id| in_flight.insert(id.clone(), read_at).is_none())
             })
             .collect()
+    }
+
+    /// Gives back the entries taken and not handed out (read ahead, taken over): no longer
+    /// renewed, and marked idle for a lease (`XCLAIM … IDLE`), so other consumers take them over
+    /// at their next look instead of a lease from now, and this consumer restarted re-reads
+    /// them from its pending list.
+    pub(crate) async fn give_back(&self) {
+        self.ahead.set(0);
+        let waiting: Vec<Delivery> = {
+            let (mut r, mut a) = (self.reclaimed.borrow_mut(), self.read_ahead.borrow_mut());
+            r.drain(..).chain(a.drain(..)).collect()
+        };
+        let held = self.still_held(waiting);
+        for d in &held {
+            self.done(d);
+        }
+        let ids: Vec<&[u8]> = held.iter().filter_map(|d| d.entry_id.as_deref()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        let idle = super::queue::LEASE.as_millis() as u64;
+        let give = commands::xclaim(&self.keys.stream, &self.consumer, 0, ids.iter().copied())
+            .arg(b"IDLE")
+            .int(idle)
+            .arg(b"JUSTID");
+        match self.cmd.call(&give).await {
+            Ok(_) => info!(entries = ids.len(), "gave back entries read ahead"),
+            Err(e) => {
+                warn!(entries = ids.len(), error = %e, "cannot give back entries read ahead; they are taken over once their lease lapses");
+            }
+        }
+    }
+
+    /// Of deliveries that waited here (taken over, or read ahead), those whose lease is still
+    /// certainly held. The others (renewals failed while Redis was away) may have been taken
+    /// over and run elsewhere meanwhile: they are let go, and the re-read of this consumer's
+    /// pending list finds those still its own.
+    fn still_held(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        let (held, lapsed): (Vec<Delivery>, Vec<Delivery>) =
+            deliveries.into_iter().partition(|d| self.lease_held(d));
+        if !lapsed.is_empty() {
+            for d in &lapsed {
+                self.done(d);
+            }
+            self.reread.set(true);
+        }
+        held
     }
 
     pub(super) fn done(&self, d: &Delivery) {

@@ -96,9 +96,17 @@ impl RedisBackend {
         let finals_channel = keys.finals_channel.clone();
         let queue = RedisQueue::start(settings, keys);
         let (q, woken) = (queue.clone(), waiters.clone());
-        let channels = vec![finals_channel.clone(), INVALIDATIONS.to_vec()];
-        subscribe(target, deadline, channels, move |event| match event {
-            Event::Up { client_id } => q.tracking.subscriber_up(client_id),
+        let (channels, optional) = (vec![finals_channel.clone()], vec![INVALIDATIONS.to_vec()]);
+        subscribe(target, deadline, channels, optional, move |event| match event {
+            // Without the reports, nothing can be tracked.
+            Event::Up {
+                client_id,
+                run_id,
+                missing,
+            } => {
+                let id = client_id.filter(|_| missing.is_empty());
+                q.tracking.subscriber_up(id.zip(run_id));
+            }
             Event::Down => q.tracking.subscriber_down(),
             Event::Message { channel, payload } if channel == &finals_channel[..] => {
                 let ids = payload.as_bytes().map(|b| &b[..]).unwrap_or_default();
@@ -248,6 +256,10 @@ impl Backend for RedisBackend {
 
     fn read_ahead(&self, ahead: usize) {
         self.queue.ahead.set(ahead);
+    }
+
+    async fn give_back(&self) {
+        self.queue.give_back().await;
     }
 
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {

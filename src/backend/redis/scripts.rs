@@ -119,13 +119,14 @@ return #old";
 
 /// Redrive: if dead letter `ARGV[2]` is still the indexed entry of id `ARGV[1]`, delete it and
 /// its index, append the job (`ARGV[5..]`, field/value args) to the work stream and store the
-/// `PENDING` state `ARGV[3]` with TTL `ARGV[4]`. KEYS: dead-letter stream, dead-letter index,
-/// stream, state. Returns 1, or 0 when it was no longer there.
+/// `PENDING` state `ARGV[3]` (no TTL, as every `PENDING`; `ARGV[4]` is unused). KEYS:
+/// dead-letter stream, dead-letter index, stream, state. Returns 1, or 0 when it was no longer
+/// there.
 const REDRIVE: &[u8] = b"if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('XDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
-redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
+redis.call('SET', KEYS[4], ARGV[3])
 return 1";
 
 /// Drops the dead letter of id `ARGV[1]`. KEYS: dead-letter stream, dead-letter index. Returns
@@ -137,13 +138,13 @@ return redis.call('XDEL', KEYS[1], e)";
 
 /// Idempotent submit: unless idempotency key `KEYS[1]` is known, record it (`ARGV[1]`, TTL
 /// `ARGV[2]`), append the job (`ARGV[4..]`, field/value args) to stream `KEYS[2]` and store its
-/// `PENDING` state `ARGV[3]` at `KEYS[3]`, all in this one script. Returns the key's earlier
+/// `PENDING` state `ARGV[3]` at `KEYS[3]` (no TTL, as every `PENDING`), all in this one script. Returns the key's earlier
 /// value when it was known (nothing written), else nil.
 const SUBMIT_IDEMPOTENT: &[u8] = b"local prev = redis.call('GET', KEYS[1])
 if prev then return prev end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
-redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
 return false";
 
 /// Cancel: if the state is still `ARGV[1]` (the `PENDING` value read before) and the job's entry

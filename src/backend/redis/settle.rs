@@ -115,7 +115,7 @@ impl RedisQueue {
     /// that reset its idle time (the read that delivered it, a claim, a renewal) was sent less
     /// than `lease_held` ago, so no other consumer can have taken it over (they take entries idle
     /// for `LEASE`).
-    fn lease_held(&self, d: &Delivery) -> bool {
+    pub(super) fn lease_held(&self, d: &Delivery) -> bool {
         let now = Instant::now();
         d.entry_id.as_ref().is_some_and(|id| {
             self.in_flight

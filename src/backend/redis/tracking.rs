@@ -17,12 +17,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::live::LiveStates;
 use super::queue::RedisQueue;
 use crate::id::CorrelationId;
 use crate::resp::encode::command;
+use crate::resp::subscriber::server_run_id;
 use crate::resp::{Client, Frame};
 use crate::store::RequestState;
 use crate::sync::notify::Notify;
@@ -36,8 +38,10 @@ const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// One shard's tracking and the live states it keeps valid.
 pub(super) struct Tracking {
-    /// The subscriber's client id and its connection's number, while it is subscribed.
+    /// The subscriber's client id and its connection's number, while it is subscribed, and the
+    /// `run_id` of the server it is connected to.
     subscriber: Cell<Option<(u64, u64)>>,
+    server: RefCell<Option<Bytes>>,
     connections: Cell<u64>,
     /// Tracking is on for (subscriber connection number, command connection reconnects).
     on_for: Cell<Option<(u64, u64)>>,
@@ -52,6 +56,7 @@ impl Tracking {
     pub(super) fn new(ttl: Duration) -> Self {
         Tracking {
             subscriber: Cell::new(None),
+            server: RefCell::new(None),
             connections: Cell::new(0),
             on_for: Cell::new(None),
             epoch: Cell::new(0),
@@ -60,12 +65,14 @@ impl Tracking {
         }
     }
 
-    /// The subscriber is subscribed, as client `client_id` (`None`: Redis would not say, so
-    /// nothing can be redirected to it and every poll reads Redis).
-    pub(super) fn subscriber_up(&self, client_id: Option<u64>) {
+    /// The subscriber is subscribed, as client `client_id` of the server with `run_id` (`None`:
+    /// Redis would not say, or refused the reports' channel, so nothing can be redirected to it
+    /// and every poll reads Redis).
+    pub(super) fn subscriber_up(&self, client: Option<(u64, Bytes)>) {
         let n = self.connections.get() + 1;
         self.connections.set(n);
-        self.subscriber.set(client_id.map(|id| (id, n)));
+        self.subscriber.set(client.as_ref().map(|(id, _)| (*id, n)));
+        *self.server.borrow_mut() = client.map(|(_, run_id)| run_id);
         self.changed.notify();
     }
 
@@ -139,71 +146,114 @@ impl Tracking {
 /// (re)connects, turns it off and on again with the subscriber's client id.
 pub(super) async fn keep_tracking(q: Rc<RedisQueue>) {
     let t = &q.tracking;
-    let mut refused_logged = false;
+    let mut logged = Logged::default();
     loop {
+        // Before any wait: a subscriber coming up meanwhile is not missed.
+        let changed = t.changed.notified();
         let reconnects = q.cmd.reconnects();
         let mut wait = TICK;
         if let Some((client_id, sub)) = t.subscriber.get() {
             if q.cmd.is_up() && t.on_for.get() != Some((sub, reconnects)) {
-                let mut digits = itoa::Buffer::new();
-                let client = digits.format(client_id).as_bytes().to_vec();
-                let prefix = &q.keys.state_prefix;
-                let replies = q
-                    .cmd
-                    .pipeline(2, |out| {
-                        command(out, &[b"CLIENT", b"TRACKING", b"OFF"]);
-                        command(
-                            out,
-                            &[
-                                b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", &client, b"BCAST",
-                                b"PREFIX", prefix, b"NOLOOP",
-                            ],
-                        );
-                    })
-                    .await;
-                match replies {
-                    Ok(r) if r.iter().all(|f| !matches!(f, Frame::Error(_))) => {
-                        // On for this pair only if neither changed while it was turned on.
-                        if q.cmd.reconnects() == reconnects
-                            && t.subscriber.get() == Some((client_id, sub))
-                        {
-                            t.live.borrow_mut().clear();
-                            t.epoch.set(t.epoch.get() + 1);
-                            t.on_for.set(Some((sub, reconnects)));
-                            if refused_logged {
-                                info!("redis tracks state keys again: status polls of live requests are answered locally");
-                                refused_logged = false;
-                            }
-                        }
-                    }
-                    Ok(r) => {
-                        if !refused_logged {
-                            let why = r.iter().find_map(|f| match f {
-                                Frame::Error(e) => Some(String::from_utf8_lossy(e).into_owned()),
-                                _ => None,
-                            });
-                            warn!(error = why.as_deref().unwrap_or("?"), "redis refuses CLIENT TRACKING: every status poll reads redis");
-                            refused_logged = true;
-                        }
-                        wait = REFUSED_RETRY;
-                    }
-                    // Not connected or no reply: tried again on the next tick.
-                    Err(_) => {}
-                }
+                wait = turn_on(&q, client_id, sub, reconnects, &mut logged).await;
             }
         }
         monoio::select! {
-            _ = t.changed.notified() => {},
+            _ = changed => {},
             _ = monoio::time::sleep(wait) => {},
         }
     }
+}
+
+/// What was logged about tracking being off (each said once until it is on again).
+#[derive(Default)]
+struct Logged {
+    refused: bool,
+    other_server: bool,
+}
+
+/// Turns tracking on with the subscriber `client_id` (connection `sub`) for the command
+/// connection as it is after `reconnects`, once `INFO server` shows both on one server: client
+/// ids are numbered per server, so the subscriber's id names it only there (a failover can
+/// move one connection and not the other). Returns how long to wait before looking again.
+async fn turn_on(
+    q: &RedisQueue,
+    client_id: u64,
+    sub: u64,
+    reconnects: u64,
+    logged: &mut Logged,
+) -> Duration {
+    let t = &q.tracking;
+    let unchanged =
+        || q.cmd.reconnects() == reconnects && t.subscriber.get() == Some((client_id, sub));
+    let info = match q.cmd.pipeline(1, |out| command(out, &[b"INFO", b"server"])).await {
+        Ok(r) => r,
+        Err(_) => return TICK,
+    };
+    if !same_server(&info, &t.server.borrow()) {
+        if !unchanged() {
+            return TICK;
+        }
+        if !logged.other_server {
+            warn!("redis: the command and subscriber connections reach different servers (or INFO is refused); every status poll reads redis");
+            logged.other_server = true;
+        }
+        return REFUSED_RETRY;
+    }
+    let mut digits = itoa::Buffer::new();
+    let client = digits.format(client_id).as_bytes();
+    let prefix = &q.keys.state_prefix;
+    let replies = q
+        .cmd
+        .pipeline(2, |out| {
+            command(out, &[b"CLIENT", b"TRACKING", b"OFF"]);
+            command(
+                out,
+                &[
+                    b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", client, b"BCAST", b"PREFIX",
+                    prefix, b"NOLOOP",
+                ],
+            );
+        })
+        .await;
+    let Ok(replies) = replies else {
+        // Not connected or no reply: tried again on the next tick.
+        return TICK;
+    };
+    if !unchanged() {
+        // Either connection changed meanwhile (the subscriber's old id may be gone): again.
+        return TICK;
+    }
+    if let Some(why) = replies.iter().find_map(Frame::error_text) {
+        if !logged.refused {
+            let why = String::from_utf8_lossy(why);
+            warn!(error = %why, "redis refuses CLIENT TRACKING: every status poll reads redis");
+            logged.refused = true;
+        }
+        return REFUSED_RETRY;
+    }
+    t.live.borrow_mut().clear();
+    t.epoch.set(t.epoch.get() + 1);
+    t.on_for.set(Some((sub, reconnects)));
+    if logged.refused || logged.other_server {
+        info!("redis tracks state keys again: status polls of live requests are answered locally");
+        *logged = Logged::default();
+    }
+    TICK
+}
+
+/// Whether the `INFO server` reply first in `replies` names the server `subscriber` is on.
+fn same_server(replies: &[Frame], subscriber: &Option<Bytes>) -> bool {
+    let cmd = replies
+        .first()
+        .and_then(Frame::as_bytes)
+        .and_then(|info| server_run_id(info));
+    cmd.is_some() && cmd == *subscriber
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
-    use bytes::Bytes;
 
     #[test]
     fn reports_drop_the_states_they_name() {
@@ -233,9 +283,21 @@ mod tests {
     }
 
     #[test]
+    fn tracking_needs_both_connections_on_one_server() {
+        let info = |id: &'static str| Frame::Bulk(Some(Bytes::from(format!("# Server\r\nrun_id:{id}\r\n"))));
+        let ok = Frame::Simple(Bytes::from_static(b"OK"));
+        let on = Some(Bytes::from_static(b"abc"));
+        assert!(same_server(&[info("abc"), ok.clone(), ok.clone()], &on));
+        assert!(!same_server(&[info("xyz"), ok.clone(), ok.clone()], &on));
+        assert!(!same_server(&[info("abc")], &None));
+        let refused = Frame::Error(Bytes::from_static(b"NOPERM"));
+        assert!(!same_server(&[refused, ok], &on));
+    }
+
+    #[test]
     fn the_subscribers_loss_drops_everything() {
         let t = Tracking::new(Duration::from_secs(60));
-        t.subscriber_up(Some(9));
+        t.subscriber_up(Some((9, Bytes::from_static(b"r1"))));
         assert_eq!(t.subscriber.get(), Some((9, 1)));
         t.live.borrow_mut().insert(
             CorrelationId::from_bytes([1; 16]),
@@ -246,7 +308,7 @@ mod tests {
         t.subscriber_down();
         assert_eq!(t.subscriber.get(), None);
         assert_eq!(t.live.borrow().len(), 0);
-        t.subscriber_up(Some(10));
+        t.subscriber_up(Some((10, Bytes::from_static(b"r1"))));
         assert_eq!(t.subscriber.get(), Some((10, 2)), "a new connection number");
         t.subscriber_up(None);
         assert_eq!(t.subscriber.get(), None, "no id: no tracking");
