@@ -56,6 +56,18 @@ fn status(c: &mut Client, id: &str) -> String {
     r.json()["status"].as_str().unwrap().to_owned()
 }
 
+/// Polls `id`'s status until it is `want` (15 s at most).
+fn wait_status(c: &mut Client, id: &str, want: &str, what: &str) {
+    wait_for(
+        Instant::now() + Duration::from_secs(15),
+        what,
+        || match status(c, id).as_str() {
+            s if s == want => Ok(()),
+            other => Err(other.to_owned()),
+        },
+    );
+}
+
 fn state_key(id: &str) -> String {
     format!("openhqm-requests:{{0}}:state:{id}")
 }
@@ -116,14 +128,7 @@ fn polls_of_a_live_request_read_no_redis_and_see_changes_made_elsewhere() {
         &redis,
         &[vec![b"SET", key.as_bytes(), &value, b"EX", b"60"]],
     );
-    wait_for(
-        Instant::now() + Duration::from_secs(10),
-        "the poll to show the change",
-        || match status(&mut c, &id).as_str() {
-            "PROCESSING" => Ok(()),
-            other => Err(other.to_owned()),
-        },
-    );
+    wait_status(&mut c, &id, "PROCESSING", "the poll to show the change");
 
     // Deleted by an operator: gone.
     let other = c.submit(r#"{"operation":"echo","data":"y"}"#);
@@ -155,14 +160,7 @@ fn a_change_made_while_the_reports_were_down_is_seen() {
             vec![b"SET", key.as_bytes(), &value, b"EX", b"60"],
         ],
     );
-    wait_for(
-        Instant::now() + Duration::from_secs(10),
-        "the poll to show the change",
-        || match status(&mut c, &id).as_str() {
-            "PROCESSING" => Ok(()),
-            other => Err(other.to_owned()),
-        },
-    );
+    wait_status(&mut c, &id, "PROCESSING", "the poll to show the change");
 
     // Tracking comes back on, and polls are answered locally again.
     wait_until(
@@ -191,14 +189,7 @@ fn a_request_finished_by_a_worker_node_is_seen_by_the_api_node() {
     }
     let _worker = Broker::start_on_redis(&redis, &["--server.role", "worker", "--shards", "1"]);
     for id in &ids {
-        wait_for(
-            Instant::now() + Duration::from_secs(15),
-            "the worker node's result",
-            || match status(&mut c, id).as_str() {
-                "COMPLETED" => Ok(()),
-                other => Err(other.to_owned()),
-            },
-        );
+        wait_status(&mut c, id, "COMPLETED", "the worker node's result");
     }
 }
 
@@ -263,14 +254,7 @@ fn limited_user(rules: &[&str]) {
 
     // A worker node (full rights) finishes it; the API node sees it.
     let _worker = Broker::start_on_redis(&redis, &["--server.role", "worker", "--shards", "1"]);
-    wait_for(
-        Instant::now() + Duration::from_secs(15),
-        "the worker node's result",
-        || match status(&mut c, &id).as_str() {
-            "COMPLETED" => Ok(()),
-            other => Err(other.to_owned()),
-        },
-    );
+    wait_status(&mut c, &id, "COMPLETED", "the worker node's result");
     // The API node's subscriber stayed connected all along (the refusal is not a reason to
     // reconnect).
     let now: Vec<String> = subscriber_ids(&redis)
