@@ -92,7 +92,8 @@ impl<B: Backend + 'static> Worker<B> {
         &self.slot_freed
     }
 
-    /// Runs the dispatcher until shutdown. Slots already running finish on their own.
+    /// Runs the dispatcher until shutdown, then gives back what the backend took for it and it
+    /// did not start (`Backend::give_back`). Slots already running finish on their own.
     pub(crate) async fn run(self: Rc<Self>, shutdown: Shutdown) {
         self.dispatch(&shutdown).await;
         self.backend.give_back().await;

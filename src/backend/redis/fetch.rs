@@ -69,11 +69,10 @@ impl RedisQueue {
                 continue;
             }
             // Our own pending list is paged through one read at a time (each starts after the
-            // last entry of the one before).
-            // New entries are read ahead as the worker allows (`read_ahead`); the pending list
-            // only for the free slots.
-            // Only while the stream holds more than the last reads took (each came back full):
-            // otherwise reads past the first find nothing and cost Redis a command each.
+            // last entry of the one before), for the free slots only. New entries are read ahead
+            // as the worker allows (`read_ahead`), but only while the stream holds more than the
+            // last reads took (each came back full): otherwise the reads past the first find
+            // nothing and cost Redis a command each.
             let want = match cursor {
                 Some(_) => free.max(1),
                 None if self.backlog.get() => free.max(1) + self.ahead.get(),
