@@ -1,8 +1,8 @@
 //! The live states (`PENDING`, `PROCESSING`) of requests this shard accepted, so a status poll of
 //! one costs no Redis command. A state is kept only while Redis reports every change another
 //! connection makes to it (`tracking.rs`): each one carries the tracking epoch it was recorded
-//! in and is shown only in that epoch. Bounded in number, and dropped at the state's TTL (when
-//! its key in Redis expires).
+//! in and is shown only in that epoch. Bounded in number and in age (`cache.ttl_seconds`: a
+//! bound only; a `PENDING` state has no TTL in Redis, and past it polls read Redis).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;

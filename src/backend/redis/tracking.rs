@@ -52,7 +52,7 @@ pub(super) struct Tracking {
 }
 
 impl Tracking {
-    /// Live states kept at most `ttl` (the states' TTL in Redis).
+    /// Live states kept at most `ttl` (`cache.ttl_seconds`).
     pub(super) fn new(ttl: Duration) -> Self {
         Tracking {
             subscriber: Cell::new(None),
