@@ -1,7 +1,6 @@
 //! Submitting: admission control, then the job's stream entry and its `PENDING` state (no TTL
 //! until a worker first writes it) in one transaction, shared with the other submits of the same
-//! event-loop turn (`submits.rs`). The
-//! 202 is sent only once Redis answered.
+//! event-loop turn (`submits.rs`). The 202 is sent only once Redis answered.
 
 use std::cell::Cell;
 
