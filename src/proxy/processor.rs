@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::value::RawValue;
 
 use super::endpoint::{Endpoint, HOP_BY_HOP};
+use crate::api::json::put_str;
 use crate::backend::Job;
 use monoio_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
@@ -164,15 +165,15 @@ fn retry_after(resp: &UpstreamResponse) -> Option<Duration> {
 /// `{"response": <text>, "content_type": <ct>}` (base64 with `"encoding": "base64"` when not
 /// UTF-8), the status code, and the response headers but the hop-by-hop ones.
 fn output(resp: &UpstreamResponse) -> Output {
-    let content_type = resp
-        .header("content-type")
-        .map(|v| String::from_utf8_lossy(v).into_owned());
     let is_json = serde_json::from_slice::<&RawValue>(&resp.body).is_ok();
     let result = if is_json {
         // A copy of its own: the body shares the exchange's read buffer, which a stored result
         // would otherwise keep whole for as long as the result lives.
         Bytes::copy_from_slice(&resp.body)
     } else {
+        let content_type = resp
+            .header("content-type")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         let mut o = serde_json::Map::new();
         match std::str::from_utf8(&resp.body) {
             Ok(text) => {
@@ -190,27 +191,47 @@ fn output(resp: &UpstreamResponse) -> Output {
         );
         Bytes::from(serde_json::Value::Object(o).to_string())
     };
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &resp.headers {
-        if HOP_BY_HOP.contains(&name.as_str()) {
-            continue;
-        }
-        let value = String::from_utf8_lossy(value).into_owned();
-        match headers.get_mut(name) {
-            Some(serde_json::Value::String(prev)) => {
-                prev.push_str(", ");
-                prev.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.clone(), value.into());
-            }
-        }
-    }
     Output {
         result,
         status_code: resp.status,
-        headers: Some(Bytes::from(serde_json::Value::Object(headers).to_string())),
+        headers: Some(headers_json(&resp.headers)),
     }
+}
+
+/// The response headers but the hop-by-hop ones as one JSON object, names in byte order, the
+/// values of a repeated name joined by `", "` in the order they came.
+fn headers_json(headers: &[(String, Bytes)]) -> Bytes {
+    let mut kept: Vec<&(String, Bytes)> = headers
+        .iter()
+        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+        .collect();
+    // Stable: the values of a repeated name stay in their order.
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    let size: usize = kept.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'{');
+    let mut rest = &kept[..];
+    while let Some(((name, value), tail)) = rest.split_first() {
+        let same = tail.iter().take_while(|(n, _)| n == name).count();
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        put_str(&mut out, name);
+        out.push(b':');
+        if same == 0 {
+            put_str(&mut out, &String::from_utf8_lossy(value));
+        } else {
+            let mut joined = String::from_utf8_lossy(value).into_owned();
+            for (_, more) in &tail[..same] {
+                joined.push_str(", ");
+                joined.push_str(&String::from_utf8_lossy(more));
+            }
+            put_str(&mut out, &joined);
+        }
+        rest = &tail[same..];
+    }
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -278,6 +299,33 @@ mod tests {
             json(o.headers.as_deref().unwrap()),
             serde_json::json!({"x-a": "1, 2", "etag": "\"e\""})
         );
+    }
+
+    #[test]
+    fn response_headers_are_one_json_object_in_name_order() {
+        let o = output(&resp(
+            200,
+            &[
+                ("x-b", "tab\there"),
+                ("x-a", "1"),
+                ("te", "trailers"),
+                ("x-c", "\u{e9}"),
+                ("x-a", "2"),
+                ("x-a", "3"),
+            ],
+            b"{}",
+        ));
+        assert_eq!(
+            o.headers.as_deref().unwrap(),
+            "{\"x-a\":\"1, 2, 3\",\"x-b\":\"tab\\there\",\"x-c\":\"\u{e9}\"}".as_bytes()
+        );
+        let mut r = resp(200, &[("x-bin", "")], b"{}");
+        r.headers[0].1 = Bytes::from_static(b"\xffok");
+        assert_eq!(
+            output(&r).headers.as_deref().unwrap(),
+            "{\"x-bin\":\"\u{fffd}ok\"}".as_bytes()
+        );
+        assert_eq!(output(&resp(200, &[("host", "h")], b"{}")).headers.as_deref(), Some(&b"{}"[..]));
     }
 
     #[test]
