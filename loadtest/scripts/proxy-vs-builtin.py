@@ -68,3 +68,8 @@ b=statistics.median(x[0] for x in res[False]); p=statistics.median(x[0] for x in
 bc=statistics.median(x[3] for x in res[False]); pc=statistics.median(x[3] for x in res[True])
 print(f"median builtin {b:,.0f}/s, proxied {p:,.0f}/s, ratio {p/b:.2f}; "
       f"broker CPU per completed: builtin {bc:.2f} us, proxied {pc:.2f} us, builtin/proxied {bc/pc:.2f}")
+# Each round's two runs are minutes apart at most: the median of the rounds' own ratios is the
+# steadier figure on a machine whose speed drifts between rounds.
+rr=statistics.median(p[0]/b[0] for b,p in zip(res[False],res[True]))
+rc=statistics.median(b[3]/p[3] for b,p in zip(res[False],res[True]))
+print(f"median of per-round ratios: completed/s {rr:.2f}, CPU builtin/proxied {rc:.2f}")
