@@ -148,7 +148,7 @@ fn entries_read_ahead_are_given_back_when_the_worker_stops() {
             v.as_array().map_or(0, Vec::len)
         };
         assert_eq!(idle("29000"), 0);
-        q.give_back().await;
+        q.give_back(Vec::new()).await;
         assert_eq!(
             idle("29000"),
             20,
@@ -156,5 +156,51 @@ fn entries_read_ahead_are_given_back_when_the_worker_stops() {
         );
         let all = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
         assert_eq!(all[0], 26, "still pending: nothing acknowledged or lost");
+    });
+}
+
+/// A drain while a read blocks in Redis: asked to stop, the fetch returns with what that read
+/// took (an entry added after the drain began) instead of leaving it in this consumer's pending
+/// list, and the worker gives it back; the fetch after that returns at once, empty.
+#[test]
+fn a_read_in_flight_when_asked_to_stop_returns_what_it_took() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = backend(&redis, Duration::from_secs(20));
+        connected(&q).await;
+        let mut fetch = std::pin::pin!(q.next_jobs(4, 10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            monoio::select! {
+                got = fetch.as_mut() => panic!("nothing to read, yet got {}", got.len()),
+                _ = monoio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            if redis.cli(&["INFO", "clients"]).contains("blocked_clients:1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no read blocked in Redis");
+        }
+        assert!(q.stop_taking().await, "a read in flight is to be awaited");
+        let id = submit(&q).await;
+        let taken = fetch.await;
+        assert_eq!(taken.len(), 1, "the blocked read took the new entry");
+        assert_eq!(taken[0].job.id.to_text(), id.as_bytes());
+        q.give_back(taken).await;
+        let idle = redis.cli_json(&[
+            "XPENDING",
+            "openhqm-requests:{0}",
+            "openhqm-workers",
+            "IDLE",
+            "29000",
+            "-",
+            "+",
+            "10",
+        ]);
+        assert_eq!(idle.as_array().map_or(0, Vec::len), 1, "given back: {idle}");
+        monoio::select! {
+            got = q.next_jobs(4, 10) => assert!(got.is_empty()),
+            _ = monoio::time::sleep(Duration::from_millis(500)) => panic!("a stopped fetch still waits for jobs"),
+        }
     });
 }

@@ -7,10 +7,12 @@ CPU 1) runs `loadtest run --scenario e2e` at 64 and at 512 connections, and so d
 the embedded queue. Per cell: completed/s, e2e p50, Redis commands per completed request on the
 write path (every `INFO commandstats` call, MULTI/EXEC and commands run inside scripts included,
 the status GETs of the polling client counted apart), and Redis CPU per completed request
-(`INFO cpu` delta). Prints a Markdown table and each command's share.
+(`INFO cpu` delta), and Redis's socket reads and reply writes per completed request (`INFO stats`
+total_reads_processed, total_writes_processed: the round trips it served). Prints a Markdown table and each command's share.
 
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/redis-cost.py [SECONDS=8] [--broker BIN] [--connections 64,512]
+        [--fsync always,everysec] [--no-embedded]
 """
 import argparse
 import json
@@ -21,6 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# Redis's socket reads (each a turn of its event loop for one client) and reply writes.
+IO = ("total_reads_processed", "total_writes_processed")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tables import BROKER, LOADTEST, free_port, wait_port  # noqa: E402
@@ -36,6 +41,12 @@ def commandstats(port):
     out = cli(port, "INFO", "commandstats")
     return {m.group(1): int(m.group(2))
             for m in re.finditer(r"cmdstat_([a-z|_]+):calls=(\d+)", out)}
+
+
+def stats(port, *names):
+    """Counters from `INFO stats`."""
+    vals = dict(line.split(":", 1) for line in cli(port, "INFO", "stats").splitlines() if ":" in line)
+    return [int(vals[n]) for n in names]
 
 
 def cpu(port):
@@ -74,6 +85,7 @@ def cell(broker, redis, connections, secs):
         time.sleep(0.5)  # Redis connections up, start-up checks done
         before = commandstats(redis.port) if redis else {}
         cpu0 = cpu(redis.port) if redis else 0.0
+        io0 = stats(redis.port, *IO) if redis else [0, 0]
         out = subprocess.run(
             [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", "e2e",
              "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s",
@@ -81,6 +93,7 @@ def cell(broker, redis, connections, secs):
             capture_output=True, text=True, timeout=secs + 120)
         after = commandstats(redis.port) if redis else {}
         cpu1 = cpu(redis.port) if redis else 0.0
+        io1 = stats(redis.port, *IO) if redis else [0, 0]
         r = json.loads(out.stdout)
     finally:
         proc.terminate()
@@ -98,6 +111,8 @@ def cell(broker, redis, connections, secs):
         "cmds": sum(delta.values()) / done if redis else None,
         "gets": gets / done if redis else None,
         "cpu_us": (cpu1 - cpu0) / done * 1e6 if redis else None,
+        "reads": (io1[0] - io0[0]) / done,
+        "writes": (io1[1] - io0[1]) / done,
         "by_cmd": {k: v / done for k, v in sorted(delta.items(), key=lambda kv: -kv[1])},
         "problems": problems,
     }
@@ -108,12 +123,14 @@ def main():
     p.add_argument("secs", nargs="?", type=int, default=8)
     p.add_argument("--broker", default=BROKER)
     p.add_argument("--connections", default="64,512")
+    p.add_argument("--fsync", default="always,everysec")
+    p.add_argument("--no-embedded", action="store_true")
     args = p.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     rows = []
-    for c in conns:
+    for c in [] if args.no_embedded else conns:
         rows.append(("embedded", c, cell(args.broker, None, c, args.secs)))
-    for fsync in ("always", "everysec"):
+    for fsync in args.fsync.split(","):
         redis = RedisServer(fsync)
         try:
             for c in conns:
@@ -122,11 +139,13 @@ def main():
             redis.stop()
     print(f"e2e, 1 shard, {args.secs} s per cell, `{args.broker}`")
     print("| run | conns | completed/s | e2e p50 | Redis cmds / completed (write path) "
-          "| status GETs / completed | Redis CPU / completed | problems |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| status GETs / completed | Redis CPU / completed | Redis socket reads / writes per "
+          "completed | problems |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, c, r in rows:
-        redis_cols = ("– | – | –" if r["cmds"] is None else
-                      f"{r['cmds']:.2f} | {r['gets']:.2f} | {r['cpu_us']:.1f} µs")
+        redis_cols = ("– | – | – | –" if r["cmds"] is None else
+                      f"{r['cmds']:.2f} | {r['gets']:.2f} | {r['cpu_us']:.1f} µs "
+                      f"| {r['reads']:.2f} / {r['writes']:.2f}")
         print(f"| {name} | {c} | {r['rate']:,.0f} | {r['p50_ms']:.2f} ms | {redis_cols} "
               f"| {r['problems']} |")
     print()

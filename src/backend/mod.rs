@@ -194,10 +194,18 @@ pub trait Backend {
     /// worker asks for it while its jobs finish at once, so a slot's next job is at hand. A
     /// backend whose reads cost nothing ignores it.
     fn read_ahead(&self, _ahead: usize) {}
-    /// The worker stopped (a drain): jobs taken from the queue and not handed to a slot (read
-    /// ahead, taken over) are given back, for another instance (or this one restarted) to take
-    /// at once rather than once their lease lapses.
-    async fn give_back(&self) {}
+    /// The worker is stopping (a drain) with a `next_jobs` call in flight. `true` asks that call
+    /// to return soon with what it has taken, to be awaited and given back (where a read in
+    /// flight may take jobs that nobody would run until their lease lapses); `false` when it
+    /// can simply be dropped.
+    async fn stop_taking(&self) -> bool {
+        false
+    }
+    /// The worker stopped (a drain): jobs taken from the queue and not handed to a slot
+    /// (`taken`, and those the backend keeps: read ahead, taken over) are given back, for
+    /// another instance (or this one restarted) to take at once rather than once their lease
+    /// lapses.
+    async fn give_back(&self, _taken: Vec<Delivery>) {}
     /// A worker slot takes `delivery` at `now`.
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start;
     /// The job did not finish at once: make `PROCESSING` visible to every reader (started at

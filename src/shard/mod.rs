@@ -271,12 +271,16 @@ impl<B: Backend + 'static> Shard<B> {
             workers = self.worker.active(),
             "draining: new submits are refused"
         );
-        while self.worker.unsettled() > 0 || self.backend.lost_on_exit() > 0 {
+        // The worker stops here where it stops with the drain: what it took is given back first.
+        let giving_back = |s: &Self| !s.backend.drain_works_off() && s.worker.taking();
+        while self.worker.unsettled() > 0 || self.backend.lost_on_exit() > 0 || giving_back(&self)
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 warn!(
                     shard = self.id,
                     workers = self.worker.unsettled(),
+                    giving_back = giving_back(&self),
                     queued = self.backend.lost_on_exit(),
                     "grace period over with work left"
                 );

@@ -1,5 +1,6 @@
 //! A slot is free once its job's outcome is handed to the backend, while the backend records it
 //! (a Redis commit away): run against a backend whose records wait until the test lets them go.
+//! And a drain hands what a read in flight took back to the backend instead of dropping it.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,13 +17,38 @@ use crate::store::{RequestState, Status};
 use crate::testing::{embedded, metadata};
 use crate::worker::Processors;
 
-/// The embedded backend, with every `settle` held until `open`.
+/// The embedded backend, with every `settle` held until `open`, and a read in flight at a drain
+/// awaited (as Redis's is) and what it took given back here.
 struct HeldRecords {
     inner: EmbeddedBackend,
     open: Cell<bool>,
     opened: Notify,
     /// Settles waiting now.
     waiting: Cell<usize>,
+    stop_asked: Cell<bool>,
+    given_back: RefCell<Vec<CorrelationId>>,
+}
+
+impl HeldRecords {
+    fn new() -> Self {
+        HeldRecords {
+            inner: embedded(),
+            open: Cell::new(false),
+            opened: Notify::new(),
+            waiting: Cell::new(0),
+            stop_asked: Cell::new(false),
+            given_back: RefCell::default(),
+        }
+    }
+}
+
+fn echo_job() -> NewJob {
+    NewJob {
+        payload: bytes::Bytes::from_static(br#"{"operation":"echo","data":"x"}"#),
+        headers: None,
+        metadata: metadata(None),
+        owner: None,
+    }
 }
 
 impl Backend for HeldRecords {
@@ -52,6 +78,14 @@ impl Backend for HeldRecords {
     }
     async fn next_jobs(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         self.inner.next_jobs(free, per_read).await
+    }
+    async fn stop_taking(&self) -> bool {
+        self.stop_asked.set(true);
+        true
+    }
+    async fn give_back(&self, taken: Vec<Delivery>) {
+        let ids = taken.iter().map(|d| d.job.id);
+        self.given_back.borrow_mut().extend(ids);
     }
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {
         self.inner.start(delivery, now)
@@ -128,12 +162,7 @@ fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let backend = Rc::new(HeldRecords {
-            inner: embedded(),
-            open: Cell::new(false),
-            opened: Notify::new(),
-            waiting: Cell::new(0),
-        });
+        let backend = Rc::new(HeldRecords::new());
         let mut config = Config::default().worker;
         config.count = 2;
         let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
@@ -143,13 +172,10 @@ fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
         let bound = 2 * READ_AHEAD;
         let mut ids = Vec::new();
         for _ in 0..bound + 2 + 3 {
-            let job = NewJob {
-                payload: bytes::Bytes::from_static(br#"{"operation":"echo","data":"x"}"#),
-                headers: None,
-                metadata: metadata(None),
-                owner: None,
-            };
-            let (accepted, _) = backend.submit(job, Timestamp::now(), false).await.unwrap();
+            let (accepted, _) = backend
+                .submit(echo_job(), Timestamp::now(), false)
+                .await
+                .unwrap();
             ids.push(accepted.id);
         }
         let shutdown = Shutdown::default();
@@ -175,5 +201,37 @@ fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
         .await;
         until("nothing left unsettled", || worker.unsettled() == 0).await;
         shutdown.trigger();
+    });
+}
+
+#[test]
+fn a_read_in_flight_at_a_drain_is_given_back_not_dropped() {
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let backend = Rc::new(HeldRecords::new());
+        let config = Config::default().worker;
+        let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
+        let processors = Processors::default().for_shard();
+        let worker = Rc::new(Worker::new(backend.clone(), metrics, processors, &config, 7));
+        let shutdown = Shutdown::default();
+        monoio::spawn(worker.clone().run(shutdown.clone()));
+        until("the worker waiting for jobs", || worker.taking()).await;
+        shutdown.trigger();
+        until("the worker asking the read to stop", || backend.stop_asked.get()).await;
+        assert!(worker.taking(), "still waiting for the read in flight");
+
+        // The read in flight takes a job after the drain began.
+        let (accepted, _) = backend
+            .submit(echo_job(), Timestamp::now(), false)
+            .await
+            .unwrap();
+        until("the worker done", || !worker.taking()).await;
+        assert_eq!(*backend.given_back.borrow(), [accepted.id]);
+        let state = backend.held(&accepted.id).expect("a state");
+        assert_eq!(state.status, Status::Pending, "given back, not run");
+        assert_eq!(worker.unsettled(), 0);
     });
 }

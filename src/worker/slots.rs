@@ -46,6 +46,8 @@ pub struct Worker<B> {
     /// Whether every job of the last batch freed its slot on its first poll.
     in_place: Cell<bool>,
     slot_freed: Notify,
+    /// From the start of `run` until it has given back what it took and did not start.
+    taking: Cell<bool>,
     jitter: RefCell<Jitter>,
 }
 
@@ -73,6 +75,7 @@ impl<B: Backend + 'static> Worker<B> {
             settling: Cell::new(0),
             in_place: Cell::new(false),
             slot_freed: Notify::new(),
+            taking: Cell::new(false),
             jitter: RefCell::new(Jitter::new(seed)),
         }
     }
@@ -87,6 +90,12 @@ impl<B: Backend + 'static> Worker<B> {
         self.active.get() + self.settling.get()
     }
 
+    /// Whether the dispatcher still runs, or has jobs to give back (notified on `slot_freed`
+    /// when that ends).
+    pub(crate) fn taking(&self) -> bool {
+        self.taking.get()
+    }
+
     /// Notified whenever a slot frees up, and whenever an outcome is recorded.
     pub(crate) fn slot_freed(&self) -> &Notify {
         &self.slot_freed
@@ -95,21 +104,25 @@ impl<B: Backend + 'static> Worker<B> {
     /// Runs the dispatcher until shutdown, then gives back what the backend took for it and it
     /// did not start (`Backend::give_back`). Slots already running finish on their own.
     pub(crate) async fn run(self: Rc<Self>, shutdown: Shutdown) {
-        self.dispatch(&shutdown).await;
-        self.backend.give_back().await;
+        self.taking.set(true);
+        let taken = self.dispatch(&shutdown).await;
+        self.backend.give_back(taken).await;
+        self.taking.set(false);
+        self.slot_freed.notify();
     }
 
-    async fn dispatch(self: &Rc<Self>, shutdown: &Shutdown) {
+    /// Hands jobs to free slots until shutdown; then, what a read in flight took.
+    async fn dispatch(self: &Rc<Self>, shutdown: &Shutdown) -> Vec<Delivery> {
         loop {
             if shutdown.is_set() {
-                return;
+                return Vec::new();
             }
             let free = self.slots.saturating_sub(self.active.get());
             if free == 0 {
                 let freed = self.slot_freed.notified();
                 monoio::select! {
                     _ = freed => {},
-                    _ = shutdown.wait() => return,
+                    _ = shutdown.wait() => return Vec::new(),
                 }
                 continue;
             }
@@ -121,9 +134,17 @@ impl<B: Backend + 'static> Worker<B> {
                 0
             };
             self.backend.read_ahead(ahead);
+            let mut taking = std::pin::pin!(self.backend.next_jobs(free, self.batch_size));
             let deliveries = monoio::select! {
-                d = self.backend.next_jobs(free, self.batch_size) => d,
-                _ = shutdown.wait() => return,
+                d = taking.as_mut() => d,
+                _ = shutdown.wait() => {
+                    // A read in flight may take jobs: its answer is given back, not dropped.
+                    return if self.backend.stop_taking().await {
+                        taking.await
+                    } else {
+                        Vec::new()
+                    };
+                }
             };
             let mut in_place = true;
             for delivery in deliveries {

@@ -18,10 +18,13 @@ impl RedisQueue {
     /// room for several reads they go out together in one write, only the first blocking: one
     /// read in flight at a time capped processing at `per_read` jobs per round trip, which with
     /// `appendfsync always` (every read is a write, answered after an fsync) was the end-to-end
-    /// limit.
+    /// limit. Once `stopping`, it returns what the read in flight took (perhaps nothing).
     pub(crate) async fn fetch(&self, free: usize, per_read: usize) -> Vec<Delivery> {
         let per_read = per_read.max(1);
         loop {
+            if self.stopping.get() {
+                return Vec::new();
+            }
             if !self.cmd.is_up() {
                 // No work is taken that could not be settled: with the command connection down
                 // every settle fails, and re-reading what failed would spin.
@@ -260,15 +263,15 @@ impl RedisQueue {
             .collect()
     }
 
-    /// Gives back the entries taken and not handed out (read ahead, taken over): no longer
+    /// Gives back the entries taken and not handed out (`taken`, read ahead, taken over): no longer
     /// renewed, and marked idle for a lease (`XCLAIM … IDLE`), so other consumers take them over
     /// at their next look instead of a lease from now, and this consumer restarted re-reads
     /// them from its pending list.
-    pub(crate) async fn give_back(&self) {
+    pub(crate) async fn give_back(&self, taken: Vec<Delivery>) {
         self.ahead.set(0);
         let waiting: Vec<Delivery> = {
             let (mut r, mut a) = (self.reclaimed.borrow_mut(), self.read_ahead.borrow_mut());
-            r.drain(..).chain(a.drain(..)).collect()
+            r.drain(..).chain(a.drain(..)).chain(taken).collect()
         };
         let held = self.still_held(waiting);
         for d in &held {
@@ -284,9 +287,9 @@ impl RedisQueue {
             .int(idle)
             .arg(b"JUSTID");
         match self.cmd.call(&give).await {
-            Ok(_) => info!(entries = ids.len(), "gave back entries read ahead"),
+            Ok(_) => info!(entries = ids.len(), "gave back entries taken and not run"),
             Err(e) => {
-                warn!(entries = ids.len(), error = %e, "cannot give back entries read ahead; they are taken over once their lease lapses");
+                warn!(entries = ids.len(), error = %e, "cannot give back entries taken and not run; they are taken over once their lease lapses");
             }
         }
     }

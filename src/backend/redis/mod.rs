@@ -258,8 +258,13 @@ impl Backend for RedisBackend {
         self.queue.ahead.set(ahead);
     }
 
-    async fn give_back(&self) {
-        self.queue.give_back().await;
+    async fn stop_taking(&self) -> bool {
+        self.queue.stopping.set(true);
+        true
+    }
+
+    async fn give_back(&self, taken: Vec<Delivery>) {
+        self.queue.give_back(taken).await;
     }
 
     fn start(&self, delivery: &Delivery, now: Timestamp) -> Start {

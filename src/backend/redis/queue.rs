@@ -133,6 +133,8 @@ pub(crate) struct RedisQueue {
     pub(super) read_ahead: RefCell<VecDeque<Delivery>>,
     /// Whether every read of the last write came back full (the stream may hold more).
     pub(super) backlog: Cell<bool>,
+    /// Set when the worker stops: `fetch` returns after the read in flight, with what it took.
+    pub(super) stopping: Cell<bool>,
     pub(super) depth: Cell<Depth>,
     /// When (ms since the epoch, from its entry id) the oldest entry not yet delivered was
     /// added; `None` when none waits.
@@ -187,6 +189,7 @@ impl RedisQueue {
             ahead: Cell::new(0),
             read_ahead: RefCell::default(),
             backlog: Cell::new(false),
+            stopping: Cell::new(false),
             depth: Cell::new(Depth::default()),
             oldest_ms: Cell::new(None),
             submits_in_flight: Cell::new(0),
