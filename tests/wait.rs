@@ -201,6 +201,30 @@ fn long_polls_are_woken_in_redis_mode() {
     assert_eq!(r.json()["status"], "COMPLETED");
 }
 
+/// A submit-and-wait answered by the shard that ran the job: its final state is the one the
+/// shard wrote, so the answer reads no Redis, even though the write's announcement on the finals
+/// channel (which wakes waiters of other instances) may reach the shard before the write's reply.
+#[test]
+fn a_wait_answered_by_the_shard_that_ran_the_job_reads_no_redis() {
+    let redis = RedisServer::start();
+    let broker = Broker::start_on_redis(&redis, &["--shards", "1"]);
+    let mut c = broker.client();
+    let r = submit_waiting(&mut c, ECHO, "wait=10");
+    assert_eq!(r.status, 200, "{}", r.text());
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..50 {
+        let r = submit_waiting(&mut c, ECHO, "wait=10");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["result"]["output"], "hi");
+    }
+    assert_eq!(
+        redis.calls("get"),
+        0,
+        "{}",
+        redis.cli(&["INFO", "commandstats"])
+    );
+}
+
 #[test]
 fn bad_waits_and_unknown_ids() {
     let gated = Gated::start();

@@ -41,7 +41,7 @@ mod takeover;
 mod tracking;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -70,8 +70,11 @@ pub struct RedisBackend {
     /// the queue's tracking, which knows when another instance changes one.)
     finals: RefCell<StateTable>,
     /// Ids whose final state is being written now (a duplicate delivery of one is not settled
-    /// again meanwhile).
-    settling: RefCell<HashSet<CorrelationId>>,
+    /// again meanwhile), and whether a final of theirs was announced on the finals channel
+    /// meanwhile (this shard's own write, usually): the write's reply wakes their waiters then,
+    /// when the final state is here to show, rather than the announcement, when a waiter would
+    /// find nothing here and read Redis.
+    settling: Rc<RefCell<HashMap<CorrelationId, bool>>>,
     /// Final states whose write failed (Redis unreachable, no reply): not shown to lookups,
     /// but the redelivery of the entry writes this state again instead of running the job again.
     /// Dropped after a lease (another consumer has the entry by then).
@@ -96,6 +99,8 @@ impl RedisBackend {
         let finals_channel = keys.finals_channel.clone();
         let queue = RedisQueue::start(settings, keys);
         let (q, woken) = (queue.clone(), waiters.clone());
+        let settling: Rc<RefCell<HashMap<CorrelationId, bool>>> = Rc::default();
+        let in_write = settling.clone();
         let (channels, optional) = (vec![finals_channel.clone()], vec![INVALIDATIONS.to_vec()]);
         subscribe(target, deadline, channels, optional, move |event| match event {
             // Without the reports, nothing can be tracked.
@@ -113,6 +118,10 @@ impl RedisBackend {
                 for id in ids.chunks_exact(16) {
                     let id: [u8; 16] = id.try_into().expect("16 bytes");
                     let id = CorrelationId::from_bytes(id);
+                    if let Some(announced) = in_write.borrow_mut().get_mut(&id) {
+                        *announced = true;
+                        continue;
+                    }
                     // Before the waiter looks: it must not find the live state it waited on.
                     q.tracking.forget(&id);
                     woken.wake(&id);
@@ -125,7 +134,7 @@ impl RedisBackend {
         RedisBackend {
             queue,
             finals: RefCell::new(StateTable::new(ttl)),
-            settling: RefCell::default(),
+            settling,
             unconfirmed: RefCell::default(),
             minter: RefCell::new(minter),
             waiters,
@@ -142,7 +151,7 @@ impl RedisBackend {
     /// already, or being settled by another delivery: a duplicate.
     fn final_of(&self, d: &Delivery, to: Status, outcome: Outcome) -> Option<RequestState> {
         let id = d.job.id;
-        if self.settling.borrow().contains(&id) {
+        if self.settling.borrow().contains_key(&id) {
             return None;
         }
         let mut state = self
@@ -152,7 +161,7 @@ impl RedisBackend {
             debug!(correlation_id = %id, from = r.from.as_str(), "late final write ignored");
             return None;
         }
-        self.settling.borrow_mut().insert(id);
+        self.settling.borrow_mut().insert(id, false);
         Some(state)
     }
 
@@ -161,17 +170,21 @@ impl RedisBackend {
     /// or the state the redelivery ends), and when the write failed (rather than finding the
     /// entry taken over) the state waits for the redelivery in `unconfirmed`.
     fn settled(&self, id: &CorrelationId, state: RequestState, written: Written, ended: Instant) {
-        self.settling.borrow_mut().remove(id);
+        let announced = self.settling.borrow_mut().remove(id).unwrap_or(false);
         let mut finals = self.finals.borrow_mut();
         match written {
             Written::Yes => {}
-            Written::TakenOver => {
+            Written::TakenOver | Written::Failed => {
                 finals.forget(id);
-                return;
-            }
-            Written::Failed => {
-                finals.forget(id);
-                self.unconfirmed.borrow_mut().insert(*id, (state, ended));
+                if matches!(written, Written::Failed) {
+                    self.unconfirmed.borrow_mut().insert(*id, (state, ended));
+                }
+                drop(finals);
+                // A final announced meanwhile (another consumer's, or this write's with its
+                // reply lost) is in Redis: its waiters read it there, as woken by the message.
+                if announced {
+                    self.waiters.wake(id);
+                }
                 return;
             }
         }
@@ -299,7 +312,7 @@ impl Backend for RedisBackend {
                 let owed = self.unconfirmed.borrow_mut().remove(&id);
                 match owed {
                     Some((state, ended)) => {
-                        self.settling.borrow_mut().insert(id);
+                        self.settling.borrow_mut().insert(id, false);
                         let written = self.queue.finish(delivery, Some(&state)).await;
                         self.settled(&id, state, written, ended);
                     }
