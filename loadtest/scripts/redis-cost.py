@@ -12,7 +12,7 @@ total_reads_processed, total_writes_processed: the round trips it served). Print
 
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/redis-cost.py [SECONDS=8] [--broker BIN] [--connections 64,512]
-        [--fsync always,everysec] [--no-embedded]
+        [--fsync always,everysec] [--no-embedded] [--scenario e2e|wait]
 """
 import argparse
 import json
@@ -70,7 +70,7 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def cell(broker, redis, connections, secs):
+def cell(broker, redis, connections, secs, scenario="e2e"):
     port = free_port()
     cmd = [broker, "--host", "127.0.0.1", "--port", str(port), "--shards", "1", "--cpus", "0",
            "--log-level", "warn"]
@@ -87,7 +87,7 @@ def cell(broker, redis, connections, secs):
         cpu0 = cpu(redis.port) if redis else 0.0
         io0 = stats(redis.port, *IO) if redis else [0, 0]
         out = subprocess.run(
-            [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", "e2e",
+            [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", scenario,
              "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s",
              "--json", "--no-progress"],
             capture_output=True, text=True, timeout=secs + 120)
@@ -125,19 +125,20 @@ def main():
     p.add_argument("--connections", default="64,512")
     p.add_argument("--fsync", default="always,everysec")
     p.add_argument("--no-embedded", action="store_true")
+    p.add_argument("--scenario", default="e2e", help="e2e (submit, then polls) or wait")
     args = p.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     rows = []
     for c in [] if args.no_embedded else conns:
-        rows.append(("embedded", c, cell(args.broker, None, c, args.secs)))
+        rows.append(("embedded", c, cell(args.broker, None, c, args.secs, args.scenario)))
     for fsync in args.fsync.split(","):
         redis = RedisServer(fsync)
         try:
             for c in conns:
-                rows.append((f"redis {fsync}", c, cell(args.broker, redis, c, args.secs)))
+                rows.append((f"redis {fsync}", c, cell(args.broker, redis, c, args.secs, args.scenario)))
         finally:
             redis.stop()
-    print(f"e2e, 1 shard, {args.secs} s per cell, `{args.broker}`")
+    print(f"{args.scenario}, 1 shard, {args.secs} s per cell, `{args.broker}`")
     print("| run | conns | completed/s | e2e p50 | Redis cmds / completed (write path) "
           "| status GETs / completed | Redis CPU / completed | Redis socket reads / writes per "
           "completed | problems |")
