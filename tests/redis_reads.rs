@@ -154,6 +154,15 @@ fn entries_read_ahead_are_given_back_when_the_worker_stops() {
             20,
             "the entries read ahead look idle for a lease"
         );
+        // The shard's next maintenance pass (it reads the stream's length) takes nothing over:
+        // a stopped worker would not run what it took back.
+        let ticks = redis.calls("xlen");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while redis.calls("xlen") == ticks {
+            assert!(Instant::now() < deadline, "no maintenance pass");
+            monoio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(idle("29000"), 20, "not taken back by this consumer");
         let all = redis.cli_json(&["XPENDING", "openhqm-requests:{0}", "openhqm-workers"]);
         assert_eq!(all[0], 26, "still pending: nothing acknowledged or lost");
     });
@@ -167,40 +176,50 @@ fn a_read_in_flight_when_asked_to_stop_returns_what_it_took() {
     let redis = RedisServer::start();
     let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
     rt.block_on(async {
-        let q = backend(&redis, Duration::from_secs(20));
-        connected(&q).await;
-        let mut fetch = std::pin::pin!(q.next_jobs(4, 10));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        // The entry must come while the read blocks (1 s at a time): should the block end
+        // first, the read takes nothing, and the next attempt starts afresh.
+        for _attempt in 0..3 {
+            redis.cli(&["FLUSHALL"]);
+            let q = backend(&redis, Duration::from_secs(20));
+            connected(&q).await;
+            let mut fetch = std::pin::pin!(q.next_jobs(4, 10));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                monoio::select! {
+                    got = fetch.as_mut() => panic!("nothing to read, yet got {}", got.len()),
+                    _ = monoio::time::sleep(Duration::from_millis(10)) => {}
+                }
+                if redis.cli(&["INFO", "clients"]).contains("blocked_clients:1") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no read blocked in Redis");
+            }
+            assert!(q.stop_taking().await, "a read in flight is to be awaited");
+            let id = submit(&q).await;
+            let taken = fetch.await;
+            if taken.is_empty() {
+                continue;
+            }
+            assert_eq!(taken.len(), 1, "the blocked read took the new entry");
+            assert_eq!(taken[0].job.id.to_text(), id.as_bytes());
+            q.give_back(taken).await;
+            let idle = redis.cli_json(&[
+                "XPENDING",
+                "openhqm-requests:{0}",
+                "openhqm-workers",
+                "IDLE",
+                "29000",
+                "-",
+                "+",
+                "10",
+            ]);
+            assert_eq!(idle.as_array().map_or(0, Vec::len), 1, "given back: {idle}");
             monoio::select! {
-                got = fetch.as_mut() => panic!("nothing to read, yet got {}", got.len()),
-                _ = monoio::time::sleep(Duration::from_millis(10)) => {}
+                got = q.next_jobs(4, 10) => assert!(got.is_empty()),
+                _ = monoio::time::sleep(Duration::from_millis(500)) => panic!("a stopped fetch still waits for jobs"),
             }
-            if redis.cli(&["INFO", "clients"]).contains("blocked_clients:1") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no read blocked in Redis");
+            return;
         }
-        assert!(q.stop_taking().await, "a read in flight is to be awaited");
-        let id = submit(&q).await;
-        let taken = fetch.await;
-        assert_eq!(taken.len(), 1, "the blocked read took the new entry");
-        assert_eq!(taken[0].job.id.to_text(), id.as_bytes());
-        q.give_back(taken).await;
-        let idle = redis.cli_json(&[
-            "XPENDING",
-            "openhqm-requests:{0}",
-            "openhqm-workers",
-            "IDLE",
-            "29000",
-            "-",
-            "+",
-            "10",
-        ]);
-        assert_eq!(idle.as_array().map_or(0, Vec::len), 1, "given back: {idle}");
-        monoio::select! {
-            got = q.next_jobs(4, 10) => assert!(got.is_empty()),
-            _ = monoio::time::sleep(Duration::from_millis(500)) => panic!("a stopped fetch still waits for jobs"),
-        }
+        panic!("in three attempts the entry never came while the read blocked");
     });
 }

@@ -268,6 +268,9 @@ impl RedisQueue {
     /// at their next look instead of a lease from now, and this consumer restarted re-reads
     /// them from its pending list.
     pub(crate) async fn give_back(&self, taken: Vec<Delivery>) {
+        // Nothing more is taken: no fetch, no take-over (the worker may stop without a fetch
+        // in flight, so this is said here too).
+        self.stopping.set(true);
         self.ahead.set(0);
         let waiting: Vec<Delivery> = {
             let (mut r, mut a) = (self.reclaimed.borrow_mut(), self.read_ahead.borrow_mut());

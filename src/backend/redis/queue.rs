@@ -133,7 +133,8 @@ pub(crate) struct RedisQueue {
     pub(super) read_ahead: RefCell<VecDeque<Delivery>>,
     /// Whether every read of the last write came back full (the stream may hold more).
     pub(super) backlog: Cell<bool>,
-    /// Set when the worker stops: `fetch` returns after the read in flight, with what it took.
+    /// Set when the worker stops: `fetch` returns after the read in flight, with what it took,
+    /// and nothing more is taken over from other consumers.
     pub(super) stopping: Cell<bool>,
     pub(super) depth: Cell<Depth>,
     /// When (ms since the epoch, from its entry id) the oldest entry not yet delivered was

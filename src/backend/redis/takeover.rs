@@ -53,7 +53,8 @@ pub(super) async fn leases_and_reclaim(q: Rc<RedisQueue>) {
         if !q.cmd.is_up() {
             continue;
         }
-        if q.processes {
+        // A stopped worker runs nothing more: what it would take over stays for the others.
+        if q.processes && !q.stopping.get() {
             reclaim(&q).await;
         }
         maintenance::refresh_depth(&q).await;
@@ -155,7 +156,12 @@ async fn reclaim(q: &RedisQueue) {
                         if let Some(id) = &d.entry_id {
                             q.in_flight.borrow_mut().insert(id.clone(), claimed_at);
                         }
-                        q.reclaimed.borrow_mut().push_back(d);
+                        if q.stopping.get() {
+                            // The worker stopped during the claim: no slot will take it here.
+                            q.give_back(vec![d]).await;
+                        } else {
+                            q.reclaimed.borrow_mut().push_back(d);
+                        }
                     }
                 }
                 Entry::Unreadable(id) => {
