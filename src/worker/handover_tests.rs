@@ -155,19 +155,28 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-#[test]
-fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let backend = Rc::new(HeldRecords::new());
-        let mut config = Config::default().worker;
-        config.count = 2;
-        let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
-        let processors = Processors::default().for_shard();
-        let worker = Rc::new(Worker::new(backend.clone(), metrics, processors, &config, 7));
+        .expect("runtime")
+}
+
+/// A held-records backend and a worker of `slots` slots on it.
+fn worker(slots: usize) -> (Rc<HeldRecords>, Rc<Worker<HeldRecords>>) {
+    let backend = Rc::new(HeldRecords::new());
+    let mut config = Config::default().worker;
+    config.count = slots;
+    let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
+    let processors = Processors::default().for_shard();
+    let worker = Worker::new(backend.clone(), metrics, processors, &config, 7);
+    (backend, Rc::new(worker))
+}
+
+#[test]
+fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
+    runtime().block_on(async {
+        let (backend, worker) = worker(2);
         // Every outcome the bound lets wait for its record, one for each slot, and three more.
         let bound = 2 * READ_AHEAD;
         let mut ids = Vec::new();
@@ -206,16 +215,8 @@ fn a_slot_takes_the_next_job_while_the_last_outcome_is_recorded() {
 
 #[test]
 fn a_read_in_flight_at_a_drain_is_given_back_not_dropped() {
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let backend = Rc::new(HeldRecords::new());
-        let config = Config::default().worker;
-        let metrics = Rc::new(RefCell::new(ShardMetrics::default()));
-        let processors = Processors::default().for_shard();
-        let worker = Rc::new(Worker::new(backend.clone(), metrics, processors, &config, 7));
+    runtime().block_on(async {
+        let (backend, worker) = worker(Config::default().worker.count);
         let shutdown = Shutdown::default();
         monoio::spawn(worker.clone().run(shutdown.clone()));
         until("the worker waiting for jobs", || worker.taking()).await;
