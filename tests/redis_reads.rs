@@ -168,9 +168,30 @@ fn entries_read_ahead_are_given_back_when_the_worker_stops() {
     });
 }
 
-/// A drain while a read blocks in Redis: asked to stop, the fetch returns with what that read
-/// took (an entry added after the drain began) instead of leaving it in this consumer's pending
-/// list, and the worker gives it back; the fetch after that returns at once, empty.
+/// Blocks `fetch` (a `next_jobs` call) until its read blocks in Redis.
+async fn until_blocked<F: std::future::Future<Output = Vec<openhqm::backend::Delivery>>>(
+    redis: &RedisServer,
+    mut fetch: std::pin::Pin<&mut F>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        monoio::select! {
+            got = fetch.as_mut() => panic!("nothing to read, yet got {}", got.len()),
+            _ = monoio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        if redis
+            .cli(&["INFO", "clients"])
+            .contains("blocked_clients:1")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no read blocked in Redis");
+    }
+}
+
+/// A drain while a read is in flight: asked to stop, the fetch returns what that read took (an
+/// entry that came while it blocked), instead of leaving it in this consumer's pending list,
+/// and the worker gives it back; the fetch after that returns at once, empty.
 #[test]
 fn a_read_in_flight_when_asked_to_stop_returns_what_it_took() {
     let redis = RedisServer::start();
@@ -183,19 +204,9 @@ fn a_read_in_flight_when_asked_to_stop_returns_what_it_took() {
             let q = backend(&redis, Duration::from_secs(20));
             connected(&q).await;
             let mut fetch = std::pin::pin!(q.next_jobs(4, 10));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                monoio::select! {
-                    got = fetch.as_mut() => panic!("nothing to read, yet got {}", got.len()),
-                    _ = monoio::time::sleep(Duration::from_millis(10)) => {}
-                }
-                if redis.cli(&["INFO", "clients"]).contains("blocked_clients:1") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "no read blocked in Redis");
-            }
-            assert!(q.stop_taking().await, "a read in flight is to be awaited");
+            until_blocked(&redis, fetch.as_mut()).await;
             let id = submit(&q).await;
+            assert!(q.stop_taking().await, "a read in flight is to be awaited");
             let taken = fetch.await;
             if taken.is_empty() {
                 continue;
@@ -221,5 +232,25 @@ fn a_read_in_flight_when_asked_to_stop_returns_what_it_took() {
             return;
         }
         panic!("in three attempts the entry never came while the read blocked");
+    });
+}
+
+/// Asked to stop while its read blocks with nothing to take, the fetch has Redis end the block
+/// (`CLIENT UNBLOCK`, by the id the blocking connection read once) rather than wait it out.
+#[test]
+fn a_blocked_read_is_ended_when_asked_to_stop() {
+    let redis = RedisServer::start();
+    let (mut rt, _) = runtime::build(IoDriver::Auto).expect("runtime");
+    rt.block_on(async {
+        let q = backend(&redis, Duration::from_secs(20));
+        connected(&q).await;
+        let mut fetch = std::pin::pin!(q.next_jobs(4, 10));
+        until_blocked(&redis, fetch.as_mut()).await;
+        assert!(q.stop_taking().await);
+        assert!(fetch.await.is_empty());
+        assert_eq!(redis.calls("client|unblock"), 1);
+        assert!(redis
+            .cli(&["INFO", "clients"])
+            .contains("blocked_clients:0"));
     });
 }

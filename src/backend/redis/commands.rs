@@ -162,6 +162,16 @@ pub(super) fn ping() -> Cmd<'static> {
     Cmd::new(b"PING")
 }
 
+/// `CLIENT ID`: the connection's id on its server.
+pub(super) fn client_id() -> Cmd<'static> {
+    Cmd::new(b"CLIENT").arg(b"ID")
+}
+
+/// `CLIENT UNBLOCK id`: a blocking command of that connection returns as if it timed out.
+pub(super) fn client_unblock(id: u64) -> Cmd<'static> {
+    Cmd::new(b"CLIENT").arg(b"UNBLOCK").int(id)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;

@@ -11,7 +11,7 @@ use super::commands;
 use super::queue::{RedisQueue, BLOCK_MS, MAX_READS_PER_WRITE};
 use super::reads::{self, Entry};
 use crate::backend::Delivery;
-use crate::resp::Frame;
+use crate::resp::{Frame, RedisError};
 
 impl RedisQueue {
     /// Waits for jobs and returns at most `free`, read at most `per_read` per `XREADGROUP`. With
@@ -86,7 +86,9 @@ impl RedisQueue {
                 None => want.div_ceil(per_read).clamp(1, MAX_READS_PER_WRITE),
             };
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
+            self.learn_block_id().await;
             let read_at = Instant::now();
+            self.reading.set(true);
             let reply = self
                 .block
                 .pipeline_within(
@@ -110,6 +112,7 @@ impl RedisQueue {
                     },
                 )
                 .await;
+            self.reading.set(false);
             let frames = match reply {
                 Ok(frames) => frames,
                 Err(_) => {
@@ -261,6 +264,35 @@ impl RedisQueue {
                     .is_none_or(|id| in_flight.insert(id.clone(), read_at).is_none())
             })
             .collect()
+    }
+
+    /// The blocking connection's client id, asked once per connection (for `unblock`).
+    async fn learn_block_id(&self) {
+        let conn = self.block.reconnects();
+        if self.block_id.get().is_some_and(|(c, _)| c == conn) {
+            return;
+        }
+        match self.block.call(&commands::client_id()).await {
+            Ok(Frame::Integer(id)) if self.block.reconnects() == conn => {
+                self.block_id.set(Some((conn, u64::try_from(id).ok())));
+            }
+            // Refused (an ACL without `CLIENT`): a drain waits for the read's block instead.
+            Err(RedisError::Server(_)) => self.block_id.set(Some((conn, None))),
+            // Lost with the connection: asked again on the next one.
+            _ => {}
+        }
+    }
+
+    /// Ends the blocking read in flight at once (`CLIENT UNBLOCK`: it returns what it has, as if
+    /// its block ran out), where the blocking connection's id is known; else it ends within
+    /// its block.
+    pub(crate) async fn unblock(&self) {
+        let conn = self.block.reconnects();
+        if let (true, Some((c, Some(id)))) = (self.reading.get(), self.block_id.get()) {
+            if c == conn {
+                let _ = self.cmd.call(&commands::client_unblock(id)).await;
+            }
+        }
     }
 
     /// Gives back the entries taken and not handed out (`taken`, read ahead, taken over): no longer

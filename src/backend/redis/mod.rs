@@ -273,6 +273,7 @@ impl Backend for RedisBackend {
 
     async fn stop_taking(&self) -> bool {
         self.queue.stopping.set(true);
+        self.queue.unblock().await;
         true
     }
 

@@ -136,6 +136,11 @@ pub(crate) struct RedisQueue {
     /// Set when the worker stops: `fetch` returns after the read in flight, with what it took,
     /// and nothing more is taken over from other consumers.
     pub(super) stopping: Cell<bool>,
+    /// The blocking connection's client id, with the connection it was read on (its
+    /// `reconnects` count then); `None` inside when Redis refused `CLIENT ID` (an ACL).
+    pub(super) block_id: Cell<Option<(u64, Option<u64>)>>,
+    /// Whether reads are in flight on the blocking connection.
+    pub(super) reading: Cell<bool>,
     pub(super) depth: Cell<Depth>,
     /// When (ms since the epoch, from its entry id) the oldest entry not yet delivered was
     /// added; `None` when none waits.
@@ -191,6 +196,8 @@ impl RedisQueue {
             read_ahead: RefCell::default(),
             backlog: Cell::new(false),
             stopping: Cell::new(false),
+            block_id: Cell::new(None),
+            reading: Cell::new(false),
             depth: Cell::new(Depth::default()),
             oldest_ms: Cell::new(None),
             submits_in_flight: Cell::new(0),
