@@ -246,8 +246,12 @@ fn a_blocked_read_is_ended_when_asked_to_stop() {
         connected(&q).await;
         let mut fetch = std::pin::pin!(q.next_jobs(4, 10));
         until_blocked(&redis, fetch.as_mut()).await;
+        let blocked = Instant::now();
         assert!(q.stop_taking().await);
         assert!(fetch.await.is_empty());
+        // Not the read's own 1 s block running out (it began before `blocked`).
+        let took = blocked.elapsed();
+        assert!(took < Duration::from_millis(800), "took {took:?}");
         assert_eq!(redis.calls("client|unblock"), 1);
         assert!(redis
             .cli(&["INFO", "clients"])

@@ -87,6 +87,10 @@ impl RedisQueue {
             };
             let start: &[u8] = cursor.as_deref().unwrap_or(b">");
             self.learn_block_id().await;
+            if self.stopping.get() {
+                // Asked to stop while learning the id: no read to end, none to send.
+                return Vec::new();
+            }
             let read_at = Instant::now();
             self.reading.set(true);
             let reply = self
@@ -276,7 +280,7 @@ impl RedisQueue {
             Ok(Frame::Integer(id)) if self.block.reconnects() == conn => {
                 self.block_id.set(Some((conn, u64::try_from(id).ok())));
             }
-            // Refused (an ACL without `CLIENT`): a drain waits for the read's block instead.
+            // Refused (an ACL without `CLIENT ID`): a drain waits for the read's block instead.
             Err(RedisError::Server(_)) => self.block_id.set(Some((conn, None))),
             // Lost with the connection: asked again on the next one.
             _ => {}
@@ -284,8 +288,8 @@ impl RedisQueue {
     }
 
     /// Ends the blocking read in flight at once (`CLIENT UNBLOCK`: it returns what it has, as if
-    /// its block ran out), where the blocking connection's id is known; else it ends within
-    /// its block. Sent on the command connection: were that on another server than the
+    /// its block ran out), where the blocking connection's id is known and the ACL allows it
+    /// (`CLIENT UNBLOCK` is `@admin`); else it ends within its block. Sent on the command connection: were that on another server than the
     /// blocking one (a failover between the two connects), the id could name another client
     /// there, whose blocking command would return early as if timed out.
     pub(crate) async fn unblock(&self) {
