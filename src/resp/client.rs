@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
 use super::script::Script;
-use super::stream::{Connector, RedisStream};
+use super::stream::{read_more, Connector, RedisStream};
 use super::url::RedisTarget;
 use super::Cmd;
 use crate::metrics::Histogram;
@@ -431,17 +431,9 @@ async fn write_commands<W: AsyncWriteRentExt>(inner: &Inner, mut w: W) -> String
 async fn read_replies<R: AsyncReadRent>(inner: &Inner, mut r: R) -> String {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        let (len, cap) = (buf.len(), buf.capacity());
         // A silent peer is caught by `watch_for_stall`, not by a timeout here.
-        let (res, b) = r.read(buf.slice_mut(len..cap)).await;
-        buf = b.into_inner();
-        match res {
-            Ok(0) => return "closed by redis".to_owned(),
-            Ok(_) => {}
-            Err(e) => return e.to_string(),
+        if let Err(why) = read_more(&mut r, &mut buf).await {
+            return why;
         }
         if let Err(e) = dispatch(inner, &mut buf) {
             return e.to_string();

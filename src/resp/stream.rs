@@ -6,6 +6,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
+use bytes::BytesMut;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::pki_types::ServerName;
 
@@ -116,5 +117,21 @@ impl Connector {
                 Ok(RedisStream::Tls(Box::new(s)))
             }
         }
+    }
+}
+
+/// Reads what `r` has into the spare room of `buf` (grown 16 KiB at a time when less than 4 KiB
+/// is left): `Ok` when bytes came, else why the connection ended.
+pub(super) async fn read_more<R: AsyncReadRent>(r: &mut R, buf: &mut BytesMut) -> Result<(), String> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    let (len, cap) = (buf.len(), buf.capacity());
+    let (res, b) = r.read(std::mem::take(buf).slice_mut(len..cap)).await;
+    *buf = b.into_inner();
+    match res {
+        Ok(0) => Err("closed by redis".to_owned()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -11,14 +11,13 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRentExt, Splitable};
 use tracing::{info, warn};
 
 use super::client::connect_to;
 use super::encode::command;
 use super::frame::{Frame, ProtocolError};
-use super::stream::{Connector, RedisStream};
+use super::stream::{read_more, Connector, RedisStream};
 use super::url::RedisTarget;
 
 /// Longest wait between reconnect attempts.
@@ -115,17 +114,10 @@ async fn listen(
         let mut missing = Vec::new();
         let mut up = false;
         loop {
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
+            if let Err(why) = read_more(&mut read_half, &mut buf).await {
+                return why;
             }
-            let (len, cap) = (buf.len(), buf.capacity());
-            let (res, b) = read_half.read(buf.slice_mut(len..cap)).await;
-            buf = b.into_inner();
-            match res {
-                Ok(0) => return "closed by redis".to_owned(),
-                Ok(_) => heard.set(Instant::now()),
-                Err(e) => return e.to_string(),
-            }
+            heard.set(Instant::now());
             let pushes = match pushes(&mut buf) {
                 Ok(p) => p,
                 Err(e) => return e.to_string(),
