@@ -9,7 +9,7 @@ than throughput does. Medians over the rounds, and B's ratio to A.
 
     cp target/release/openhqm /tmp/openhqm-before     # then change, rebuild
     python3 loadtest/scripts/ab.py /tmp/openhqm-before target/release/openhqm \
-        [--queue redis] [--fsync always|everysec] [--scenario submit|e2e] [--rounds 5] [--secs 5]
+        [--queue redis] [--fsync always|everysec] [--scenario submit|e2e|wait] [--rounds 5] [--secs 5]
         [--server valkey-server] [--a-args '--queue.durability relaxed'] [--b-args '...']
         [--connections 64]
 
@@ -67,7 +67,7 @@ def one(binary, extra, args, redis):
     finally:
         proc.terminate()
         proc.wait(10)
-    done = r["completed_per_s"] if args.scenario == "e2e" else r["throughput_rps"]
+    done = r["completed_per_s"] if args.scenario in ("e2e", "wait") else r["throughput_rps"]
     n = max(1.0, done * args.secs)
     problems = sum(r.get(k, 0) for k in ("non_2xx", "transport_errors", "timed_out", "lost_ids",
                                          "duplicate_ids", "bad_responses"))
@@ -82,7 +82,7 @@ def main():
     p.add_argument("b")
     p.add_argument("--queue", choices=("memory", "redis"), default="memory")
     p.add_argument("--fsync", choices=("always", "everysec"), default="always")
-    p.add_argument("--scenario", choices=("submit", "e2e"), default="submit")
+    p.add_argument("--scenario", choices=("submit", "e2e", "wait"), default="submit")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--secs", type=int, default=5)
     p.add_argument("--server", default="redis-server", help="redis-server or valkey-server")
@@ -103,7 +103,7 @@ def main():
     finally:
         if redis:
             redis.stop()
-    unit = "completed/s" if args.scenario == "e2e" else "req/s"
+    unit = "completed/s" if args.scenario in ("e2e", "wait") else "req/s"
     print(f"{args.scenario}, {args.connections} connections, queue {args.queue}"
           + (f" ({args.server}, appendfsync {args.fsync})" if redis else "")
           + f", {args.rounds} rounds x {args.secs} s, medians")

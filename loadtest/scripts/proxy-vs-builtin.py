@@ -30,7 +30,7 @@ def active_opens():
     return 0
 def cpu_secs(pid):
     f=open(f"/proc/{pid}/stat").read().rsplit(")",1)[1].split()
-    return (int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK")
+    t=os.sysconf("SC_CLK_TCK"); return int(f[11])/t, int(f[12])/t
 def run(proxied, secs):
     port=free_port(); cmd=[BROKER,"--host","127.0.0.1","--port",str(port),"--shards","1","--cpus","0","--log-level","warn"]+EXTRA
     null=None
@@ -42,11 +42,13 @@ def run(proxied, secs):
     b=subprocess.Popen(cmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
     try:
         wait_port(port); time.sleep(0.3)
-        a0=active_opens(); c0=cpu_secs(b.pid)
+        a0=active_opens(); u0,s0=cpu_secs(b.pid)
         out=subprocess.run([LT,"run","--url",f"http://127.0.0.1:{port}","--scenario",SCENARIO,"--cpus","1","--duration",f"{secs}s","--json","--no-progress"]+(["--endpoint","null"] if proxied else []),capture_output=True,text=True,timeout=secs+120)
-        a1=active_opens(); c1=cpu_secs(b.pid)
+        a1=active_opens(); u1,s1=cpu_secs(b.pid)
         r=json.loads(out.stdout)
-        r["cpu_us_per_completed"]=(c1-c0)*1e6/max(1,r["completed"])
+        n=max(1,r["completed"])
+        r["cpu_us_per_completed"]=(u1-u0+s1-s0)*1e6/n
+        r["sys_us_per_completed"]=(s1-s0)*1e6/n
         r["requests_per_completed"]=r["requests"]/max(1,r["completed"])
         return r, a1-a0
     finally:
@@ -61,7 +63,8 @@ for i in range(rounds):
         r,opens=run(proxied,secs)
         res[proxied].append((r["completed_per_s"], opens, r["lost_ids"] + r["bad_responses"] + r["non_2xx"], r["cpu_us_per_completed"]))
         print(f"round {i+1} {'proxied' if proxied else 'builtin'}: {r['completed_per_s']:,.0f} completed/s, "
-              f"broker CPU {r['cpu_us_per_completed']:.2f} us/completed, "
+              f"broker CPU {r['cpu_us_per_completed']:.2f} us/completed "
+              f"({r['sys_us_per_completed']:.2f} in the kernel), "
               f"HTTP requests (submit + polls) per completed {r['requests_per_completed']:.2f}, "
               f"tcp active opens {opens}, problems {res[proxied][-1][2]}", flush=True)
 b=statistics.median(x[0] for x in res[False]); p=statistics.median(x[0] for x in res[True])

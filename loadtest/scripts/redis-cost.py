@@ -2,13 +2,15 @@
 """What Redis mode costs Redis, per completed request (issue 14's table), same run.
 
 For each `appendfsync` setting (always, everysec) a redis-server is started here (a free port, a
-temp dir, AOF on) and emptied before each cell; a broker (1 shard on CPU 0; the generator on
-CPU 1) runs `loadtest run --scenario e2e` at 64 and at 512 connections, and so does a broker on
-the embedded queue. Per cell: completed/s, e2e p50, Redis commands per completed request on the
-write path (every `INFO commandstats` call, MULTI/EXEC and commands run inside scripts included,
-the status GETs of the polling client counted apart), and Redis CPU per completed request
-(`INFO cpu` delta), and Redis's socket reads and reply writes per completed request (`INFO stats`
-total_reads_processed, total_writes_processed: the round trips it served). Prints a Markdown table and each command's share.
+temp dir, AOF on, no automatic AOF rewrite) and emptied before each cell; a broker (1 shard on
+CPU 0; the generator on CPU 1) runs `loadtest run --scenario e2e` at 64 and at 512 connections,
+and so does a broker on the embedded queue. Per cell: completed/s, e2e p50, Redis commands per
+completed request on the write path (every `INFO commandstats` call, MULTI/EXEC and commands run
+inside scripts included, the status GETs of the polling client counted apart), Redis CPU per
+completed request (`INFO cpu` delta, the kernel's part apart), the bytes appended to the AOF
+(`INFO persistence` aof_current_size delta), and Redis's socket reads and reply writes per
+completed request (`INFO stats` total_reads_processed, total_writes_processed: the round trips
+it served); and the broker's own CPU per completed request (`/proc/PID/stat`). Prints a Markdown table and each command's share.
 
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/redis-cost.py [SECONDS=8] [--broker BIN] [--connections 64,512]
@@ -50,8 +52,23 @@ def stats(port, *names):
 
 
 def cpu(port):
+    """(user, system) CPU seconds of redis-server's process."""
     vals = dict(line.split(":", 1) for line in cli(port, "INFO", "cpu").splitlines() if ":" in line)
-    return float(vals["used_cpu_user"]) + float(vals["used_cpu_sys"])
+    return float(vals["used_cpu_user"]), float(vals["used_cpu_sys"])
+
+
+def broker_cpu(pid):
+    """CPU seconds (user + system) the broker process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def aof_bytes(port):
+    """Bytes written to the append-only file so far."""
+    vals = dict(line.split(":", 1) for line in cli(port, "INFO", "persistence").splitlines()
+                if ":" in line)
+    return int(vals.get("aof_current_size", 0))
 
 
 class RedisServer:
@@ -63,6 +80,9 @@ class RedisServer:
              "--appendonly", "yes", "--appendfsync", fsync, "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
+        # No AOF rewrite during a cell: its child takes a core of this 2-vCPU guest that `INFO
+        # cpu` does not count, and it shrinks the file whose growth is measured.
+        cli(self.port, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0")
 
     def stop(self):
         self.proc.kill()
@@ -83,16 +103,20 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
     try:
         wait_port(port)
         time.sleep(0.5)  # Redis connections up, start-up checks done
+        broker0 = broker_cpu(proc.pid)
         before = commandstats(redis.port) if redis else {}
-        cpu0 = cpu(redis.port) if redis else 0.0
+        cpu0 = cpu(redis.port) if redis else (0.0, 0.0)
+        aof0 = aof_bytes(redis.port) if redis else 0
         io0 = stats(redis.port, *IO) if redis else [0, 0]
         out = subprocess.run(
             [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", scenario,
              "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s",
              "--json", "--no-progress"],
             capture_output=True, text=True, timeout=secs + 120)
+        broker1 = broker_cpu(proc.pid)
         after = commandstats(redis.port) if redis else {}
-        cpu1 = cpu(redis.port) if redis else 0.0
+        cpu1 = cpu(redis.port) if redis else (0.0, 0.0)
+        aof1 = aof_bytes(redis.port) if redis else 0
         io1 = stats(redis.port, *IO) if redis else [0, 0]
         r = json.loads(out.stdout)
     finally:
@@ -107,10 +131,13 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
                                          "duplicate_ids", "bad_responses"))
     return {
         "rate": r["completed_per_s"],
+        "broker_us": (broker1 - broker0) / done * 1e6,
         "p50_ms": (p50 or 0) / 1000.0,
         "cmds": sum(delta.values()) / done if redis else None,
         "gets": gets / done if redis else None,
-        "cpu_us": (cpu1 - cpu0) / done * 1e6 if redis else None,
+        "cpu_us": (sum(cpu1) - sum(cpu0)) / done * 1e6 if redis else None,
+        "sys_us": (cpu1[1] - cpu0[1]) / done * 1e6 if redis else None,
+        "aof_bytes": (aof1 - aof0) / done if redis else None,
         "reads": (io1[0] - io0[0]) / done,
         "writes": (io1[1] - io0[1]) / done,
         "by_cmd": {k: v / done for k, v in sorted(delta.items(), key=lambda kv: -kv[1])},
@@ -139,15 +166,18 @@ def main():
         finally:
             redis.stop()
     print(f"{args.scenario}, 1 shard, {args.secs} s per cell, `{args.broker}`")
-    print("| run | conns | completed/s | e2e p50 | Redis cmds / completed (write path) "
-          "| status GETs / completed | Redis CPU / completed | Redis socket reads / writes per "
-          "completed | problems |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | conns | completed/s | e2e p50 | broker CPU / completed "
+          "| Redis cmds / completed (write path) "
+          "| status GETs / completed | Redis CPU / completed (of it kernel) | Redis socket reads / "
+          "writes per completed | AOF bytes / completed | problems |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, c, r in rows:
-        redis_cols = ("– | – | – | –" if r["cmds"] is None else
+        redis_cols = ("– | – | – | – | –" if r["cmds"] is None else
                       f"{r['cmds']:.2f} | {r['gets']:.2f} | {r['cpu_us']:.1f} µs "
-                      f"| {r['reads']:.2f} / {r['writes']:.2f}")
-        print(f"| {name} | {c} | {r['rate']:,.0f} | {r['p50_ms']:.2f} ms | {redis_cols} "
+                      f"({r['sys_us']:.1f}) | {r['reads']:.2f} / {r['writes']:.2f} "
+                      f"| {r['aof_bytes']:,.0f}")
+        print(f"| {name} | {c} | {r['rate']:,.0f} | {r['p50_ms']:.2f} ms "
+              f"| {r['broker_us']:.1f} µs | {redis_cols} "
               f"| {r['problems']} |")
     print()
     for name, c, r in rows:
