@@ -216,10 +216,10 @@ fn headers_json(headers: &[(String, Bytes)]) -> Bytes {
         if out.len() > 1 {
             out.push(b',');
         }
-        put_str(&mut out, name);
+        put_text(&mut out, name.as_bytes());
         out.push(b':');
         if same == 0 {
-            put_str(&mut out, &String::from_utf8_lossy(value));
+            put_text(&mut out, value);
         } else {
             let mut joined = String::from_utf8_lossy(value).into_owned();
             for (_, more) in &tail[..same] {
@@ -232,6 +232,24 @@ fn headers_json(headers: &[(String, Bytes)]) -> Bytes {
     }
     out.push(b'}');
     Bytes::from(out)
+}
+
+/// Appends header text as a JSON string: printable ASCII but `"` and `\` as it is (the common
+/// case, and what serde would write), anything else through serde's escaping, invalid UTF-8
+/// replaced.
+fn put_text(out: &mut Vec<u8>, text: &[u8]) {
+    // A fold rather than `all`: without the early exit the loop is vectorised.
+    let plain = text.iter().fold(true, |plain, &b| {
+        plain & (b' '..=b'~').contains(&b) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text);
+        out.push(b'"');
+    } else {
+        put_str(out, &String::from_utf8_lossy(text));
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +345,25 @@ mod tests {
         );
         let only_hop_by_hop = output(&resp(200, &[("host", "h")], b"{}"));
         assert_eq!(only_hop_by_hop.headers.as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn header_text_is_written_as_serde_writes_it() {
+        let serde = |t: &[u8]| {
+            let mut o = Vec::new();
+            put_str(&mut o, &String::from_utf8_lossy(t));
+            o
+        };
+        let mut cases: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b'a', b, b'z']).collect();
+        cases.extend(
+            [&b""[..], b"text/html; charset=utf-8", b"\"q\"", b"a\\b", "\u{e9}t\u{e9}".as_bytes()]
+                .map(<[u8]>::to_vec),
+        );
+        for t in cases {
+            let mut o = Vec::new();
+            put_text(&mut o, &t);
+            assert_eq!(o, serde(&t), "{t:?}");
+        }
     }
 
     #[test]

@@ -87,7 +87,11 @@ pub fn encode(req: &UpstreamRequest<'_>, out: &mut BytesMut) -> Result<(), Reque
 
 /// RFC 9110 `tchar`.
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    matches!(
+        b,
+        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\''
+            | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+    )
 }
 
 #[cfg(test)]
@@ -113,6 +117,14 @@ mod tests {
             &out[..],
             &b"POST /invoice?x=1 HTTP/1.1\r\nhost: 127.0.0.1:9000\r\nX-Correlation-ID: abc\r\nAccept: */*\r\ncontent-length: 7\r\n\r\n{\"a\":1}"[..]
         );
+    }
+
+    #[test]
+    fn tokens_are_the_rfc_9110_tchars() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_token(b), tchar, "byte {b:#04x}");
+        }
     }
 
     #[test]
