@@ -5,7 +5,7 @@ Alternates, per round, a broker running the built-in echo path and a broker whos
 forwarded to `loadtest null-server` (endpoint `null`, named by each submit through
 `loadtest --endpoint null`). One shard: broker on CPU 0; the generator and the null responder
 share CPU 1. Prints each round's completed/s, the broker's CPU time (user + system, from
-/proc) per completed request, and the TCP connections the machine opened during the run
+/proc, the kernel's part apart) per completed request, and the TCP connections the machine opened during the run
 (`nstat TcpActiveOpens`: the generator's 64 plus one probe, and in the proxied run the broker's
 upstream connections).
 

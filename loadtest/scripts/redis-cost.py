@@ -10,7 +10,8 @@ inside scripts included, the status GETs of the polling client counted apart), R
 completed request (`INFO cpu` delta, the kernel's part apart), the bytes appended to the AOF
 (`INFO persistence` aof_current_size delta), and Redis's socket reads and reply writes per
 completed request (`INFO stats` total_reads_processed, total_writes_processed: the round trips
-it served); and the broker's own CPU per completed request (`/proc/PID/stat`). Prints a Markdown table and each command's share.
+it served); the client's HTTP requests (submit and polls) and the broker's own CPU
+(`/proc/PID/stat`) per completed request. Prints a Markdown table and each command's share.
 
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/redis-cost.py [SECONDS=8] [--broker BIN] [--connections 64,512]
@@ -121,7 +122,11 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
         r = json.loads(out.stdout)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     done = max(1.0, r["completed_per_s"] * secs)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     delta = {k: v for k, v in delta.items() if v > 0 and k not in ("info", "config|resetstat")}
@@ -132,6 +137,7 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
     return {
         "rate": r["completed_per_s"],
         "broker_us": (broker1 - broker0) / done * 1e6,
+        "http": r["requests"] / done,
         "p50_ms": (p50 or 0) / 1000.0,
         "cmds": sum(delta.values()) / done if redis else None,
         "gets": gets / done if redis else None,
@@ -166,17 +172,18 @@ def main():
         finally:
             redis.stop()
     print(f"{args.scenario}, 1 shard, {args.secs} s per cell, `{args.broker}`")
-    print("| run | conns | completed/s | e2e p50 | broker CPU / completed "
+    print("| run | conns | completed/s | e2e p50 | HTTP requests / completed "
+          "| broker CPU / completed "
           "| Redis cmds / completed (write path) "
           "| status GETs / completed | Redis CPU / completed (of it kernel) | Redis socket reads / "
           "writes per completed | AOF bytes / completed | problems |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, c, r in rows:
         redis_cols = ("– | – | – | – | –" if r["cmds"] is None else
                       f"{r['cmds']:.2f} | {r['gets']:.2f} | {r['cpu_us']:.1f} µs "
                       f"({r['sys_us']:.1f}) | {r['reads']:.2f} / {r['writes']:.2f} "
                       f"| {r['aof_bytes']:,.0f}")
-        print(f"| {name} | {c} | {r['rate']:,.0f} | {r['p50_ms']:.2f} ms "
+        print(f"| {name} | {c} | {r['rate']:,.0f} | {r['p50_ms']:.2f} ms | {r['http']:.2f} "
               f"| {r['broker_us']:.1f} µs | {redis_cols} "
               f"| {r['problems']} |")
     print()

@@ -3,16 +3,18 @@
 
 The floor is the two writes no design can drop: the `XADD` that queues a request and the `SET`
 that records its final state (with its expiry). `redis-benchmark` sends them pipelined (16
-clients, 16 commands deep, on CPU 1), shaped as the broker's (the same stream entry fields,
+clients, 16 commands deep by default, on CPU 1), shaped as the broker's (the same stream entry fields,
 a 63-byte state key, a 137-byte final state, `PXAT`), on a private redis-server (AOF on,
 `appendfsync` as given, not pinned). Then each broker binary given runs the e2e scenario (1
 shard on CPU 0, the generator on CPU 1, 64 connections or as given) against the same emptied
-Redis. Per cell: Redis CPU per request (`INFO cpu` delta, user + system) and AOF bytes per
-request. Rounds alternate; medians are printed.
+Redis. Per cell: Redis CPU per request (`INFO cpu` delta, user + system), AOF bytes and Redis
+socket reads per request (the requests counted from Redis's own counters). Rounds alternate;
+medians are printed. `--pipeline N` sets redis-benchmark's depth (16 by default).
 
     cargo build --release -p openhqm -p loadtest
     python3 loadtest/scripts/redis-floor.py [--rounds 3] [--secs 5] [--fsync everysec]
-        [--requests 200000] [--connections 64,512] [BROKER...]   # default: target/release/openhqm
+        [--requests 200000] [--connections 64,512] [--pipeline 16] [BROKER...]
+        # BROKER defaults to target/release/openhqm
 """
 import argparse
 import json
@@ -55,25 +57,44 @@ def info(port, section):
 
 
 def sample(port):
-    """(Redis CPU seconds, user + system; bytes appended to the AOF so far)."""
+    """Redis CPU seconds (user + system), bytes appended to the AOF, socket reads so far."""
     cpu = info(port, "cpu")
-    aof = info(port, "persistence")
     return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
-            int(aof.get("aof_current_size", 0)))
+            int(info(port, "persistence").get("aof_current_size", 0)),
+            int(info(port, "stats")["total_reads_processed"]))
+
+
+def calls(port, command):
+    """`INFO commandstats` calls of `command` so far."""
+    stats = info(port, "commandstats").get(f"cmdstat_{command.lower()}", "calls=0")
+    return int(stats.split(",")[0].split("=")[1])
+
+
+def pending(port):
+    """Entries in the group's pending list."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "XPENDING", STREAM, GROUP],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
 
 
 def cli(port, *args):
     subprocess.run(["redis-cli", "-p", str(port), *args], stdout=subprocess.DEVNULL, check=True)
 
 
-def command_cell(redis, command, per_call, n):
-    """Redis CPU and AOF bytes per request served, `n` requests."""
-    c0, a0 = sample(redis.port)
-    subprocess.run(["taskset", "-c", "1", "redis-benchmark", "-p", str(redis.port), "-c", "16",
-                    "-P", "16", "-n", str(n // per_call), "-r", "100000000", "-q", *command],
-                   stdout=subprocess.DEVNULL, check=True)
-    c1, a1 = sample(redis.port)
-    return (c1 - c0) * 1e6 / n, (a1 - a0) / n
+def command_cell(redis, name, command, per_call, n, depth):
+    """Redis CPU, AOF bytes and socket reads per request served. The requests served are
+    counted from Redis (calls x requests per call; for XREADGROUP the entries it delivered):
+    redis-benchmark sends whole pipelines, so it may send a few more calls than asked."""
+    port = redis.port
+    c0, a0, r0 = sample(port)
+    k0 = pending(port) if name == "XREADGROUP" else calls(port, name) * per_call
+    subprocess.run(["taskset", "-c", "1", "redis-benchmark", "-p", str(port), "-c", "16",
+                    "-P", str(depth), "-n", str(n // per_call), "-r", "100000000", "-q",
+                    *command], stdout=subprocess.DEVNULL, check=True)
+    c1, a1, r1 = sample(port)
+    k1 = pending(port) if name == "XREADGROUP" else calls(port, name) * per_call
+    served = max(1, k1 - k0)
+    return (c1 - c0) * 1e6 / served, (a1 - a0) / served, (r1 - r0) / served
 
 
 def broker_cell(redis, broker, secs, connections):
@@ -87,18 +108,23 @@ def broker_cell(redis, broker, secs, connections):
     try:
         wait_port(port)
         time.sleep(0.5)
-        c0, a0 = sample(redis.port)
+        c0, a0, r0 = sample(redis.port)
         out = subprocess.run(
             [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", "e2e",
-             "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s", "--json",
-             "--no-progress"], capture_output=True, text=True, timeout=secs + 120, check=True)
-        c1, a1 = sample(redis.port)
+             "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s",
+             "--json", "--no-progress"], capture_output=True, text=True, timeout=secs + 120,
+            check=True)
+        c1, a1, r1 = sample(redis.port)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     r = json.loads(out.stdout)
     done = max(1, r["completed"])
-    return (c1 - c0) * 1e6 / done, (a1 - a0) / done, r["completed_per_s"]
+    return (c1 - c0) * 1e6 / done, (a1 - a0) / done, (r1 - r0) / done, r["completed_per_s"]
 
 
 def main():
@@ -109,6 +135,7 @@ def main():
     p.add_argument("--fsync", default="everysec")
     p.add_argument("--requests", type=int, default=200000)
     p.add_argument("--connections", default="64", help="the brokers' cells, e.g. 64,512")
+    p.add_argument("--pipeline", type=int, default=16, help="commands per client per round trip")
     args = p.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     cells = {}
@@ -119,41 +146,41 @@ def main():
             cli(redis.port, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0")
             cli(redis.port, "XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM")
             for name, _, cmd, per_call in CELLS:
-                us, aof = command_cell(redis, cmd, per_call, args.requests)
-                cells.setdefault(name, []).append((us, aof, None))
-                print(f"round {rnd + 1} {name}: {us:.2f} µs of Redis CPU, {aof:.0f} AOF bytes "
-                      "per request", flush=True)
+                us, aof, reads = command_cell(redis, name, cmd, per_call, args.requests,
+                                              args.pipeline)
+                cells.setdefault(name, []).append((us, aof, reads))
+                print(f"round {rnd + 1} {name}: {us:.2f} µs of Redis CPU, {aof:.0f} AOF bytes, "
+                      f"{reads:.4f} socket reads per request", flush=True)
             for b in args.brokers:
                 for c in conns:
-                    us, aof, rate = broker_cell(redis, b, args.secs, c)
-                    cells.setdefault((b, c), []).append((us, aof, rate))
+                    us, aof, reads, rate = broker_cell(redis, b, args.secs, c)
+                    cells.setdefault((b, c), []).append((us, aof, reads))
                     print(f"round {rnd + 1} {b}, {c} connections: {rate:,.0f} completed/s, "
-                          f"{us:.2f} µs of Redis CPU, {aof:.0f} AOF bytes per completed request",
-                          flush=True)
+                          f"{us:.2f} µs of Redis CPU, {aof:.0f} AOF bytes, {reads:.3f} socket "
+                          "reads per completed request", flush=True)
         finally:
             redis.stop()
-    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
            for k, v in cells.items()}
-    floor_us = sum(med[n][0] for n in FLOOR)
-    floor_aof = sum(med[n][1] for n in FLOOR)
-    all_us = sum(med[c[0]][0] for c in CELLS)
-    all_aof = sum(med[c[0]][1] for c in CELLS)
-    print(f"\nappendfsync {args.fsync}, {args.rounds} rounds, medians")
-    print("| cell | Redis CPU µs per request | AOF bytes per request | ÷ floor |")
-    print("|---|---|---|---|")
+    floor = [sum(med[n][i] for n in FLOOR) for i in range(2)]
+    both = [sum(med[c[0]][i] for c in CELLS) for i in range(2)]
+    print(f"\nappendfsync {args.fsync}, {args.rounds} rounds, medians; redis-benchmark: 16 "
+          f"clients, {args.pipeline} commands deep")
+    print("| cell | Redis CPU µs per request | AOF bytes per request | Redis socket reads per "
+          "request | ÷ floor |")
+    print("|---|---|---|---|---|")
     for name, what, _, per_call in CELLS:
-        deep = f", {per_call} a call" if per_call > 1 else ""
-        print(f"| `{name}` alone ({what}), pipelined{deep} | {med[name][0]:.2f} "
-              f"| {med[name][1]:.0f} | |")
-    print(f"| floor: `XADD` + `SET` | {floor_us:.2f} | {floor_aof:.0f} | 1.00 |")
-    print(f"| floor + the guarantees' `MSET` and `XREADGROUP` | {all_us:.2f} | {all_aof:.0f} "
-          f"| {all_us / floor_us:.2f} |")
+        each = f", {per_call} a call" if per_call > 1 else ""
+        us, aof, reads = med[name]
+        print(f"| `{name}` alone ({what}){each} | {us:.2f} | {aof:.0f} | {reads:.4f} | |")
+    print(f"| floor: `XADD` + `SET` | {floor[0]:.2f} | {floor[1]:.0f} | | 1.00 |")
+    print(f"| floor + the guarantees' `MSET` and `XREADGROUP` | {both[0]:.2f} | {both[1]:.0f} | "
+          f"| {both[0] / floor[0]:.2f} |")
     for b in args.brokers:
         for c in conns:
-            us, aof = med[(b, c)]
-            print(f"| broker `{b}`, e2e, {c} connections | {us:.2f} | {aof:.0f} "
-                  f"| {us / floor_us:.2f} |")
-
+            us, aof, reads = med[(b, c)]
+            print(f"| broker `{b}`, e2e, {c} connections | {us:.2f} | {aof:.0f} | {reads:.3f} "
+                  f"| {us / floor[0]:.2f} |")
 
 if __name__ == "__main__":
     main()
