@@ -31,7 +31,7 @@ import time
 IO = ("total_reads_processed", "total_writes_processed")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import BROKER, LOADTEST, free_port, wait_port  # noqa: E402
+from tables import BROKER, LOADTEST, free_port, stop, wait_port  # noqa: E402
 
 
 def cli(port, *args):
@@ -121,12 +121,7 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
         io1 = stats(redis.port, *IO) if redis else [0, 0]
         r = json.loads(out.stdout)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     done = max(1.0, r["completed_per_s"] * secs)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     delta = {k: v for k, v in delta.items() if v > 0 and k not in ("info", "config|resetstat")}

@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import BROKER, LOADTEST, Redis, free_port, wait_port  # noqa: E402
+from tables import BROKER, LOADTEST, Redis, free_port, stop, wait_port  # noqa: E402
 
 STREAM = "openhqm-requests:{0}"
 GROUP = "openhqm-workers"
@@ -116,12 +116,7 @@ def broker_cell(redis, broker, secs, connections):
             check=True)
         c1, a1, r1 = sample(redis.port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     r = json.loads(out.stdout)
     done = max(1, r["completed"])
     return (c1 - c0) * 1e6 / done, (a1 - a0) / done, (r1 - r0) / done, r["completed_per_s"]
