@@ -23,22 +23,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import LOADTEST, Redis, free_port, wait_port  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """(user, system) CPU seconds of a process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
+from tables import LOADTEST, Redis, free_port, process_cpu, redis_info, wait_port  # noqa: E402
 
 
 def redis_cpu(port):
-    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "cpu"], capture_output=True,
-                         text=True, check=True).stdout
-    vals = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    vals = redis_info(port, "cpu")
     return float(vals["used_cpu_user"]) + float(vals["used_cpu_sys"])
 
 
@@ -54,14 +43,14 @@ def one(binary, extra, args, redis):
     try:
         wait_port(port)
         subprocess.run(["sleep", "0.3"], check=True)
-        b0 = cpu_seconds(proc.pid)
+        b0 = process_cpu(proc.pid)
         r0 = redis_cpu(redis.port) if redis else 0.0
         out = subprocess.run(
             [LOADTEST, "run", "--url", f"http://127.0.0.1:{port}", "--scenario", args.scenario,
              "--cpus", "1", "--duration", f"{args.secs}s", "--connections", str(args.connections),
              "--json", "--no-progress"],
             capture_output=True, text=True, timeout=args.secs + 120)
-        b1 = cpu_seconds(proc.pid)
+        b1 = process_cpu(proc.pid)
         r1 = redis_cpu(redis.port) if redis else 0.0
         r = json.loads(out.stdout)
     finally:

@@ -31,7 +31,8 @@ import time
 IO = ("total_reads_processed", "total_writes_processed")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import BROKER, LOADTEST, free_port, stop, wait_port  # noqa: E402
+from tables import (BROKER, LOADTEST, free_port, process_cpu, redis_info, stop,  # noqa: E402
+                    wait_port)
 
 
 def cli(port, *args):
@@ -48,28 +49,19 @@ def commandstats(port):
 
 def stats(port, *names):
     """Counters from `INFO stats`."""
-    vals = dict(line.split(":", 1) for line in cli(port, "INFO", "stats").splitlines() if ":" in line)
+    vals = redis_info(port, "stats")
     return [int(vals[n]) for n in names]
 
 
 def cpu(port):
     """(user, system) CPU seconds of redis-server's process."""
-    vals = dict(line.split(":", 1) for line in cli(port, "INFO", "cpu").splitlines() if ":" in line)
+    vals = redis_info(port, "cpu")
     return float(vals["used_cpu_user"]), float(vals["used_cpu_sys"])
-
-
-def broker_cpu(pid):
-    """CPU seconds (user + system) the broker process has used."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def aof_bytes(port):
     """Bytes written to the append-only file so far."""
-    vals = dict(line.split(":", 1) for line in cli(port, "INFO", "persistence").splitlines()
-                if ":" in line)
-    return int(vals.get("aof_current_size", 0))
+    return int(redis_info(port, "persistence").get("aof_current_size", 0))
 
 
 class RedisServer:
@@ -104,7 +96,7 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
     try:
         wait_port(port)
         time.sleep(0.5)  # Redis connections up, start-up checks done
-        broker0 = broker_cpu(proc.pid)
+        broker0 = sum(process_cpu(proc.pid))
         before = commandstats(redis.port) if redis else {}
         cpu0 = cpu(redis.port) if redis else (0.0, 0.0)
         aof0 = aof_bytes(redis.port) if redis else 0
@@ -114,7 +106,7 @@ def cell(broker, redis, connections, secs, scenario="e2e"):
              "--connections", str(connections), "--cpus", "1", "--duration", f"{secs}s",
              "--json", "--no-progress"],
             capture_output=True, text=True, timeout=secs + 120)
-        broker1 = broker_cpu(proc.pid)
+        broker1 = sum(process_cpu(proc.pid))
         after = commandstats(redis.port) if redis else {}
         cpu1 = cpu(redis.port) if redis else (0.0, 0.0)
         aof1 = aof_bytes(redis.port) if redis else 0

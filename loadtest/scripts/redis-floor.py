@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tables import BROKER, LOADTEST, Redis, free_port, stop, wait_port  # noqa: E402
+from tables import BROKER, LOADTEST, Redis, free_port, redis_info, stop, wait_port  # noqa: E402
 
 STREAM = "openhqm-requests:{0}"
 GROUP = "openhqm-workers"
@@ -50,23 +50,17 @@ CELLS = [
 FLOOR = ("XADD", "SET")
 
 
-def info(port, section):
-    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", section], capture_output=True,
-                         text=True, check=True).stdout
-    return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-
-
 def sample(port):
     """Redis CPU seconds (user + system), bytes appended to the AOF, socket reads so far."""
-    cpu = info(port, "cpu")
+    cpu = redis_info(port, "cpu")
     return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
-            int(info(port, "persistence").get("aof_current_size", 0)),
-            int(info(port, "stats")["total_reads_processed"]))
+            int(redis_info(port, "persistence").get("aof_current_size", 0)),
+            int(redis_info(port, "stats")["total_reads_processed"]))
 
 
 def calls(port, command):
     """`INFO commandstats` calls of `command` so far."""
-    stats = info(port, "commandstats").get(f"cmdstat_{command.lower()}", "calls=0")
+    stats = redis_info(port, "commandstats").get(f"cmdstat_{command.lower()}", "calls=0")
     return int(stats.split(",")[0].split("=")[1])
 
 

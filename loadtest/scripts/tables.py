@@ -30,6 +30,21 @@ ROUNDS = 3
 SECS = "5"
 
 
+def process_cpu(pid):
+    """(user, system) CPU seconds a process has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def redis_info(port, section):
+    """One `INFO` section of the Redis on `port`, as {field: text}."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", section], capture_output=True,
+                         text=True, check=True).stdout
+    return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
