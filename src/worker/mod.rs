@@ -4,6 +4,7 @@
 //! dead-letter, timeout), `registry` the processors by name, `builtin` the default processor.
 
 pub mod builtin;
+mod in_place;
 mod registry;
 mod slots;
 mod verdict;

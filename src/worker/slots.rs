@@ -113,6 +113,7 @@ impl<B: Backend + 'static> Worker<B> {
 
     /// Hands jobs to free slots until shutdown; then, what a read in flight took.
     async fn dispatch(self: &Rc<Self>, shutdown: &Shutdown) -> Vec<Delivery> {
+        let mut spare = None;
         loop {
             if shutdown.is_set() {
                 return Vec::new();
@@ -151,11 +152,8 @@ impl<B: Backend + 'static> Worker<B> {
                 let busy = self.active.get();
                 self.active.set(busy + 1);
                 self.metrics.borrow_mut().consumed += 1;
-                let mut slot = Box::pin(run_slot(self.clone(), delivery));
-                let first = std::future::poll_fn(|cx| Poll::Ready(slot.as_mut().poll(cx))).await;
-                if first.is_pending() {
-                    monoio::spawn(slot);
-                }
+                let slot = Box::pin(run_slot(self.clone(), delivery));
+                super::in_place::run(slot, &mut spare);
                 // Still busy: the job waits for its processor, or its slot for the record.
                 in_place &= self.active.get() <= busy;
             }
