@@ -123,7 +123,9 @@ impl Broker {
                 .map_err(StartError::Config)?;
         }
         for (i, r) in self.config.routes.iter().enumerate() {
-            if !self.processors.contains(&r.endpoint) {
+            // As at submit: configured endpoint names are lower case, a route may write `Billing`.
+            let lower = r.endpoint.to_ascii_lowercase();
+            if !self.processors.contains(&r.endpoint) && !self.processors.contains(&lower) {
                 return Err(StartError::Config(ConfigError(format!(
                     "routing.routes[{i}].endpoint: no endpoint or processor is named {:?}",
                     r.endpoint

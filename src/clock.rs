@@ -63,6 +63,69 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// An HTTP-date (RFC 9110 §5.6.7) in any of its three forms: IMF-fixdate
+    /// (`Sun, 06 Nov 1994 08:49:37 GMT`), the obsolete RFC 850 form (`Sunday, 06-Nov-94
+    /// 08:49:37 GMT`, a two-digit year more than 50 years after `now` read as the century before)
+    /// and asctime (`Sun Nov  6 08:49:37 1994`). `None` for anything else.
+    pub fn parse_http_date(text: &str, now: Timestamp) -> Option<Timestamp> {
+        let t = text.trim().as_bytes();
+        let (year, month, day, time) = if let Some(comma) = t.iter().position(|&b| b == b',') {
+            let rest = t.get(comma + 1..)?.strip_prefix(b" ")?.strip_suffix(b" GMT")?;
+            match rest {
+                [d0, d1, b' ', m @ .., b' ', y0, y1, y2, y3, b' ', _, _, b':', _, _, b':', _, _]
+                    if m.len() == 3 =>
+                {
+                    let year = number(&[*y0, *y1, *y2, *y3])?;
+                    (year, month(m)?, number(&[*d0, *d1])?, &rest[rest.len() - 8..])
+                }
+                [d0, d1, b'-', m0, m1, m2, b'-', y0, y1, b' ', _, _, b':', _, _, b':', _, _] => {
+                    let yy = number(&[*y0, *y1])?;
+                    let (this_year, _, _) = civil_from_days((now.0 / 86_400_000_000) as i64);
+                    let mut year = this_year as u32 / 100 * 100 + yy;
+                    if i64::from(year) > this_year + 50 {
+                        year -= 100;
+                    }
+                    (year, month(&[*m0, *m1, *m2])?, number(&[*d0, *d1])?, &rest[10..])
+                }
+                _ => return None,
+            }
+        } else {
+            match t {
+                [_, _, _, b' ', m0, m1, m2, b' ', d0, d1, b' ', _, _, b':', _, _, b':', _, _, b' ', y0, y1, y2, y3] => {
+                    let day = if *d0 == b' ' { number(&[*d1])? } else { number(&[*d0, *d1])? };
+                    let year = number(&[*y0, *y1, *y2, *y3])?;
+                    (year, month(&[*m0, *m1, *m2])?, day, &t[11..19])
+                }
+                _ => return None,
+            }
+        };
+        let (h, m, s) = (number(&time[0..2])?, number(&time[3..5])?, number(&time[6..8])?);
+        if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
+            return None;
+        }
+        let days = days_from_civil(i64::from(year), month, day) as u64;
+        let secs = days * 86_400 + u64::from(h * 3600 + m * 60 + s.min(59));
+        Some(Timestamp(secs * 1_000_000))
+    }
+}
+
+/// The value of 1 to 4 ASCII digits.
+fn number(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
+}
+
+/// A month's three-letter name (case-sensitive, as RFC 9110 writes them) to 1..=12.
+fn month(name: &[u8]) -> Option<u32> {
+    const NAMES: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    NAMES.iter().position(|&n| n == name).map(|i| i as u32 + 1)
+}
+
 thread_local! {
     static DATE_CACHE: Cell<(u64, [u8; HTTP_DATE_LEN])> = const { Cell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
     static RFC3339_CACHE: Cell<(u64, [u8; RFC3339_LEN])> = const { Cell::new((u64::MAX, [0; RFC3339_LEN])) };
@@ -126,6 +189,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Days since 1970-01-01 of (year, month, day), Howard Hinnant's `days_from_civil`.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +243,44 @@ mod tests {
         assert_eq!(text(1_795_689_000_999_999), "2026-11-26T10:30:00.999999Z");
         assert_eq!(text(1_795_689_001_000_000), "2026-11-26T10:30:01.000000Z");
         assert_eq!(text(1_795_689_000_000_001), "2026-11-26T10:30:00.000001Z");
+    }
+
+    #[test]
+    fn http_dates_parse_in_all_three_forms() {
+        let now = Timestamp(1_795_689_000_000_000); // 2026-11-26
+        let sunday = Some(Timestamp(784_111_777_000_000));
+        for text in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            " Sun, 06 Nov 1994 08:49:37 GMT ",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(Timestamp::parse_http_date(text, now), sunday, "{text:?}");
+        }
+        // A two-digit year up to 50 years ahead stays in this century.
+        assert_eq!(
+            Timestamp::parse_http_date("Thursday, 01-Jan-70 00:00:00 GMT", now),
+            Some(Timestamp(3_155_760_000_000_000))
+        );
+        // What the formatter writes parses back, across leap days and centuries.
+        for micros in [0, 951_782_400_000_000, 1_795_689_000_000_000, 4_102_444_799_000_000] {
+            let t = Timestamp(micros);
+            let text = String::from_utf8(t.http_date().to_vec()).unwrap();
+            assert_eq!(Timestamp::parse_http_date(&text, now), Some(t), "{text}");
+        }
+        for bad in [
+            "",
+            "120",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 0x Nov 1994 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 94",
+        ] {
+            assert_eq!(Timestamp::parse_http_date(bad, now), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use super::endpoint::{Endpoint, HOP_BY_HOP};
 use crate::api::json::put_str;
 use crate::backend::Job;
+use crate::clock::Timestamp;
 use monoio_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
 
@@ -66,8 +67,11 @@ impl HttpProcessor {
         for (k, v) in &ep.headers {
             headers.push((k, v));
         }
+        // A forwarded header replaces an endpoint header of the same name (auth and the
+        // correlation id are never forwarded).
         for (k, v) in &forwarded {
             if ep.forwards(&k.to_ascii_lowercase()) {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
                 headers.push((k, v.as_bytes()));
             }
         }
@@ -121,8 +125,9 @@ impl Processor for HttpProcessor {
                 let e = ProcessError::retryable(format!(
                     "upstream {} answered {}",
                     ep.name, resp.status
-                ));
-                Err(match retry_after(&resp) {
+                ))
+                .with_status_code(resp.status);
+                Err(match retry_after(&resp, Timestamp::now()) {
                     Some(d) => e.after(d),
                     None => e,
                 })
@@ -154,11 +159,18 @@ fn forwarded_headers(raw: Option<&[u8]>) -> Result<Vec<(String, String)>, Proces
         .collect())
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not read).
-fn retry_after(resp: &UpstreamResponse) -> Option<Duration> {
+/// `Retry-After` as seconds or as an HTTP-date (the time left until it by the wall clock at
+/// `now`), at most an hour.
+fn retry_after(resp: &UpstreamResponse, now: Timestamp) -> Option<Duration> {
     let v = std::str::from_utf8(resp.header("retry-after")?).ok()?;
-    let secs: u64 = v.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(3600)))
+    let delay = match v.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = Timestamp::parse_http_date(v, now)?;
+            Duration::from_micros(at.0.saturating_sub(now.0))
+        }
+    };
+    Some(delay.min(Duration::from_secs(3600)))
 }
 
 /// The job's output from an upstream answer: a JSON body as the result, any other body as
@@ -367,12 +379,17 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds() {
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = Timestamp(784_111_777_250_000); // Sun, 06 Nov 1994 08:49:37.25 GMT
+        let after = |v: &str| retry_after(&resp(429, &[("retry-after", v)], b""), now);
+        assert_eq!(after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(after("86400"), Some(Duration::from_secs(3600)), "at most an hour");
         assert_eq!(
-            retry_after(&resp(429, &[("retry-after", "3")], b"")),
-            Some(Duration::from_secs(3))
+            after("Sun, 06 Nov 1994 08:49:47 GMT"),
+            Some(Duration::from_millis(9750))
         );
-        assert_eq!(retry_after(&resp(429, &[("retry-after", "soon")], b"")), None);
-        assert_eq!(retry_after(&resp(503, &[], b"")), None);
+        assert_eq!(after("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO), "past");
+        assert_eq!(after("soon"), None);
+        assert_eq!(retry_after(&resp(503, &[], b""), now), None);
     }
 }

@@ -47,6 +47,9 @@ pub struct ProcessError {
     pub retryable: bool,
     /// The least delay before the retry (an upstream's `Retry-After`), if any.
     pub retry_after: Option<std::time::Duration>,
+    /// The status code the failure answered with (an upstream's), kept as the request's
+    /// `status_code` when this failure is its last.
+    pub status_code: Option<u16>,
 }
 
 impl ProcessError {
@@ -56,6 +59,7 @@ impl ProcessError {
             message: message.into(),
             retryable: true,
             retry_after: None,
+            status_code: None,
         }
     }
 
@@ -67,12 +71,21 @@ impl ProcessError {
         }
     }
 
+    /// The failure answered with `status` (an upstream's status code).
+    pub fn with_status_code(self, status: u16) -> Self {
+        ProcessError {
+            status_code: Some(status),
+            ..self
+        }
+    }
+
     /// A failure no retry can mend: the request is dead-lettered at once.
     pub fn permanent(message: impl Into<String>) -> Self {
         ProcessError {
             message: message.into(),
             retryable: false,
             retry_after: None,
+            status_code: None,
         }
     }
 }

@@ -83,7 +83,12 @@ pub(crate) fn judge(
             message,
             retryable,
             retry_after,
+            status_code,
         }) => {
+            let outcome = |error| Outcome {
+                status_code,
+                ..outcome(error)
+            };
             if retryable && attempt <= policy.max_retries {
                 let backoff = retry_delay(attempt, policy.delay_base, policy.delay_max, jitter);
                 // A processor's least delay counts up to an hour (or the longest backoff).
@@ -136,6 +141,7 @@ mod tests {
             message: "boom".into(),
             retryable,
             retry_after: None,
+            status_code: None,
         })
     }
 
@@ -200,6 +206,27 @@ mod tests {
         };
         assert_eq!(o.error.as_deref(), Some("boom"));
         assert_eq!(o.result, None);
+    }
+
+    #[test]
+    fn the_last_failures_status_code_is_kept_when_it_ends_the_request() {
+        let busy = || Ran::Failed(ProcessError::retryable("answered 503").with_status_code(503));
+        let last = POLICY.max_retries + 1;
+        let v = judge(busy(), last, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
+        let Settlement::DeadLettered(o, DlqReason::MaxRetries) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!((o.status_code, o.error.as_deref()), (Some(503), Some("answered 503")));
+        let v = judge(busy(), 1, DEADLINE, Duration::ZERO, &POLICY, 0.0, TIMING);
+        let Settlement::TimedOut(o) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!(o.status_code, Some(503));
+        let v = judge(fail(false), 1, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
+        let Settlement::DeadLettered(o, _) = v.settlement else {
+            panic!("{v:?}")
+        };
+        assert_eq!(o.status_code, None, "no status without one");
     }
 
     #[test]
