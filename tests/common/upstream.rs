@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 upstream for tests, on a free loopback port: each connection in a thread of
 //! its own, each request answered by the test's handler with what to do (answer, answer and
-//! close, wait first, or drop the connection). It counts connections and requests.
+//! close, wait first, close or reset the connection). It counts connections and requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,6 +40,8 @@ pub enum Reply {
     After(Duration, Box<Reply>),
     /// Closes the connection without answering.
     Drop,
+    /// Resets the connection (`SO_LINGER` 0, then close: the peer gets a TCP RST).
+    Reset,
 }
 
 impl Reply {
@@ -174,9 +176,33 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &AtomicUsize) {
                     return;
                 }
                 Reply::Drop => return,
+                Reply::Reset => {
+                    reset(&writer);
+                    return;
+                }
             }
         }
     }
+}
+
+/// Makes the close of `stream` (and of its clones) a reset.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
 
 /// A gate a test opens: an upstream that answers only once it is open (`Upstream::gated`), so
