@@ -3,24 +3,46 @@
 //! that read and wrote with it paid that (and the copies of the larger futures) on every request.
 //! A [`Deadline`] allocates its timer once, on first use, and re-arms it per operation: monoio
 //! extends a registered timer in place when the new deadline is later, so a connection's
-//! steady state touches the timer wheel rarely. PERFORMANCE.md has the before/after.
+//! steady state touches the timer wheel rarely. PERFORMANCE.md has the before/after. The timer
+//! wakes through a `Forward`, so it wakes the task running the current operation.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::task::Poll;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use monoio::time::{sleep_until, Instant, Sleep};
+
+use super::forward::Forward;
 
 /// The operation did not finish within its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimedOut;
 
-/// One timer, re-armed for each operation it bounds. Not for concurrent operations: each needs
-/// its own.
+/// One timer, re-armed for each operation it bounds; the operations may run in different tasks
+/// (a pooled upstream connection serves one job after another). Not for concurrent operations:
+/// each needs its own.
 #[derive(Default)]
 pub struct Deadline {
-    sleep: Option<Pin<Box<Sleep>>>,
+    timer: Option<Timer>,
+}
+
+/// The timer, polled under a forwarder's waker: monoio keeps the waker of a timer's first poll
+/// until it fires, so the forwarder is what points it at the task running the operation now.
+struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    forward: Arc<Forward>,
+    waker: Waker,
+}
+
+/// Stops forwarding when an operation ends, however it ends.
+struct Release<'a>(&'a Forward);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl Deadline {
@@ -32,19 +54,33 @@ impl Deadline {
         work: F,
     ) -> Result<F::Output, TimedOut> {
         let at = Instant::now() + limit;
-        let sleep = match &mut self.sleep {
-            Some(s) => {
-                s.as_mut().reset(at);
-                s
+        let timer = match &mut self.timer {
+            Some(t) => {
+                t.sleep.as_mut().reset(at);
+                t
             }
-            None => self.sleep.insert(Box::pin(sleep_until(at))),
+            None => {
+                let (forward, waker) = Forward::new();
+                self.timer.insert(Timer {
+                    sleep: Box::pin(sleep_until(at)),
+                    forward,
+                    waker,
+                })
+            }
         };
+        let Timer {
+            sleep,
+            forward,
+            waker,
+        } = timer;
+        let _release = Release(forward);
         let mut work = pin!(work);
         poll_fn(|cx| {
             if let Poll::Ready(out) = work.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
-            match sleep.as_mut().poll(cx) {
+            forward.follow(cx.waker());
+            match sleep.as_mut().poll(&mut Context::from_waker(waker)) {
                 Poll::Ready(()) => Poll::Ready(Err(TimedOut)),
                 Poll::Pending => Poll::Pending,
             }
@@ -63,6 +99,30 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    /// One task uses the deadline, then another: the second's timeout wakes the second task,
+    /// although the timer was first polled by the first.
+    #[test]
+    fn a_deadline_used_by_one_task_then_another_wakes_the_second() {
+        block_on(async {
+            let d = monoio::spawn(async move {
+                let mut d = Deadline::default();
+                let quick = monoio::time::sleep(Duration::from_millis(50));
+                assert_eq!(d.run(Duration::from_secs(10), quick).await, Ok(()));
+                d
+            })
+            .await;
+            let t = std::time::Instant::now();
+            let out = monoio::spawn(async move {
+                let mut d = d;
+                let slow = monoio::time::sleep(Duration::from_secs(5));
+                d.run(Duration::from_millis(20), slow).await
+            })
+            .await;
+            assert_eq!(out, Err(TimedOut));
+            assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+        });
     }
 
     #[test]

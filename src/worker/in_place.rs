@@ -1,36 +1,15 @@
 //! A job runs in the dispatcher's task first and gets a task of its own only when it has to wait
-//! (most built-in jobs never do). monoio's timers keep the waker of their first poll: a timer
-//! registers a waker only when it has none. A deadline a job armed during its first poll would
-//! therefore wake the dispatcher, not the job's task, and the job would never see it fire. So the
-//! first poll runs under a forwarding waker, which wakes whatever task runs the job afterwards.
+//! (most built-in jobs never do). monoio's timers keep the waker of their first poll, so a
+//! deadline a job armed during its first poll would wake the dispatcher, not the job's task, and
+//! the job would never see it fire. So the first poll runs under a forwarding waker
+//! (`sync::forward`), which wakes whatever task runs the job afterwards.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Wake, Waker};
+use std::sync::Arc;
+use std::task::{Context, Waker};
 
-/// Where the wakes of a job's first poll go: nowhere while it runs in place (the task that
-/// takes it over polls it once anyway), then to that task.
-#[derive(Default)]
-pub(super) struct Forward(Mutex<Option<Waker>>);
-
-impl Forward {
-    fn target(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Wake for Forward {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(task) = &*self.target() {
-            task.wake_by_ref();
-        }
-    }
-}
+use crate::sync::forward::Forward;
 
 /// Polls `job` once here; if it has to wait, spawns a task that runs it to its end and returns
 /// `true`. `spare` is a forwarder no job holds any more, kept between calls so a job that ends
@@ -53,13 +32,13 @@ where
     }
     monoio::spawn(async move {
         poll_fn(|cx| {
-            {
-                let mut target = forward.target();
-                if !target.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                    *target = Some(cx.waker().clone());
-                }
+            forward.follow(cx.waker());
+            let polled = job.as_mut().poll(cx);
+            if polled.is_ready() {
+                // A timer the job left registered must not keep this task alive.
+                forward.release();
             }
-            job.as_mut().poll(cx)
+            polled
         })
         .await;
     });

@@ -22,7 +22,7 @@ use crate::backoff::Jitter;
 use crate::clock::Timestamp;
 use crate::config::WorkerConfig;
 use crate::metrics::{ShardMetrics, WorkerError};
-use crate::sync::deadline::{Deadline, TimedOut};
+use crate::sync::deadline::TimedOut;
 use crate::sync::notify::Notify;
 use crate::sync::shutdown::Shutdown;
 
@@ -317,7 +317,16 @@ where
         Poll::Pending => {
             on_pending().await;
             let left = deadline.saturating_sub(started.elapsed());
-            Deadline::default().run(left, work).await
+            // A timer of its own, polled first in place (where `in_place` forwards its wakes);
+            // boxed, so a job that never waits does not carry its 128-byte alignment.
+            let mut timer = Box::pin(monoio::time::sleep(left));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(out));
+                }
+                timer.as_mut().poll(cx).map(|()| Err(TimedOut))
+            })
+            .await
         }
     }
 }
