@@ -66,7 +66,8 @@ impl Timestamp {
 impl Timestamp {
     /// An HTTP-date (RFC 9110 §5.6.7) in any of its three forms: IMF-fixdate
     /// (`Sun, 06 Nov 1994 08:49:37 GMT`), the obsolete RFC 850 form (`Sunday, 06-Nov-94
-    /// 08:49:37 GMT`, a two-digit year more than 50 years after `now` read as the century before)
+    /// 08:49:37 GMT`, its two-digit year the one within 50 years of `now`, never more than 50
+    /// years ahead)
     /// and asctime (`Sun Nov  6 08:49:37 1994`). `None` for anything else.
     pub fn parse_http_date(text: &str, now: Timestamp) -> Option<Timestamp> {
         let t = text.trim().as_bytes();
@@ -82,9 +83,12 @@ impl Timestamp {
                 [d0, d1, b'-', m0, m1, m2, b'-', y0, y1, b' ', _, _, b':', _, _, b':', _, _] => {
                     let yy = number(&[*y0, *y1])?;
                     let (this_year, _, _) = civil_from_days((now.0 / 86_400_000_000) as i64);
+                    // The year with those two digits within 50 years of now, the past on a tie.
                     let mut year = this_year as u32 / 100 * 100 + yy;
                     if i64::from(year) > this_year + 50 {
                         year -= 100;
+                    } else if i64::from(year) <= this_year - 50 {
+                        year += 100;
                     }
                     (year, month(&[*m0, *m1, *m2])?, number(&[*d0, *d1])?, &rest[10..])
                 }
@@ -257,10 +261,21 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse_http_date(text, now), sunday, "{text:?}");
         }
-        // A two-digit year up to 50 years ahead stays in this century.
+        // A two-digit year up to 50 years ahead stays in this century; further, the one before.
+        let jan1 = |text: &str, now| Timestamp::parse_http_date(text, now).map(|t| t.http_date());
         assert_eq!(
-            Timestamp::parse_http_date("Thursday, 01-Jan-70 00:00:00 GMT", now),
-            Some(Timestamp(3_155_760_000_000_000))
+            jan1("Thursday, 01-Jan-70 00:00:00 GMT", now),
+            Some(*b"Wed, 01 Jan 2070 00:00:00 GMT")
+        );
+        assert_eq!(
+            jan1("Thursday, 01-Jan-77 00:00:00 GMT", now),
+            Some(*b"Sat, 01 Jan 1977 00:00:00 GMT")
+        );
+        // From 2060, "10" is 2110, not 2010.
+        let in_2060 = Timestamp(2_840_140_800_000_000);
+        assert_eq!(
+            jan1("Friday, 01-Jan-10 00:00:00 GMT", in_2060),
+            Some(*b"Wed, 01 Jan 2110 00:00:00 GMT")
         );
         // What the formatter writes parses back, across leap days and centuries.
         for micros in [0, 951_782_400_000_000, 1_795_689_000_000_000, 4_102_444_799_000_000] {

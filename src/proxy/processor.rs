@@ -162,15 +162,14 @@ fn forwarded_headers(raw: Option<&[u8]>) -> Result<Vec<(String, String)>, Proces
 /// `Retry-After` as seconds or as an HTTP-date (the time left until it by the wall clock at
 /// `now`), at most an hour.
 fn retry_after(resp: &UpstreamResponse, now: Timestamp) -> Option<Duration> {
-    let v = std::str::from_utf8(resp.header("retry-after")?).ok()?;
-    let delay = match v.trim().parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let at = Timestamp::parse_http_date(v, now)?;
-            Duration::from_micros(at.0.saturating_sub(now.0))
-        }
-    };
-    Some(delay.min(Duration::from_secs(3600)))
+    let v = std::str::from_utf8(resp.header("retry-after")?).ok()?.trim();
+    let hour = Duration::from_secs(3600);
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // delay-seconds = 1*DIGIT: too many digits for a u64 is still "later than an hour".
+        return Some(v.parse().map_or(hour, Duration::from_secs).min(hour));
+    }
+    let at = Timestamp::parse_http_date(v, now)?;
+    Some(Duration::from_micros(at.0.saturating_sub(now.0)).min(hour))
 }
 
 /// The job's output from an upstream answer: a JSON body as the result, any other body as
@@ -389,6 +388,8 @@ mod tests {
             Some(Duration::from_millis(9750))
         );
         assert_eq!(after("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO), "past");
+        assert_eq!(after("99999999999999999999999"), Some(Duration::from_secs(3600)));
+        assert_eq!(after("+5"), None, "digits only");
         assert_eq!(after("soon"), None);
         assert_eq!(retry_after(&resp(503, &[], b""), now), None);
     }

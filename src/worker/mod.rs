@@ -38,8 +38,10 @@ impl Output {
     }
 }
 
-/// Why processing failed.
+/// Why processing failed. Built with [`ProcessError::retryable`] or [`ProcessError::permanent`],
+/// then [`ProcessError::after`] and [`ProcessError::with_status_code`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProcessError {
     /// Shown to the client as the request's `error`.
     pub message: String,

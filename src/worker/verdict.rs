@@ -85,10 +85,6 @@ pub(crate) fn judge(
             retry_after,
             status_code,
         }) => {
-            let outcome = |error| Outcome {
-                status_code,
-                ..outcome(error)
-            };
             if retryable && attempt <= policy.max_retries {
                 let backoff = retry_delay(attempt, policy.delay_base, policy.delay_max, jitter);
                 // A processor's least delay counts up to an hour (or the longest backoff).
@@ -104,7 +100,12 @@ pub(crate) fn judge(
             } else {
                 DlqReason::NonRetryable
             };
-            settled(Settlement::DeadLettered(outcome(Some(message)), reason))
+            // API.md: FAILED "with the last status and error".
+            let failed = Outcome {
+                status_code,
+                ..outcome(Some(message))
+            };
+            settled(Settlement::DeadLettered(failed, reason))
         }
         Ran::TimedOut => settled(Settlement::TimedOut(outcome(Some(deadline_message(
             deadline,
@@ -209,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_failures_status_code_is_kept_when_it_ends_the_request() {
+    fn a_failed_request_keeps_its_last_status_code() {
         let busy = || Ran::Failed(ProcessError::retryable("answered 503").with_status_code(503));
         let last = POLICY.max_retries + 1;
         let v = judge(busy(), last, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
@@ -217,11 +218,12 @@ mod tests {
             panic!("{v:?}")
         };
         assert_eq!((o.status_code, o.error.as_deref()), (Some(503), Some("answered 503")));
+        // TIMEOUT names the deadline, not an attempt's status.
         let v = judge(busy(), 1, DEADLINE, Duration::ZERO, &POLICY, 0.0, TIMING);
         let Settlement::TimedOut(o) = v.settlement else {
             panic!("{v:?}")
         };
-        assert_eq!(o.status_code, Some(503));
+        assert_eq!(o.status_code, None);
         let v = judge(fail(false), 1, DEADLINE, BUDGET, &POLICY, 0.0, TIMING);
         let Settlement::DeadLettered(o, _) = v.settlement else {
             panic!("{v:?}")
