@@ -297,7 +297,7 @@ fn unknown_endpoints_are_refused_and_names_are_case_insensitive() {
 
 /// Every path a request with a secret can take, logged at trace level: success, retried
 /// statuses, a response over the limit (dead-lettered), an unreachable upstream (retried, then
-/// dead-lettered). The secret is in none of the log lines.
+/// dead-lettered). The secret is in none of the log lines, nor in `/metrics`.
 #[test]
 fn secrets_stay_out_of_the_logs_on_every_path() {
     let s = start_with(&["--log-level", "trace", "--worker.max_retries", "1"]);
@@ -316,6 +316,12 @@ fn secrets_stay_out_of_the_logs_on_every_path() {
     );
     let all = logs.join("\n") + &s.broker.stderr_lines().join("\n");
     assert!(!all.contains(TOKEN), "the token is in the logs");
+    let metrics = c.get("/metrics").text();
+    assert!(
+        metrics.contains("openhqm_proxy_requests_total{endpoint=\"down\",code=\"connect_error\"}"),
+        "the calls above are in /metrics"
+    );
+    assert!(!metrics.contains(TOKEN), "the token is in /metrics");
     let basic = base64_of(&format!("broker:{TOKEN}"));
     assert!(
         !all.contains(&basic),

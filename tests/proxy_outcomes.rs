@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,14 @@ struct Setup {
 fn start() -> Setup {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
+    let flips = AtomicUsize::new(0);
     let upstream = Upstream::start(move |_, req| {
         s.lock().unwrap().push(req.clone());
         match req.line.split(' ').nth(1).unwrap_or("") {
             "/echo" => Reply::json(200, std::str::from_utf8(&req.body).unwrap()),
+            // Answers the first call, then hangs.
+            "/flip" if flips.fetch_add(1, Ordering::SeqCst) == 0 => Reply::json(200, "{}"),
+            "/flip" => Reply::After(Duration::from_secs(30), Box::new(Reply::json(200, "{}"))),
             "/slow" => Reply::After(Duration::from_secs(30), Box::new(Reply::json(200, "{}"))),
             "/busy" => Reply::json(503, r#"{"busy":true}"#),
             "/reset" => Reply::Reset,
@@ -76,6 +81,7 @@ fn start() -> Setup {
         ("put", url("/echo"), "method = \"PUT\""),
         ("down", format!("http://{down}/"), ""),
         ("slow", url("/slow"), "timeout_seconds = 0.2"),
+        ("flip", url("/flip"), "timeout_seconds = 0.2"),
         ("slowlong", url("/slow"), ""),
         ("busy", url("/busy"), ""),
         ("reset", url("/reset"), ""),
@@ -246,7 +252,12 @@ fn retried_failures_are_counted_then_dead_lettered_with_the_last_status() {
         assert!(message.contains(error), "{endpoint}: {message}");
         assert_eq!(v["status_code"].as_u64(), status_code, "{v}");
         if endpoint != "down" {
-            assert_eq!(s.seen_for(&id).len(), 3, "{endpoint}: three attempts");
+            // The upstream records a request on its own thread, maybe after the attempt ended.
+            wait_until(
+                Instant::now() + Duration::from_secs(10),
+                &format!("{endpoint}: three attempts at the upstream"),
+                || s.seen_for(&id).len() == 3,
+            );
         }
         assert_eq!(s.calls(endpoint, code), Some(3.0), "{endpoint}");
         let dead = s
@@ -256,6 +267,19 @@ fn retried_failures_are_counted_then_dead_lettered_with_the_last_status() {
         assert_eq!(dead["attempts"], 3, "{dead}");
         assert_eq!(dead["error"], message);
     }
+}
+
+/// The attempt timeout holds on a reused keep-alive connection too: its timer, first armed for
+/// an earlier job's call, wakes the job that uses the connection now.
+#[test]
+fn the_attempt_timeout_holds_on_a_reused_connection() {
+    let s = start();
+    let mut c = s.broker.client();
+    let (_, v) = final_of(&mut c, &on("flip"));
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    let (_, v) = final_of(&mut c, &on("flip"));
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert_eq!(s.calls("flip", "timeout"), Some(3.0));
 }
 
 /// `metadata.timeout` ends the request while its upstream call is still running (the upstream
@@ -270,7 +294,12 @@ fn metadata_timeout_ends_a_call_in_progress() {
     );
     assert_eq!(v["status"], "TIMEOUT", "{v}");
     assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
-    assert_eq!(s.seen_for(&id).len(), 1);
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "the call at the upstream",
+        || !s.seen_for(&id).is_empty(),
+    );
+    assert_eq!(s.seen_for(&id).len(), 1, "not retried");
 }
 
 #[test]
