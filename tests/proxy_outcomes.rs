@@ -48,6 +48,18 @@ fn start() -> Setup {
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"closed\":true}"
                     .to_vec(),
             ),
+            "/huge-chunked" => {
+                let chunk = format!("{:x}\r\n{}\r\n", 1000, "x".repeat(1000));
+                let body = format!("{}0\r\n\r\n", chunk.repeat(5));
+                Reply::Raw(
+                    format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{body}")
+                        .into_bytes(),
+                )
+            }
+            "/huge-close" => Reply::RawThenClose(
+                format!("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{}", "x".repeat(5000))
+                    .into_bytes(),
+            ),
             _ => Reply::json(404, "{}"),
         }
     });
@@ -88,10 +100,12 @@ fn start() -> Setup {
         ("chunked", url("/chunked"), ""),
         ("close", url("/close"), ""),
         ("gated", format!("http://{}/", gated.addr), ""),
+        ("hugechunked", url("/huge-chunked"), ""),
+        ("hugeclose", url("/huge-close"), ""),
     ];
     let mut toml = String::from(
         "[worker]\nretry_delay_base = 0.01\nretry_delay_max = 0.02\nmax_retries = 2\n\n\
-         [proxy]\nenabled = true\nforward_headers = [\"X-Tenant\"]\n\n",
+         [proxy]\nenabled = true\nforward_headers = [\"X-Tenant\"]\nmax_response_bytes = 2000\n\n",
     );
     for (name, url, extra) in endpoints {
         let extra = extra.replace('K', KEY);
@@ -313,6 +327,21 @@ fn chunked_and_close_delimited_answers_over_a_real_socket() {
         let (_, v) = final_of(&mut c, &on("close"));
         assert_eq!(v["status"], "COMPLETED", "{v}");
         assert_eq!(v["result"], serde_json::json!({"closed": true}), "{v}");
+    }
+}
+
+/// `max_response_bytes` (2,000 here) holds for chunked and close-delimited bodies too (5,000
+/// bytes each): `FAILED` at once, not retried.
+#[test]
+fn the_size_limit_holds_for_every_framing() {
+    let s = start();
+    let mut c = s.broker.client();
+    for endpoint in ["hugechunked", "hugeclose"] {
+        let (id, v) = final_of(&mut c, &on(endpoint));
+        assert_eq!(v["status"], "FAILED", "{endpoint}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("too large"), "{v}");
+        assert_eq!(s.seen_for(&id).len(), 1, "{endpoint}: not retried");
+        assert_eq!(s.calls(endpoint, "too_large"), Some(1.0));
     }
 }
 
