@@ -83,7 +83,7 @@ impl Timestamp {
                 [d0, d1, b'-', m0, m1, m2, b'-', y0, y1, b' ', _, _, b':', _, _, b':', _, _] => {
                     let yy = number(&[*y0, *y1])?;
                     let (this_year, _, _) = civil_from_days((now.0 / 86_400_000_000) as i64);
-                    // The year with those two digits within 50 years of now, the past on a tie.
+                    // The year with those two digits within 50 years of now, the future on a tie.
                     let mut year = this_year as u32 / 100 * 100 + yy;
                     if i64::from(year) > this_year + 50 {
                         year -= 100;

@@ -22,7 +22,7 @@ struct Setup {
     seen: Arc<Mutex<Vec<Seen>>>,
     gate: Gate,
     gated: Upstream,
-    _upstream: Upstream,
+    upstream: Upstream,
 }
 
 fn start() -> Setup {
@@ -93,7 +93,7 @@ fn start() -> Setup {
         ("put", url("/echo"), "method = \"PUT\""),
         ("down", format!("http://{down}/"), ""),
         ("slow", url("/slow"), "timeout_seconds = 0.2"),
-        ("flip", url("/flip"), "timeout_seconds = 0.2"),
+        ("flip", url("/flip"), "timeout_seconds = 1"),
         ("slowlong", url("/slow"), ""),
         ("busy", url("/busy"), ""),
         ("reset", url("/reset"), ""),
@@ -128,7 +128,7 @@ fn start() -> Setup {
         seen,
         gate,
         gated,
-        _upstream: upstream,
+        upstream,
     }
 }
 
@@ -284,7 +284,7 @@ fn retried_failures_are_counted_then_dead_lettered_with_the_last_status() {
 }
 
 /// The attempt timeout holds on a reused keep-alive connection too: its timer, first armed for
-/// an earlier job's call, wakes the job that uses the connection now.
+/// an earlier job's call and not yet fired (1 s), wakes the job that uses the connection now.
 #[test]
 fn the_attempt_timeout_holds_on_a_reused_connection() {
     let s = start();
@@ -294,6 +294,8 @@ fn the_attempt_timeout_holds_on_a_reused_connection() {
     let (_, v) = final_of(&mut c, &on("flip"));
     assert_eq!(v["status"], "FAILED", "{v}");
     assert_eq!(s.calls("flip", "timeout"), Some(3.0));
+    // The first attempt reused the first job's connection; each retry opened one.
+    assert_eq!(s.upstream.connections(), 3);
 }
 
 /// `metadata.timeout` ends the request while its upstream call is still running (the upstream

@@ -100,7 +100,7 @@ pub(crate) fn judge(
             } else {
                 DlqReason::NonRetryable
             };
-            // API.md: FAILED "with the last status and error".
+            // The proxy contract (docs/proxy.md): FAILED with the last status and error.
             let failed = Outcome {
                 status_code,
                 ..outcome(Some(message))
