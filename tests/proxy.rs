@@ -182,25 +182,11 @@ endpoint = "text"
     }
 }
 
-fn submit(client: &mut Client, body: &str) -> String {
-    let r = client.post_json("/api/v1/submit", body);
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["correlation_id"].as_str().unwrap().to_owned()
-}
-
-fn final_of(client: &mut Client, body: &str) -> (String, serde_json::Value) {
-    let id = submit(client, body);
-    let v = wait_final(client, &id, Instant::now() + Duration::from_secs(20)).json();
-    (id, v)
-}
-
 #[test]
 fn forwards_the_payload_with_the_headers_the_rules_allow() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
-    let (id, v) = final_of(
-        &mut c,
-        r#"{"payload":{"a":[1,2],"b":"é"},"headers":{"X-Tenant":"t1","X-Secret":"no","Authorization":"Bearer client","X-Other":"x"},"metadata":{"endpoint":"echo"}}"#,
+    let (id, v) = c.submit_until_final(r#"{"payload":{"a":[1,2],"b":"é"},"headers":{"X-Tenant":"t1","X-Secret":"no","Authorization":"Bearer client","X-Other":"x"},"metadata":{"endpoint":"echo"}}"#,
     );
     assert_eq!(v["status"], "COMPLETED", "{v}");
     assert_eq!(v["result"], serde_json::json!({"a": [1, 2], "b": "é"}));
@@ -232,7 +218,7 @@ fn forwards_the_payload_with_the_headers_the_rules_allow() {
 fn retry_on_statuses_are_retried_then_complete() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
-    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"flaky"}}"#);
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"flaky"}}"#);
     assert_eq!(v["status"], "COMPLETED", "{v}");
     assert_eq!(v["result"], serde_json::json!({"ok": true}));
     assert_eq!(
@@ -246,21 +232,18 @@ fn retry_on_statuses_are_retried_then_complete() {
 fn other_bodies_and_statuses_map_as_the_contract_says() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
-    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"text"}}"#);
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"text"}}"#);
     assert_eq!(
         v["result"],
         serde_json::json!({"response": "hello", "content_type": "text/plain"})
     );
-    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"binary"}}"#);
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"binary"}}"#);
     assert_eq!(
         v["result"],
         serde_json::json!({"response": "//4=", "encoding": "base64", "content_type": null})
     );
     // Not in retry_on: completed, with the upstream's status; the method comes from the endpoint.
-    let (_, v) = final_of(
-        &mut c,
-        r#"{"payload":{},"metadata":{"endpoint":"missing"}}"#,
-    );
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"missing"}}"#);
     assert_eq!(
         (v["status"].as_str(), v["status_code"].as_u64()),
         (Some("COMPLETED"), Some(404))
@@ -273,7 +256,7 @@ fn other_bodies_and_statuses_map_as_the_contract_says() {
         .any(|r| r.line == "GET /missing HTTP/1.1"));
     // Over max_response_bytes: failed at once, no retry.
     let before = s.upstream.requests();
-    let (_, v) = final_of(&mut c, r#"{"payload":{},"metadata":{"endpoint":"huge"}}"#);
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"huge"}}"#);
     assert_eq!(v["status"], "FAILED", "{v}");
     assert!(v["error"].as_str().unwrap().contains("too large"), "{v}");
     assert_eq!(s.upstream.requests(), before + 1);
@@ -288,10 +271,7 @@ fn unknown_endpoints_are_refused_and_names_are_case_insensitive() {
         r#"{"payload":{},"metadata":{"endpoint":"nowhere"}}"#,
     );
     assert_eq!(r.status, 422, "{}", r.text());
-    let (_, v) = final_of(
-        &mut c,
-        r#"{"payload":{"x":1},"metadata":{"endpoint":"Echo"}}"#,
-    );
+    let (_, v) = c.submit_until_final(r#"{"payload":{"x":1},"metadata":{"endpoint":"Echo"}}"#);
     assert_eq!(v["result"], serde_json::json!({"x": 1}), "{v}");
 }
 
@@ -304,7 +284,7 @@ fn secrets_stay_out_of_the_logs_on_every_path() {
     let mut c = Client::connect(s.broker.addr);
     for endpoint in ["echo", "flaky", "huge", "down"] {
         let body = format!(r#"{{"payload":{{}},"metadata":{{"endpoint":"{endpoint}"}}}}"#);
-        let (_, v) = final_of(&mut c, &body);
+        let (_, v) = c.submit_until_final(&body);
         assert!(v["status"] == "COMPLETED" || v["status"] == "FAILED", "{v}");
         assert!(!v.to_string().contains(TOKEN), "{v}");
     }
@@ -346,10 +326,7 @@ fn base64_of(s: &str) -> String {
 fn retry_after_is_the_least_delay() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
-    let (_, v) = final_of(
-        &mut c,
-        r#"{"payload":{},"metadata":{"endpoint":"limited"}}"#,
-    );
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"limited"}}"#);
     assert_eq!(v["result"], serde_json::json!({"late": true}), "{v}");
     let arrivals = s.limited.lock().unwrap();
     assert_eq!(arrivals.len(), 2);
@@ -364,10 +341,8 @@ fn retry_after_is_the_least_delay() {
 fn the_deadline_bounds_all_attempts_together() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
-    let (_, v) = final_of(
-        &mut c,
-        r#"{"payload":{},"metadata":{"endpoint":"busy","timeout":0.03}}"#,
-    );
+    let (_, v) =
+        c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"busy","timeout":0.03}}"#);
     assert_eq!(v["status"], "TIMEOUT", "{v}");
     assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
 }
@@ -377,20 +352,16 @@ fn routes_pick_the_endpoint_before_metadata_endpoint() {
     let s = start();
     let mut c = Client::connect(s.broker.addr);
     // The tenant route (priority 10) wins over the header route and over metadata.endpoint.
-    let (_, v) = final_of(
-        &mut c,
-        r#"{"payload":{},"headers":{"X-Route":"binary"},"metadata":{"tenant":"texty","endpoint":"echo"}}"#,
+    let (_, v) = c.submit_until_final(r#"{"payload":{},"headers":{"X-Route":"binary"},"metadata":{"tenant":"texty","endpoint":"echo"}}"#,
     );
     assert_eq!(v["result"]["response"], "hello", "{v}");
     // The header route, its field matched case-insensitively, by pattern.
-    let (_, v) = final_of(
-        &mut c,
+    let (_, v) = c.submit_until_final(
         r#"{"payload":{},"headers":{"X-ROUTE":"binary-please"},"metadata":{"endpoint":"echo"}}"#,
     );
     assert_eq!(v["result"]["encoding"], "base64", "{v}");
     // No route matches: metadata.endpoint.
-    let (_, v) = final_of(
-        &mut c,
+    let (_, v) = c.submit_until_final(
         r#"{"payload":{"plain":1},"metadata":{"tenant":"other","endpoint":"echo"}}"#,
     );
     assert_eq!(v["result"], serde_json::json!({"plain": 1}), "{v}");
@@ -462,7 +433,7 @@ fn a_broker_killed_during_the_upstream_call_delivers_the_job_again() {
     ];
     let mut broker = Broker::start_on_redis(&redis, &flags);
     let port = broker.addr.port();
-    let id = submit(&mut broker.client(), r#"{"payload":{"n":1}}"#);
+    let id = broker.client().submit_body(r#"{"payload":{"n":1}}"#);
     wait_until(
         Instant::now() + Duration::from_secs(10),
         "the upstream to receive the first delivery",

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::upstream::{Gate, Reply, Seen, Upstream};
-use common::{metric, wait_final, wait_until, Broker, Client};
+use common::{metric, wait_final, wait_until, Broker};
 
 const KEY: &str = "k3y-for-the-upstream";
 
@@ -132,18 +132,6 @@ fn start() -> Setup {
     }
 }
 
-fn submit(c: &mut Client, body: &str) -> String {
-    let r = c.post_json("/api/v1/submit", body);
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["correlation_id"].as_str().unwrap().to_owned()
-}
-
-fn final_of(c: &mut Client, body: &str) -> (String, serde_json::Value) {
-    let id = submit(c, body);
-    let v = wait_final(c, &id, Instant::now() + Duration::from_secs(20)).json();
-    (id, v)
-}
-
 fn on(endpoint: &str) -> String {
     format!(r#"{{"payload":{{"n":1}},"metadata":{{"endpoint":"{endpoint}"}}}}"#)
 }
@@ -187,7 +175,7 @@ fn every_auth_type_reaches_the_upstream_as_configured() {
         ("custom", "x-custom-auth", KEY.to_owned()),
         ("basic", "authorization", format!("Basic {basic}")),
     ] {
-        let (id, v) = final_of(&mut c, &on(endpoint));
+        let (id, v) = c.submit_until_final(&on(endpoint));
         assert_eq!(v["status"], "COMPLETED", "{v}");
         let seen = s.seen_for(&id);
         assert_eq!(seen.len(), 1, "{endpoint}");
@@ -205,9 +193,7 @@ fn every_auth_type_reaches_the_upstream_as_configured() {
 fn a_forwarded_header_replaces_the_endpoint_header_of_that_name() {
     let s = start();
     let mut c = s.broker.client();
-    let (id, _) = final_of(
-        &mut c,
-        r#"{"payload":{},"headers":{"x-tenant":"from-the-client"},"metadata":{"endpoint":"layered"}}"#,
+    let (id, _) = c.submit_until_final(r#"{"payload":{},"headers":{"x-tenant":"from-the-client"},"metadata":{"endpoint":"layered"}}"#,
     );
     let seen = &s.seen_for(&id)[0];
     let tenants: Vec<&String> = seen
@@ -218,7 +204,7 @@ fn a_forwarded_header_replaces_the_endpoint_header_of_that_name() {
     assert_eq!(tenants, ["x-tenant: from-the-client"], "{:?}", seen.headers);
     assert_eq!(seen.header("x-source"), Some("openhqm"));
     // Without the client's header the endpoint's is sent.
-    let (id, _) = final_of(&mut c, &on("layered"));
+    let (id, _) = c.submit_until_final(&on("layered"));
     assert_eq!(
         s.seen_for(&id)[0].header("x-tenant"),
         Some("from-the-endpoint")
@@ -230,20 +216,16 @@ fn the_method_is_metadata_method_then_the_routes_then_the_endpoints() {
     let s = start();
     let mut c = s.broker.client();
     let line = |id: &str| s.seen_for(id)[0].line.clone();
-    let (id, _) = final_of(&mut c, &on("put"));
+    let (id, _) = c.submit_until_final(&on("put"));
     assert_eq!(line(&id), "PUT /echo HTTP/1.1");
-    let (id, _) = final_of(
-        &mut c,
-        r#"{"payload":{},"metadata":{"endpoint":"put","method":"DELETE"}}"#,
-    );
+    let (id, _) =
+        c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"put","method":"DELETE"}}"#);
     assert_eq!(line(&id), "DELETE /echo HTTP/1.1");
     // The route names its endpoint in another case and sets the method.
-    let (id, _) = final_of(&mut c, r#"{"payload":{},"metadata":{"kind":"patchy"}}"#);
+    let (id, _) = c.submit_until_final(r#"{"payload":{},"metadata":{"kind":"patchy"}}"#);
     assert_eq!(line(&id), "PATCH /echo HTTP/1.1");
-    let (id, _) = final_of(
-        &mut c,
-        r#"{"payload":{},"metadata":{"kind":"patchy","method":"POST"}}"#,
-    );
+    let (id, _) =
+        c.submit_until_final(r#"{"payload":{},"metadata":{"kind":"patchy","method":"POST"}}"#);
     assert_eq!(line(&id), "POST /echo HTTP/1.1");
 }
 
@@ -260,7 +242,7 @@ fn retried_failures_are_counted_then_dead_lettered_with_the_last_status() {
         ("reset", "io_error", "connection failed", None),
         ("busy", "503", "answered 503", Some(503u64)),
     ] {
-        let (id, v) = final_of(&mut c, &on(endpoint));
+        let (id, v) = c.submit_until_final(&on(endpoint));
         assert_eq!(v["status"], "FAILED", "{endpoint}: {v}");
         let message = v["error"].as_str().unwrap();
         assert!(message.contains(error), "{endpoint}: {message}");
@@ -289,9 +271,9 @@ fn retried_failures_are_counted_then_dead_lettered_with_the_last_status() {
 fn the_attempt_timeout_holds_on_a_reused_connection() {
     let s = start();
     let mut c = s.broker.client();
-    let (_, v) = final_of(&mut c, &on("flip"));
+    let (_, v) = c.submit_until_final(&on("flip"));
     assert_eq!(v["status"], "COMPLETED", "{v}");
-    let (_, v) = final_of(&mut c, &on("flip"));
+    let (_, v) = c.submit_until_final(&on("flip"));
     assert_eq!(v["status"], "FAILED", "{v}");
     assert_eq!(s.calls("flip", "timeout"), Some(3.0));
     // The first attempt reused the first job's connection; each retry opened one.
@@ -304,10 +286,8 @@ fn the_attempt_timeout_holds_on_a_reused_connection() {
 fn metadata_timeout_ends_a_call_in_progress() {
     let s = start();
     let mut c = s.broker.client();
-    let (id, v) = final_of(
-        &mut c,
-        r#"{"payload":{},"metadata":{"endpoint":"slowlong","timeout":0.3}}"#,
-    );
+    let (id, v) =
+        c.submit_until_final(r#"{"payload":{},"metadata":{"endpoint":"slowlong","timeout":0.3}}"#);
     assert_eq!(v["status"], "TIMEOUT", "{v}");
     assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
     wait_until(
@@ -322,11 +302,11 @@ fn metadata_timeout_ends_a_call_in_progress() {
 fn chunked_and_close_delimited_answers_over_a_real_socket() {
     let s = start();
     let mut c = s.broker.client();
-    let (_, v) = final_of(&mut c, &on("chunked"));
+    let (_, v) = c.submit_until_final(&on("chunked"));
     assert_eq!(v["result"], serde_json::json!({"a": [1, 2]}), "{v}");
     // Twice: the second call cannot reuse the closed connection and opens another.
     for _ in 0..2 {
-        let (_, v) = final_of(&mut c, &on("close"));
+        let (_, v) = c.submit_until_final(&on("close"));
         assert_eq!(v["status"], "COMPLETED", "{v}");
         assert_eq!(v["result"], serde_json::json!({"closed": true}), "{v}");
     }
@@ -339,7 +319,7 @@ fn the_size_limit_holds_for_every_framing() {
     let s = start();
     let mut c = s.broker.client();
     for endpoint in ["hugechunked", "hugeclose"] {
-        let (id, v) = final_of(&mut c, &on(endpoint));
+        let (id, v) = c.submit_until_final(&on(endpoint));
         assert_eq!(v["status"], "FAILED", "{endpoint}: {v}");
         assert!(v["error"].as_str().unwrap().contains("too large"), "{v}");
         assert_eq!(s.seen_for(&id).len(), 1, "{endpoint}: not retried");
@@ -353,15 +333,15 @@ fn the_size_limit_holds_for_every_framing() {
 fn a_slow_upstream_does_not_hold_up_its_shard() {
     let s = start();
     let mut c = s.broker.client();
-    let held: Vec<String> = (0..4).map(|_| submit(&mut c, &on("gated"))).collect();
+    let held: Vec<String> = (0..4).map(|_| c.submit_body(&on("gated"))).collect();
     wait_until(
         Instant::now() + Duration::from_secs(10),
         "the four calls to reach the gated upstream",
         || s.gated.requests() == 4,
     );
-    let (_, v) = final_of(&mut c, &on("chunked"));
+    let (_, v) = c.submit_until_final(&on("chunked"));
     assert_eq!(v["status"], "COMPLETED", "{v}");
-    let (_, v) = final_of(&mut c, r#"{"payload":{"operation":"echo","data":"x"}}"#);
+    let (_, v) = c.submit_until_final(r#"{"payload":{"operation":"echo","data":"x"}}"#);
     assert_eq!(v["status"], "COMPLETED", "{v}");
     for id in &held {
         let r = c.get(&format!("/api/v1/status/{id}"));
@@ -396,7 +376,7 @@ fn in_redis_mode_the_lease_is_renewed_while_the_upstream_call_runs() {
     let first = Broker::start_on_redis(&redis, &flags);
     let _second = Broker::start_on_redis(&redis, &flags);
     let mut c = first.client();
-    let id = submit(&mut c, r#"{"payload":{"n":1}}"#);
+    let id = c.submit_body(r#"{"payload":{"n":1}}"#);
     wait_until(
         Instant::now() + Duration::from_secs(10),
         "the call to reach the upstream",

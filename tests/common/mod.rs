@@ -572,6 +572,23 @@ impl Client {
             .to_owned()
     }
 
+    /// Submits `body`, a whole submit body; the correlation id of its 202.
+    pub fn submit_body(&mut self, body: &str) -> String {
+        let r = self.post_json("/api/v1/submit", body);
+        assert_eq!(r.status, 202, "submit {body}: {}", r.text());
+        r.json()["correlation_id"]
+            .as_str()
+            .expect("correlation_id")
+            .to_owned()
+    }
+
+    /// Submits `body` and polls until it is final (20 s at most): its id and final response.
+    pub fn submit_until_final(&mut self, body: &str) -> (String, serde_json::Value) {
+        let id = self.submit_body(body);
+        let v = wait_final(self, &id, Instant::now() + Duration::from_secs(20)).json();
+        (id, v)
+    }
+
     /// Whether the server closes the connection within `within`: EOF or reset, with no further
     /// response bytes. Panics if the server sends more bytes instead.
     pub fn closed_within(&mut self, within: Duration) -> bool {
