@@ -12,6 +12,7 @@ use base64::Engine;
 
 use crate::config::proxy::{AuthType, EndpointConfig, ProxyConfig, Secret};
 use crate::config::ConfigError;
+use crate::upstream::{is_header_name, is_header_value};
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1) or to the framing: never forwarded,
 /// never kept from a response.
@@ -141,7 +142,7 @@ impl Endpoint {
                 "auth_type"
             };
             check_header(h, b"").map_err(|m| ConfigError(format!("{}: {m}", key(k))))?;
-            if v.0.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if !is_header_value(v.0.as_bytes()) {
                 // The message names the key, never the value.
                 return Err(ConfigError(format!(
                     "{}: the secret holds a line break or NUL",
@@ -203,15 +204,14 @@ impl Endpoint {
 /// the client sets itself (`Host` comes from the URL, the framing headers from the body,
 /// `X-Correlation-ID` from the job).
 fn check_header(name: &str, value: &[u8]) -> Result<(), String> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
+    if !is_header_name(name) {
         return Err(format!("{name:?} is not a header name"));
     }
     let lower = name.to_ascii_lowercase();
     if HOP_BY_HOP.contains(&lower.as_str()) || lower == "x-correlation-id" {
         return Err(format!("{name} is set by the broker, not by the configuration"));
     }
-    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    if !is_header_value(value) {
         return Err(format!("the value of {name} holds a line break or NUL"));
     }
     Ok(())

@@ -10,6 +10,6 @@ pub mod resolver;
 pub mod response;
 
 pub use pool::{Exchange, Pool, Tls, UpstreamError};
-pub use request::{encode, UpstreamRequest};
+pub use request::{encode, is_header_name, is_header_value, UpstreamRequest};
 pub use resolver::{system_lookup, Addresses};
 pub use response::UpstreamResponse;

@@ -58,10 +58,9 @@ pub fn encode(req: &UpstreamRequest<'_>, out: &mut BytesMut) -> Result<(), Reque
     }
     for (name, value) in req.headers {
         let owned = ["host", "content-length", "transfer-encoding", "connection"];
-        if name.is_empty()
-            || !name.bytes().all(is_token)
+        if !is_header_name(name)
             || owned.iter().any(|o| name.eq_ignore_ascii_case(o))
-            || value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+            || !is_header_value(value)
         {
             return Err(RequestError::Header((*name).to_owned()));
         }
@@ -83,6 +82,16 @@ pub fn encode(req: &UpstreamRequest<'_>, out: &mut BytesMut) -> Result<(), Reque
     out.put_slice(b"\r\n\r\n");
     out.put_slice(req.body);
     Ok(())
+}
+
+/// A header name this encoder writes: a non-empty RFC 9110 token.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_token)
+}
+
+/// A header value that cannot end its line early: no CR, LF or NUL.
+pub fn is_header_value(value: &[u8]) -> bool {
+    !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
 /// RFC 9110 `tchar`.

@@ -289,9 +289,10 @@ impl RedisQueue {
 
     /// Ends the blocking read in flight at once (`CLIENT UNBLOCK`: it returns what it has, as if
     /// its block ran out), where the blocking connection's id is known and the ACL allows it
-    /// (`CLIENT UNBLOCK` is `@admin`); else it ends within its block. Sent on the command connection: were that on another server than the
-    /// blocking one (a failover between the two connects), the id could name another client
-    /// there, whose blocking command would return early as if timed out.
+    /// (`CLIENT UNBLOCK` is `@admin`); else it ends within its block. Sent on the command
+    /// connection: were that on another server than the blocking one (a failover between the
+    /// two connects), the id could name another client there, whose blocking command would
+    /// return early as if timed out.
     pub(crate) async fn unblock(&self) {
         let conn = self.block.reconnects();
         if let (true, Some((c, Some(id)))) = (self.reading.get(), self.block_id.get()) {
